@@ -1,0 +1,6 @@
+//! servebench: which serving engine, on which GPU, gives the throughput, latency and cost you need?
+//!
+//! See `ARCHITECTURE.md` for the map. Data flows one way:
+//! config → workload/arrival → load → client → records → journal → metrics → cost → report.
+
+pub mod record;

@@ -1,0 +1,194 @@
+//! The vocabulary every stage shares: one request as the client saw it.
+//!
+//! A [`RequestRecord`] holds raw observations only — instants and counts — and nothing derived.
+//! Metrics are computed later by pure functions (`metrics`), so a journal of records is enough
+//! to rebuild every summary (that is what `servebench report --journal` relies on).
+//!
+//! Times are nanoseconds on the monotonic clock since the run's epoch (one `Instant` taken when
+//! the run starts), so records from one run share one timeline with telemetry samples.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a request belongs to the warmup (kept in the journal, out of summaries) or is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Warmup,
+    Measured,
+}
+
+/// Where a request's output token counts came from (best first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenSource {
+    /// Per-event deltas of the server's running usage (vLLM `continuous_usage_stats`).
+    UsageDelta,
+    /// The server's final `usage.completion_tokens`, spread over the text events.
+    UsageFinal,
+    /// No usage from the server: one token per text event (a lower bound when chunks merge tokens).
+    #[default]
+    Events,
+}
+
+/// Why a request failed. Every failure is counted by kind; none is left out of the denominators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FailureKind {
+    /// The connection could not be made (refused, reset before the response, DNS).
+    Connect,
+    /// `--request-timeout` elapsed before the response completed.
+    Timeout,
+    /// The server answered with a non-success HTTP status.
+    Http { status: u16 },
+    /// The server reported an error inside the response (an `event: error` frame, or an
+    /// `{"error": …}` object in a 200 response).
+    ServerError,
+    /// The connection closed mid-response, or the stream ended without `[DONE]`.
+    Disconnect,
+    /// A chunk that is not the JSON it should be.
+    Parse,
+    /// The request was in flight when the run was interrupted (Ctrl-C).
+    Cancelled,
+    /// The request was scheduled but never sent because the run was interrupted.
+    NotSent,
+}
+
+impl FailureKind {
+    /// A stable label for breakdowns, e.g. `http_500`, `timeout`.
+    pub fn label(&self) -> String {
+        match self {
+            FailureKind::Connect => "connect".into(),
+            FailureKind::Timeout => "timeout".into(),
+            FailureKind::Http { status } => format!("http_{status}"),
+            FailureKind::ServerError => "server_error".into(),
+            FailureKind::Disconnect => "disconnect".into(),
+            FailureKind::Parse => "parse".into(),
+            FailureKind::Cancelled => "cancelled".into(),
+            FailureKind::NotSent => "not_sent".into(),
+        }
+    }
+}
+
+/// How a request ended. Failures are data, not errors that unwind a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    Success,
+    Failed {
+        #[serde(flatten)]
+        kind: FailureKind,
+        /// What the server or the transport said, truncated; never contains the API key.
+        message: String,
+    },
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+}
+
+/// Token counts as the server reported them in `usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// One request as the client saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: u64,
+    pub phase: Phase,
+    /// When the load schedule wanted the request sent (open loop: its arrival time; closed loop:
+    /// when its slot freed).
+    pub scheduled_ns: u64,
+    /// When an in-flight slot was granted (equals `scheduled_ns` when no cap made it wait).
+    /// `sent_ns - slot_ns` is the client's own dispatch lag.
+    pub slot_ns: u64,
+    /// When the request was handed to the connection.
+    pub sent_ns: u64,
+    /// Response headers received.
+    pub headers_ns: Option<u64>,
+    /// First event that carried generated text (content or reasoning). A role-only or empty
+    /// delta does not count.
+    pub first_token_ns: Option<u64>,
+    /// First event with non-reasoning content.
+    pub first_content_ns: Option<u64>,
+    /// The last event with generated text (success), or when the failure was seen. The
+    /// usage-only chunk and `[DONE]` do not move it.
+    pub finished_ns: u64,
+    /// Generated-text events: (µs since `sent_ns`, tokens in the event). Token counts are final
+    /// (already resolved from `token_source`).
+    pub events: Vec<(u32, u32)>,
+    /// Prompt tokens the workload planned to send.
+    pub prompt_tokens: u32,
+    /// `max_tokens` the request asked for.
+    pub max_tokens: u32,
+    /// What the server reported, when it did.
+    pub usage: Option<Usage>,
+    /// Output tokens counted by the client from `token_source`.
+    pub output_tokens: u32,
+    pub token_source: TokenSource,
+    pub outcome: Outcome,
+}
+
+impl RequestRecord {
+    /// A record for a request that failed before any response byte arrived.
+    pub fn failed_before_response(
+        id: u64,
+        phase: Phase,
+        times: (u64, u64, u64),
+        at_ns: u64,
+        kind: FailureKind,
+        message: String,
+    ) -> Self {
+        let (scheduled_ns, slot_ns, sent_ns) = times;
+        RequestRecord {
+            id,
+            phase,
+            scheduled_ns,
+            slot_ns,
+            sent_ns,
+            headers_ns: None,
+            first_token_ns: None,
+            first_content_ns: None,
+            finished_ns: at_ns,
+            events: Vec::new(),
+            prompt_tokens: 0,
+            max_tokens: 0,
+            usage: None,
+            output_tokens: 0,
+            token_source: TokenSource::Events,
+            outcome: Outcome::Failed { kind, message },
+        }
+    }
+
+    /// Prompt tokens: the server's count when it gave one, else the planned count.
+    pub fn input_tokens(&self) -> u32 {
+        self.usage
+            .map(|u| u.prompt_tokens)
+            .filter(|&n| n > 0)
+            .unwrap_or(self.prompt_tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_serializes_flat_and_round_trips() {
+        let o = Outcome::Failed {
+            kind: FailureKind::Http { status: 429 },
+            message: "slow down".into(),
+        };
+        let s = serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            s,
+            r#"{"outcome":"failed","kind":"http","status":429,"message":"slow down"}"#
+        );
+        let back: Outcome = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, o);
+    }
+}
