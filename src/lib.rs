@@ -3,4 +3,7 @@
 //! See `ARCHITECTURE.md` for the map. Data flows one way:
 //! config → workload/arrival → load → client → records → journal → metrics → cost → report.
 
+pub mod arrival;
+pub mod load;
 pub mod record;
+pub mod workload;
