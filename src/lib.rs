@@ -6,4 +6,5 @@
 pub mod arrival;
 pub mod load;
 pub mod record;
+pub mod sim;
 pub mod workload;
