@@ -4,7 +4,9 @@
 //! config → workload/arrival → load → client → records → journal → metrics → cost → report.
 
 pub mod arrival;
+pub mod client;
 pub mod load;
+pub mod openai;
 pub mod record;
 pub mod sim;
 pub mod workload;

@@ -1,0 +1,637 @@
+//! One request → one [`RequestRecord`]: the timing points of `metrics.md`, the server's usage,
+//! and the outcome. Nothing here aggregates, prints or takes a lock.
+//!
+//! Timing: the clock is read once per body chunk *as it comes off the socket*, before any
+//! parsing, and every SSE event in that chunk carries that arrival time. Parsing cost therefore
+//! never leaks into TTFT or ITL, and a chunk that carried several events is visible as such.
+//!
+//! Tokens: per text event, from the server's running `usage` when it streams one
+//! (`usage-delta`), else the final `usage.completion_tokens` spread over the text events
+//! (`usage-final`), else one per event (`events`). See [`resolve_tokens`].
+//!
+//! Failures never unwind: [`Client::send`] always returns a record, failed ones with a
+//! [`FailureKind`] and a message that never contains the API key.
+
+use std::error::Error as _;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Url};
+
+use crate::openai::{self, ChunkInfo, Endpoint, Generated, SseEvent, SseParser};
+use crate::record::{FailureKind, Outcome, RequestRecord, TokenSource, Usage};
+
+pub use crate::load::SendContext;
+
+/// How to reach the server. Built once per run.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// `http(s)://host:port`, optionally with a path prefix; a trailing `/v1` is accepted too.
+    pub base_url: String,
+    pub endpoint: Endpoint,
+    /// Sent as `Authorization: Bearer …`; never written to a record, log or error.
+    pub api_key: Option<String>,
+    /// Covers the whole request: connect, headers and the complete body.
+    pub request_timeout: Duration,
+    pub stream: bool,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("base_url", &self.base_url)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("request_timeout", &self.request_timeout)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+/// Why a [`Client`] could not be built (bad configuration, before any request).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid base URL {url:?}: {reason}")]
+    BaseUrl { url: String, reason: String },
+    #[error("the API key is not a valid HTTP header value (control characters or non-ASCII?); check --api-key or OPENAI_API_KEY")]
+    ApiKey,
+    #[error("could not build the HTTP client")]
+    Build(#[source] reqwest::Error),
+}
+
+/// The HTTP client of a run: one connection pool shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    url: Url,
+    headers: HeaderMap,
+    stream: bool,
+    timeout: Duration,
+    /// Kept only to scrub it from error messages.
+    api_key: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url.as_str())
+            .field("stream", &self.inner.stream)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most body bytes read from an error response (enough for any error message).
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// The most body bytes accepted for a non-streamed response.
+const MAX_RESPONSE_BODY: usize = 64 << 20;
+/// After `[DONE]`, how long to wait for the end of the body so the connection goes back to the
+/// pool instead of being closed (a well-behaved server ends it at once).
+const DRAIN_GRACE: Duration = Duration::from_millis(100);
+/// Token events reserved up front; larger answers grow the vector as usual.
+const MAX_RESERVED_EVENTS: u32 = 1 << 16;
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Client, ClientError> {
+        let url = endpoint_url(&opts.base_url, opts.endpoint)?;
+        let loopback = url.host_str().is_some_and(|h| {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            h.eq_ignore_ascii_case("localhost")
+                || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(if opts.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        let api_key = opts.api_key.filter(|k| !k.is_empty());
+        if let Some(key) = &api_key {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ClientError::ApiKey)?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("servebench/", env!("CARGO_PKG_VERSION")))
+            // One stream per connection, as every engine's own benchmark client does; HTTP/2
+            // multiplexing would make results incomparable across servers that lack it.
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // A benchmark measures the URL it was given, not where it redirects.
+            .redirect(reqwest::redirect::Policy::none());
+        if loopback {
+            // A proxy from the environment must not sit between the client and a local server.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(ClientError::Build)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                url,
+                headers,
+                stream: opts.stream,
+                timeout: opts.request_timeout,
+                api_key,
+            }),
+        })
+    }
+
+    /// The full request URL (base URL + endpoint path).
+    pub fn url(&self) -> &str {
+        self.inner.url.as_str()
+    }
+
+    /// Sends one request and records what happened. Never fails: failures are records.
+    ///
+    /// Non-streamed requests have a single event at the arrival of the complete body, so their
+    /// TTFT is the time to the whole answer (there is no earlier token to see).
+    pub async fn send(&self, body: Bytes, ctx: SendContext) -> RequestRecord {
+        let inner = &*self.inner;
+        let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
+        *request.headers_mut() = inner.headers.clone();
+        *request.body_mut() = Some(body.into());
+
+        let sent = Instant::now();
+        let mut ex = Exchange::new(&ctx, sent);
+        let fut = exchange(inner, request, &mut ex);
+        let end = match tokio::time::timeout(inner.timeout, fut).await {
+            Ok(end) => end,
+            Err(_) => {
+                let at = Instant::now();
+                // A request whose `[DONE]` arrived already is complete; only the drain timed out.
+                if ex.done {
+                    End::Ok { at }
+                } else {
+                    End::failed(
+                        at,
+                        FailureKind::Timeout,
+                        format!(
+                            "no complete response within the request timeout of {:?}",
+                            inner.timeout
+                        ),
+                    )
+                }
+            }
+        };
+        ex.into_record(&ctx, end, inner.api_key.as_deref())
+    }
+}
+
+impl crate::load::Sender for Client {
+    fn send(
+        &self,
+        body: Bytes,
+        ctx: SendContext,
+    ) -> impl std::future::Future<Output = RequestRecord> + Send {
+        Client::send(self, body, ctx)
+    }
+}
+
+/// Joins the base URL and the endpoint path, accepting the common spellings of a base URL.
+fn endpoint_url(base: &str, endpoint: Endpoint) -> Result<Url, ClientError> {
+    let bad = |reason: String| ClientError::BaseUrl {
+        url: base.to_string(),
+        reason,
+    };
+    let mut url = Url::parse(base.trim()).map_err(|e| {
+        bad(format!(
+            "{e}; expected something like http://127.0.0.1:8000"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!(
+            "the scheme must be http or https, not {:?}",
+            url.scheme()
+        )));
+    }
+    if url.host().is_none() {
+        return Err(bad("it has no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            "it must not have a query or fragment; pass only scheme, host, port and path prefix"
+                .into(),
+        ));
+    }
+    let mut prefix = url.path().trim_end_matches('/').to_string();
+    // `http://host/v1` (the OpenAI SDK's convention) and a URL that already names the endpoint
+    // both mean the same server.
+    for suffix in [endpoint.path(), "/v1"] {
+        if let Some(p) = prefix.strip_suffix(suffix) {
+            prefix = p.to_string();
+            break;
+        }
+    }
+    url.set_path(&format!("{prefix}{}", endpoint.path()));
+    Ok(url)
+}
+
+/// How an exchange ended (before the record is assembled).
+enum End {
+    Ok { at: Instant },
+    Failed { at: Instant, kind: FailureKind, message: String },
+}
+
+impl End {
+    fn failed(at: Instant, kind: FailureKind, message: String) -> End {
+        End::Failed { at, kind, message }
+    }
+}
+
+/// The observations of one request so far. Lives outside the timed future so that a timeout
+/// keeps what was seen before it.
+struct Exchange {
+    epoch: Instant,
+    sent: Instant,
+    headers: Option<Instant>,
+    first_token: Option<Instant>,
+    first_content: Option<Instant>,
+    last_text: Option<Instant>,
+    /// (µs since sent, running usage at this event or [`NO_USAGE`]); resolved at the end.
+    events: Vec<(u32, u32)>,
+    every_event_has_usage: bool,
+    usage: Option<Usage>,
+    done: bool,
+    failure: Option<(Instant, FailureKind, String)>,
+}
+
+const NO_USAGE: u32 = u32::MAX;
+
+impl Exchange {
+    fn new(ctx: &SendContext, sent: Instant) -> Exchange {
+        Exchange {
+            epoch: ctx.epoch,
+            sent,
+            headers: None,
+            first_token: None,
+            first_content: None,
+            last_text: None,
+            events: Vec::with_capacity(ctx.max_tokens.min(MAX_RESERVED_EVENTS) as usize),
+            every_event_has_usage: true,
+            usage: None,
+            done: false,
+            failure: None,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done || self.failure.is_some()
+    }
+
+    fn fail(&mut self, at: Instant, kind: FailureKind, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some((at, kind, message));
+        }
+    }
+
+    /// One SSE event that arrived (with its chunk) at `at`.
+    fn on_event(&mut self, event: SseEvent<'_>, at: Instant) {
+        if self.finished() {
+            return; // anything after `[DONE]` or a failure does not change the record
+        }
+        match openai::classify_event(event) {
+            ChunkInfo::Chunk {
+                generated,
+                usage,
+                finish: _,
+            } => self.on_chunk(generated, usage, at),
+            ChunkInfo::Done => self.done = true,
+            ChunkInfo::Error(m) => self.fail(at, FailureKind::ServerError, m),
+            ChunkInfo::Malformed(m) => self.fail(at, FailureKind::Parse, m),
+        }
+    }
+
+    fn on_chunk(&mut self, generated: Generated, usage: Option<Usage>, at: Instant) {
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        if !generated.is_text() {
+            return;
+        }
+        self.first_token.get_or_insert(at);
+        if generated == Generated::Content {
+            self.first_content.get_or_insert(at);
+        }
+        self.last_text = Some(at);
+        let running = match usage {
+            Some(u) => u.completion_tokens.min(NO_USAGE - 1),
+            None => {
+                self.every_event_has_usage = false;
+                NO_USAGE
+            }
+        };
+        self.events.push((micros(self.sent, at), running));
+    }
+
+    fn into_record(mut self, ctx: &SendContext, end: End, secret: Option<&str>) -> RequestRecord {
+        let ns = |t: Instant| nanos(self.epoch, t);
+        let end = match (self.failure.take(), end) {
+            (Some((at, kind, message)), _) => End::failed(at, kind, message),
+            (None, end) => end,
+        };
+        let (finished, outcome) = match end {
+            End::Ok { at } => (self.last_text.unwrap_or(at), Outcome::Success),
+            End::Failed { at, kind, message } => (
+                at,
+                Outcome::Failed {
+                    kind,
+                    message: scrub(message, secret),
+                },
+            ),
+        };
+        let per_event_usage = self.every_event_has_usage && !self.events.is_empty();
+        let (token_source, output_tokens) =
+            resolve_tokens(&mut self.events, per_event_usage, self.usage);
+        RequestRecord {
+            id: ctx.id,
+            phase: ctx.phase,
+            scheduled_ns: ctx.scheduled_ns,
+            slot_ns: ctx.slot_ns,
+            sent_ns: ns(self.sent),
+            headers_ns: self.headers.map(ns),
+            first_token_ns: self.first_token.map(ns),
+            first_content_ns: self.first_content.map(ns),
+            finished_ns: ns(finished),
+            events: self.events,
+            prompt_tokens: ctx.prompt_tokens,
+            max_tokens: ctx.max_tokens,
+            usage: self.usage,
+            output_tokens,
+            token_source,
+            outcome,
+        }
+    }
+}
+
+/// Turns the per-event running usage recorded during the stream into tokens per event, in
+/// place, and says where the counts came from. Returns (source, total output tokens).
+///
+/// - `usage-delta` (every text event carried a running usage): an event gets the growth of
+///   the count since the previous text event. Growth seen on chunks without text (a token whose
+///   text the server held back, e.g. half a UTF-8 character) lands on the next text event, which
+///   is when its text arrived; growth after the last text event (a separate finish or usage
+///   chunk) lands on the last one. The total is the final usage.
+/// - `usage-final`: the final `completion_tokens` spread as evenly as possible over the events
+///   (the integer parts of i·total/n). A final count of 0 despite text events is not believed.
+/// - `events`: one token per event (a lower bound when a server merges tokens into one chunk).
+pub fn resolve_tokens(
+    events: &mut [(u32, u32)],
+    per_event_usage: bool,
+    final_usage: Option<Usage>,
+) -> (TokenSource, u32) {
+    let n = events.len() as u64;
+    let final_count = final_usage.map(|u| u.completion_tokens);
+    if n == 0 {
+        let source = if final_count.is_some() {
+            TokenSource::UsageFinal
+        } else {
+            TokenSource::Events
+        };
+        return (source, 0);
+    }
+    match final_count {
+        Some(total) if per_event_usage => {
+            let mut prev = 0u32;
+            for e in events.iter_mut() {
+                let running = e.1;
+                e.1 = running.saturating_sub(prev);
+                prev = prev.max(running);
+            }
+            if let Some(last) = events.last_mut() {
+                last.1 = last.1.saturating_add(total.saturating_sub(prev));
+            }
+            (TokenSource::UsageDelta, sum_tokens(events))
+        }
+        Some(total) if total > 0 => {
+            let total = u64::from(total);
+            for (i, e) in events.iter_mut().enumerate() {
+                let i = i as u64;
+                // Both values are ≤ total, which came from a u32.
+                e.1 = ((i + 1) * total / n - i * total / n) as u32;
+            }
+            (TokenSource::UsageFinal, sum_tokens(events))
+        }
+        _ => {
+            for e in events.iter_mut() {
+                e.1 = 1;
+            }
+            (TokenSource::Events, sum_tokens(events))
+        }
+    }
+}
+
+fn sum_tokens(events: &[(u32, u32)]) -> u32 {
+    events.iter().fold(0u32, |acc, e| acc.saturating_add(e.1))
+}
+
+/// The network part of one request; every way it can end is an [`End`].
+async fn exchange(inner: &Inner, request: reqwest::Request, ex: &mut Exchange) -> End {
+    let mut resp = match inner.http.execute(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                FailureKind::Timeout
+            } else {
+                FailureKind::Connect
+            };
+            return End::failed(Instant::now(), kind, describe(e));
+        }
+    };
+    ex.headers = Some(Instant::now());
+    let status = resp.status();
+    if !status.is_success() {
+        return http_failure(resp).await;
+    }
+    if inner.stream {
+        read_stream(&mut resp, ex).await
+    } else {
+        read_whole(&mut resp, ex).await
+    }
+}
+
+async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
+    let mut parser = SseParser::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                // The one clock read for everything in this chunk, before any parsing.
+                let at = Instant::now();
+                parser.feed(&bytes, |ev| ex.on_event(ev, at));
+                if ex.failure.is_some() {
+                    // Dropping the response closes the connection: the server may still be
+                    // generating, and its output is of no use now.
+                    return End::Ok { at };
+                }
+                if ex.done {
+                    drain(resp).await;
+                    return End::Ok { at };
+                }
+            }
+            Ok(None) => {
+                let at = Instant::now();
+                parser.finish(|ev| ex.on_event(ev, at));
+                if !ex.finished() {
+                    ex.fail(
+                        at,
+                        FailureKind::Disconnect,
+                        "the stream ended without `data: [DONE]`".into(),
+                    );
+                }
+                return End::Ok { at };
+            }
+            Err(e) => {
+                let at = Instant::now();
+                let kind = if e.is_timeout() {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Disconnect
+                };
+                let message = format!("the stream broke off: {}", describe(e));
+                ex.fail(at, kind, message);
+                return End::Ok { at };
+            }
+        }
+    }
+}
+
+/// Reads what is left of a finished stream so the connection can be reused.
+async fn drain(resp: &mut reqwest::Response) {
+    let _ = tokio::time::timeout(DRAIN_GRACE, async {
+        while let Ok(Some(_)) = resp.chunk().await {}
+    })
+    .await;
+}
+
+async fn read_whole(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                if body.len() + bytes.len() > MAX_RESPONSE_BODY {
+                    return End::failed(
+                        Instant::now(),
+                        FailureKind::Parse,
+                        format!("the response body exceeded {MAX_RESPONSE_BODY} bytes"),
+                    );
+                }
+                body.extend_from_slice(&bytes);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Disconnect
+                };
+                let message = format!("the response broke off: {}", describe(e));
+                return End::failed(Instant::now(), kind, message);
+            }
+        }
+    }
+    let at = Instant::now();
+    match openai::classify_response(&body) {
+        ChunkInfo::Chunk {
+            generated, usage, ..
+        } => {
+            ex.usage = usage;
+            // One event for the whole answer; its tokens come from usage when given.
+            let has_output = generated.is_text() || usage.is_some_and(|u| u.completion_tokens > 0);
+            if has_output {
+                ex.on_chunk(generated.max(Generated::Content), None, at);
+            }
+            End::Ok { at }
+        }
+        ChunkInfo::Done => End::failed(
+            at,
+            FailureKind::Parse,
+            "a non-streamed response body was `[DONE]`".into(),
+        ),
+        ChunkInfo::Error(m) => End::failed(at, FailureKind::ServerError, m),
+        ChunkInfo::Malformed(m) => End::failed(at, FailureKind::Parse, m),
+    }
+}
+
+/// A non-success status: the server's own message when its body has one.
+async fn http_failure(mut resp: reqwest::Response) -> End {
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => body.extend_from_slice(&bytes),
+            _ => break,
+        }
+    }
+    let at = Instant::now();
+    let mut message = openai::error_message(&body);
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("no error message")
+            .to_string();
+    }
+    if let Some(loc) = location.filter(|_| status.is_redirection()) {
+        message = format!("redirected to {loc}; use that URL as the base URL ({message})");
+    }
+    End::failed(
+        at,
+        FailureKind::Http {
+            status: status.as_u16(),
+        },
+        message,
+    )
+}
+
+/// A transport error as one line: the error and its causes, without the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Final guard on every message that leaves the client: the key never appears in a record.
+fn scrub(message: String, secret: Option<&str>) -> String {
+    let message = match secret {
+        Some(key) if message.contains(key) => message.replace(key, "<redacted>"),
+        _ => message,
+    };
+    openai::truncate(message, 512)
+}
+
+fn nanos(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn micros(from: Instant, t: Instant) -> u32 {
+    u32::try_from(t.saturating_duration_since(from).as_micros()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;
