@@ -307,9 +307,14 @@ def server_view(cap: dict) -> dict:
 def cmd_audit(args) -> int:
     c = Checks(f"audit {args.endpoint} against the server's own stream ({args.capture.name})")
     chat = "chat" in args.endpoint
-    records, problems = load_journal(args.journal)
+    try:
+        records, problems = load_journal(args.journal)
+        captured = load_capture(args.capture)
+    except (OSError, json.JSONDecodeError) as e:
+        c.check(False, "journal and capture readable", str(e))
+        return c.finish(args.tally)
     c.check(not problems, "every journal line is JSON", "; ".join(problems[:3]))
-    caps = [x for x in load_capture(args.capture)
+    caps = [x for x in captured
             if x.get("method") == "POST" and x.get("path", "").startswith(args.endpoint)]
     records.sort(key=lambda r: r.get("sent_ns", 0))
     # Requests are paired in send order (the audit run sends one at a time). A probe the client
@@ -416,14 +421,22 @@ def cmd_metric(args) -> int:
 
 def cmd_metrics(args) -> int:
     c = Checks("vLLM's own token counter")
-    before = metric_value(args.before.read_text(encoding="utf-8"), args.name)
-    after = metric_value(args.after.read_text(encoding="utf-8"), args.name)
+    try:
+        before = metric_value(args.before.read_text(encoding="utf-8"), args.name)
+        after = metric_value(args.after.read_text(encoding="utf-8"), args.name)
+    except OSError as e:
+        c.check(False, "/metrics scrapes readable", str(e))
+        return c.finish(args.tally)
     if not c.check(before is not None and after is not None, f"/metrics has {args.name}",
                    f"before={before} after={after}"):
         return c.finish(args.tally)
     journal_tokens = 0
     for j in args.journal:
-        records, _ = load_journal(j)
+        try:
+            records, _ = load_journal(j)
+        except OSError as e:
+            c.check(False, "journal readable", str(e))
+            return c.finish(args.tally)
         journal_tokens += sum(completion_tokens(r) or 0 for r in records)
     grew = after - before
     c.check(grew >= journal_tokens,
