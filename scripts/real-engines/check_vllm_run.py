@@ -112,6 +112,13 @@ def first_bad(items, pred, describe) -> str:
     return f"{len(bad)} bad: " + "; ".join(bad[:3]) + more
 
 
+def first_difference(got: list, want: list) -> str:
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return f"event {i}: {g} tokens, server's usage says {w}"
+    return f"{len(got)} events, server's usage gives {len(want)}"
+
+
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
@@ -289,8 +296,8 @@ def server_view(cap: dict) -> dict:
         elif ct is not None and e.get("kind") in ("empty", "role"):
             pending += ct - last
             last = ct
-    if per_event and usage and usage[-1] > last:
-        per_event[-1] += usage[-1] - last
+    if per_event:
+        per_event[-1] += pending + max(0, (usage[-1] if usage else last) - last)
     return {
         "kinds": kinds,
         "text_events": kinds.count("text"),
@@ -368,8 +375,8 @@ def cmd_audit(args) -> int:
                 "per-event tokens == the server's running-usage deltas",
                 first_bad(with_deltas,
                           lambda p: [e[1] for e in p[0]["events"]] == p[1]["per_event"],
-                          lambda p: f"id {p[0]['id']}: {[e[1] for e in p[0]['events']][:8]} vs "
-                                    f"{p[1]['per_event'][:8]}"))
+                          lambda p: f"id {p[0]['id']}: " + first_difference(
+                              [e[1] for e in p[0]["events"]], p[1]["per_event"])))
     if chat and args.role_delay_ms > 0:
         need_ns = 0.9 * args.role_delay_ms * 1e6
 

@@ -222,6 +222,25 @@ class AuditChecks(Base):
         rc, out = self.audit(recs, caps)
         self.assertEqual(rc, 0, out)
 
+    def test_a_trailing_empty_chunk_belongs_to_the_last_text_event(self):
+        recs = [self.held(record(i, True, tokens_per_event=[1, 1, 2])) for i in range(2)]
+        caps = []
+        for r in recs:
+            cap = capture_for(r, True)
+            # vLLM's last token was partial UTF-8: an empty chunk after the last text chunk.
+            ev = cap["events"]
+            i = next(k for k, e in enumerate(ev) if e.get("kind") == "usage")
+            ev[i - 1]["completion_tokens"] = 3
+            ev.insert(i, {"kind": "empty", "completion_tokens": 4})
+            caps.append(cap)
+        rc, out = self.audit(recs, caps)
+        self.assertEqual(rc, 0, out)
+        recs[0]["events"][-1][1] = 1  # a client that dropped that token
+        recs[0]["output_tokens"] = 3
+        rc, out = self.audit(recs, caps)
+        self.assertEqual(rc, 1)
+        self.assertIn("event 2: 1 tokens, server's usage says 2", out)
+
     def test_counting_the_role_chunk_as_an_event_fails(self):
         recs = [self.held(record(i, True)) for i in range(2)]
         caps = [capture_for(r, True) for r in recs]
