@@ -1,1 +1,613 @@
+//! The client against tiny scripted HTTP servers on 127.0.0.1:0. Each server speaks raw HTTP/1.1
+//! so a test controls every byte, every chunk boundary and every disconnect. Timings are only
+//! asserted as orderings, or as lower bounds that the server's own sleeps guarantee.
+
 use super::*;
+use crate::record::Phase;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One thing the scripted server does after reading a request.
+#[derive(Clone)]
+enum Step {
+    /// Raw bytes (status line, headers, or a malformed tail).
+    Raw(Vec<u8>),
+    /// One HTTP chunk of a `transfer-encoding: chunked` body.
+    Chunk(Vec<u8>),
+    /// The terminating zero-length chunk.
+    End,
+    Sleep(Duration),
+    /// Close the connection now.
+    Close,
+}
+
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+fn head() -> Step {
+    Step::Raw(SSE_HEAD.as_bytes().to_vec())
+}
+
+fn data(json: &str) -> Step {
+    Step::Chunk(format!("data: {json}\n\n").into_bytes())
+}
+
+fn done() -> Step {
+    Step::Chunk(b"data: [DONE]\n\n".to_vec())
+}
+
+fn ms(n: u64) -> Step {
+    Step::Sleep(Duration::from_millis(n))
+}
+
+fn json_response(status: &str, body: &str) -> Vec<Step> {
+    vec![Step::Raw(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )]
+}
+
+/// What the scripted server saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: Mutex<Vec<String>>,
+}
+
+/// Serves `script` for every request on every connection; keeps connections alive.
+async fn serve(script: Vec<Step>) -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            seen2.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(connection(sock, script.clone(), Arc::clone(&seen2)));
+        }
+    });
+    (addr, seen)
+}
+
+async fn connection(mut sock: TcpStream, script: Vec<Step>, seen: Arc<Seen>) {
+    sock.set_nodelay(true).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let Some(request) = read_request(&mut sock, &mut buf).await else {
+            return;
+        };
+        seen.requests.lock().unwrap().push(request);
+        for step in &script {
+            let wrote = match step {
+                Step::Raw(b) => sock.write_all(b).await,
+                Step::Chunk(b) => {
+                    let mut framed = format!("{:x}\r\n", b.len()).into_bytes();
+                    framed.extend_from_slice(b);
+                    framed.extend_from_slice(b"\r\n");
+                    sock.write_all(&framed).await
+                }
+                Step::End => sock.write_all(b"0\r\n\r\n").await,
+                Step::Sleep(d) => {
+                    tokio::time::sleep(*d).await;
+                    Ok(())
+                }
+                Step::Close => return,
+            };
+            if wrote.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request (head and `content-length` body); returns head + body as text.
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                buf.drain(..end + 4 + len);
+                return Some(format!("{head}\r\n\r\n{body}"));
+            }
+        }
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn options(addr: SocketAddr, endpoint: Endpoint) -> ClientOptions {
+    ClientOptions {
+        base_url: format!("http://{addr}"),
+        endpoint,
+        api_key: None,
+        request_timeout: Duration::from_secs(10),
+        stream: true,
+    }
+}
+
+fn ctx(epoch: Instant) -> SendContext {
+    SendContext {
+        id: 7,
+        phase: Phase::Measured,
+        epoch,
+        scheduled_ns: 0,
+        slot_ns: 0,
+        prompt_tokens: 5,
+        max_tokens: 64,
+    }
+}
+
+async fn run_with(opts: ClientOptions) -> RequestRecord {
+    let client = Client::new(opts).unwrap();
+    client.send(Bytes::from_static(b"{}"), ctx(Instant::now())).await
+}
+
+async fn run_script(script: Vec<Step>, endpoint: Endpoint) -> RequestRecord {
+    let (addr, _) = serve(script).await;
+    run_with(options(addr, endpoint)).await
+}
+
+fn tokens(r: &RequestRecord) -> Vec<u32> {
+    r.events.iter().map(|e| e.1).collect()
+}
+
+fn failure(r: &RequestRecord) -> (FailureKind, &str) {
+    match &r.outcome {
+        Outcome::Failed { kind, message } => (*kind, message.as_str()),
+        Outcome::Success => panic!("expected a failure, got success: {r:?}"),
+    }
+}
+
+/// Every timing point that exists is in the order metrics.md defines.
+fn assert_ordered(r: &RequestRecord) {
+    assert!(r.sent_ns >= r.slot_ns);
+    let headers = r.headers_ns.unwrap();
+    assert!(headers >= r.sent_ns);
+    if let Some(first) = r.first_token_ns {
+        assert!(first >= headers);
+        assert!(r.first_content_ns.is_none_or(|c| c >= first));
+        assert!(r.finished_ns >= first);
+    }
+    assert!(r.events.windows(2).all(|w| w[1].0 >= w[0].0));
+}
+
+/// `finished_ns` is the last text event (usage-only chunks and `[DONE]` do not move it).
+fn assert_finished_at_last_event(r: &RequestRecord) {
+    let last = r.events.last().unwrap().0;
+    assert_eq!((r.finished_ns - r.sent_ns) / 1000, u64::from(last));
+}
+
+fn usage_json(completion: u32) -> String {
+    format!(r#""usage":{{"prompt_tokens":5,"completion_tokens":{completion},"total_tokens":{}}}"#, 5 + completion)
+}
+
+// ---- token counting -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn role_chunk_is_not_a_token_and_multi_token_chunks_count_by_usage_delta() {
+    let text = |t: &str, n: u32| {
+        data(&format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"content":"{t}"}},"finish_reason":null}}],{}}}"#,
+            usage_json(n)
+        ))
+    };
+    let script = vec![
+        head(),
+        data(&format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}}}}],{}}}"#,
+            usage_json(0)
+        )),
+        ms(50),
+        text("a b c d", 4),
+        ms(40),
+        text("e f g h", 8),
+        ms(40),
+        text("i j k l", 12),
+        data(&format!(r#"{{"choices":[],{}}}"#, usage_json(12))),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![4, 4, 4]);
+    assert_eq!(r.output_tokens, 12);
+    assert_eq!(r.token_source, TokenSource::UsageDelta);
+    assert_eq!(
+        r.usage,
+        Some(Usage {
+            prompt_tokens: 5,
+            completion_tokens: 12
+        })
+    );
+    assert_ordered(&r);
+    // The role chunk came 50 ms before the first token: TTFT is not taken from it.
+    assert!(r.first_token_ns.unwrap() - r.headers_ns.unwrap() >= 50_000_000);
+    assert_eq!(r.first_content_ns, r.first_token_ns);
+    // Events 40 ms apart, each with its own arrival time.
+    for w in r.events.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 40_000, "{:?}", r.events);
+    }
+    assert_finished_at_last_event(&r);
+    assert_eq!((r.id, r.prompt_tokens, r.max_tokens), (7, 5, 64));
+}
+
+#[tokio::test]
+async fn final_usage_is_spread_over_the_text_events() {
+    let text = |t: &str| data(&format!(r#"{{"choices":[{{"text":"{t}","finish_reason":null}}],"usage":null}}"#));
+    let script = vec![
+        head(),
+        text("a"),
+        text("b"),
+        text("c"),
+        data(&format!(r#"{{"choices":[],{}}}"#, usage_json(10))),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![3, 3, 4]);
+    assert_eq!((r.output_tokens, r.token_source), (10, TokenSource::UsageFinal));
+    assert_ordered(&r);
+}
+
+#[tokio::test]
+async fn without_usage_each_text_event_is_one_token() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a"}]}"#),
+        data(r#"{"choices":[{"text":""}]}"#),
+        data(r#"{"choices":[{"text":"b"}]}"#),
+        data(r#"{"choices":[{"text":"","finish_reason":"length"}]}"#),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![1, 1]);
+    assert_eq!((r.output_tokens, r.token_source), (2, TokenSource::Events));
+    assert_eq!(r.usage, None);
+    // The finish-only chunk does not move the end.
+    assert_finished_at_last_event(&r);
+}
+
+#[tokio::test]
+async fn llamacpp_finish_chunk_usage_and_null_role_content() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"object":"chat.completion.chunk"}"#),
+        ms(20),
+        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":"Hi"}}],"object":"chat.completion.chunk"}"#),
+        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" there"}}],"object":"chat.completion.chunk"}"#),
+        data(&format!(r#"{{"choices":[{{"finish_reason":"length","index":0,"delta":{{}}}}],{},"timings":{{"predicted_n":2}}}}"#, usage_json(2))),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![1, 1]);
+    assert_eq!(r.token_source, TokenSource::UsageFinal);
+    assert!(r.first_token_ns.unwrap() - r.headers_ns.unwrap() >= 20_000_000);
+}
+
+#[tokio::test]
+async fn reasoning_sets_first_token_and_content_sets_first_content() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#),
+        ms(30),
+        data(r#"{"choices":[{"delta":{"content":"answer"}}]}"#),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.output_tokens, 2);
+    assert!(r.first_content_ns.unwrap() - r.first_token_ns.unwrap() >= 30_000_000);
+}
+
+#[test]
+fn resolve_tokens_covers_held_back_and_trailing_usage() {
+    // Running usage 1, (an empty chunk made it 2), 3; a finish chunk made it 4.
+    let mut ev = vec![(10, 1), (20, 3)];
+    let u = |c| Some(Usage { prompt_tokens: 1, completion_tokens: c });
+    assert_eq!(resolve_tokens(&mut ev, true, u(4)), (TokenSource::UsageDelta, 4));
+    assert_eq!(ev, vec![(10, 1), (20, 3)]);
+    // A running count that goes backwards never makes a negative event.
+    let mut ev = vec![(1, 3), (2, 2), (3, 5)];
+    assert_eq!(resolve_tokens(&mut ev, true, u(5)), (TokenSource::UsageDelta, 5));
+    assert_eq!(ev.iter().map(|e| e.1).collect::<Vec<_>>(), vec![3, 0, 2]);
+    // Fewer tokens than events: spread stays exact.
+    let mut ev = vec![(1, NO_USAGE); 4];
+    assert_eq!(resolve_tokens(&mut ev, false, u(2)), (TokenSource::UsageFinal, 2));
+    assert_eq!(ev.iter().map(|e| e.1).sum::<u32>(), 2);
+    // A final count of 0 despite text is not believed.
+    let mut ev = vec![(1, NO_USAGE); 2];
+    assert_eq!(resolve_tokens(&mut ev, false, u(0)), (TokenSource::Events, 2));
+    // No events at all.
+    assert_eq!(resolve_tokens(&mut [], false, u(3)), (TokenSource::UsageFinal, 0));
+    assert_eq!(resolve_tokens(&mut [], false, None), (TokenSource::Events, 0));
+}
+
+proptest::proptest! {
+    #[test]
+    fn spreading_final_usage_is_exact_and_even(n in 1usize..200, total in 1u32..100_000) {
+        let mut ev = vec![(0u32, NO_USAGE); n];
+        let (src, sum) = resolve_tokens(&mut ev, false, Some(Usage { prompt_tokens: 0, completion_tokens: total }));
+        proptest::prop_assert_eq!(src, TokenSource::UsageFinal);
+        proptest::prop_assert_eq!(sum, total);
+        let min = ev.iter().map(|e| e.1).min().unwrap();
+        let max = ev.iter().map(|e| e.1).max().unwrap();
+        proptest::prop_assert!(max - min <= 1);
+    }
+}
+
+// ---- framing over the network -------------------------------------------------------------
+
+#[tokio::test]
+async fn utf8_and_lines_split_across_chunks_with_crlf() {
+    let event = "data: {\"choices\":[{\"text\":\"h\u{e9}llo \u{1F600}\"}]}\r\n\r\n".as_bytes();
+    // Split inside the 4-byte emoji and between \r and \n.
+    let emoji = event.windows(4).position(|w| w == "\u{1F600}".as_bytes()).unwrap();
+    let crlf = event.len() - 3;
+    let script = vec![
+        head(),
+        Step::Chunk(event[..emoji + 2].to_vec()),
+        ms(5),
+        Step::Chunk(event[emoji + 2..crlf].to_vec()),
+        ms(5),
+        Step::Chunk(event[crlf..].to_vec()),
+        Step::Chunk(b": keep-alive\r\n\r\n".to_vec()),
+        Step::Chunk(event.to_vec()),
+        Step::Chunk(b"data: [DONE]\r\n\r\n".to_vec()),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!((r.events.len(), r.output_tokens), (2, 2));
+}
+
+#[tokio::test]
+async fn many_events_in_one_chunk_share_its_arrival_time() {
+    let mut body = Vec::new();
+    for _ in 0..5 {
+        body.extend_from_slice(b"data: {\"choices\":[{\"text\":\"x\"}]}\n\n");
+    }
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    let r = run_script(vec![head(), Step::Chunk(body), Step::End], Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.events.len(), 5);
+    assert!(r.events.iter().all(|e| e.0 == r.events[0].0));
+}
+
+#[tokio::test]
+async fn connections_are_reused() {
+    let script = vec![head(), data(r#"{"choices":[{"text":"x"}]}"#), done(), Step::End];
+    let (addr, seen) = serve(script).await;
+    let client = Client::new(options(addr, Endpoint::Completions)).unwrap();
+    let epoch = Instant::now();
+    for _ in 0..5 {
+        let r = client.send(Bytes::from_static(b"{}"), ctx(epoch)).await;
+        assert_eq!(r.outcome, Outcome::Success);
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.requests.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn non_streamed_response_is_one_event_at_the_complete_body() {
+    let body = format!(
+        r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi"}},"finish_reason":"length"}}],{}}}"#,
+        usage_json(16)
+    );
+    let (addr, seen) = serve(json_response("200 OK", &body)).await;
+    let r = run_with(ClientOptions {
+        stream: false,
+        ..options(addr, Endpoint::ChatCompletions)
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![16]);
+    assert_eq!(r.token_source, TokenSource::UsageFinal);
+    assert_eq!(r.first_token_ns, Some(r.finished_ns));
+    let req = seen.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(req.starts_with("post /v1/chat/completions http/1.1"), "{req}");
+    assert!(req.contains("accept: application/json"));
+}
+
+// ---- failures -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn http_500_carries_the_servers_message() {
+    let body = r#"{"error":{"message":"engine overloaded","type":"InternalServerError","code":500}}"#;
+    let r = run_script(json_response("500 Internal Server Error", body), Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Http { status: 500 });
+    assert_eq!(message, "engine overloaded (type InternalServerError, code 500)");
+    assert!(r.headers_ns.is_some() && r.events.is_empty() && r.first_token_ns.is_none());
+}
+
+#[tokio::test]
+async fn http_429_with_an_empty_body_uses_the_reason() {
+    let r = run_script(json_response("429 Too Many Requests", ""), Endpoint::Completions).await;
+    assert_eq!(failure(&r), (FailureKind::Http { status: 429 }, "Too Many Requests"));
+}
+
+#[tokio::test]
+async fn disconnect_mid_stream_keeps_what_arrived() {
+    let script = vec![head(), data(r#"{"choices":[{"text":"a"}]}"#), ms(10), Step::Close];
+    let r = run_script(script, Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Disconnect);
+    assert!(message.starts_with("the stream broke off"), "{message}");
+    assert_eq!(r.events.len(), 1);
+    assert!(r.finished_ns >= r.first_token_ns.unwrap());
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_done_is_a_disconnect() {
+    let script = vec![head(), data(r#"{"choices":[{"text":"a"}]}"#), Step::End];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(
+        failure(&r),
+        (FailureKind::Disconnect, "the stream ended without `data: [DONE]`")
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_chunk_is_a_parse_failure() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a"}]}"#),
+        data(r#"{"choices":[{"text":"#),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Parse);
+    assert!(message.contains("malformed chunk"), "{message}");
+}
+
+#[tokio::test]
+async fn an_error_event_frame_is_a_server_error() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a"}]}"#),
+        Step::Chunk(b"event: error\ndata: {\"error\":{\"message\":\"kv cache exhausted\"}}\n\n".to_vec()),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(failure(&r), (FailureKind::ServerError, "kv cache exhausted"));
+}
+
+#[tokio::test]
+async fn an_error_object_inside_a_200_stream_is_a_server_error() {
+    let script = vec![
+        head(),
+        data(r#"{"error":{"object":"error","message":"boom","type":"BadRequestError","param":null,"code":400}}"#),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(
+        failure(&r),
+        (FailureKind::ServerError, "boom (type BadRequestError, code 400)")
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_stream_times_out_with_what_arrived() {
+    let script = vec![head(), data(r#"{"choices":[{"text":"a"}]}"#), ms(10_000)];
+    let (addr, _) = serve(script).await;
+    let started = Instant::now();
+    let r = run_with(ClientOptions {
+        request_timeout: Duration::from_millis(300),
+        ..options(addr, Endpoint::Completions)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout must end the request");
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Timeout);
+    assert!(message.contains("300ms"), "{message}");
+    assert_eq!(r.events.len(), 1);
+    assert!(r.finished_ns - r.sent_ns >= 300_000_000);
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connect_failure() {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let r = run_with(options(addr, Endpoint::Completions)).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Connect);
+    assert!(!message.contains("127.0.0.1"), "no URL in the message: {message}");
+    assert!(r.headers_ns.is_none());
+}
+
+#[tokio::test]
+async fn a_server_that_closes_before_answering_is_a_connect_failure() {
+    let r = run_script(vec![Step::Close], Endpoint::Completions).await;
+    assert_eq!(failure(&r).0, FailureKind::Connect);
+}
+
+#[tokio::test]
+async fn the_api_key_is_sent_but_never_recorded() {
+    let key = "sk-very-secret-123";
+    let body = format!(r#"{{"error":{{"message":"invalid key {key}"}}}}"#);
+    let (addr, seen) = serve(json_response("401 Unauthorized", &body)).await;
+    let r = run_with(ClientOptions {
+        api_key: Some(key.into()),
+        ..options(addr, Endpoint::Completions)
+    })
+    .await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Http { status: 401 });
+    assert_eq!(message, "invalid key <redacted>");
+    assert!(!serde_json::to_string(&r).unwrap().contains(key));
+    let req = seen.requests.lock().unwrap()[0].clone();
+    assert!(req.contains(&format!("authorization: Bearer {key}")), "{req}");
+    let opts = ClientOptions {
+        api_key: Some(key.into()),
+        ..options(addr, Endpoint::Completions)
+    };
+    assert!(!format!("{opts:?} {:?}", Client::new(opts.clone()).unwrap()).contains(key));
+}
+
+// ---- construction -------------------------------------------------------------------------
+
+#[test]
+fn base_urls_are_validated_and_normalized() {
+    let url = |base: &str, e| endpoint_url(base, e).map(|u| u.to_string());
+    let c = Endpoint::Completions;
+    let chat = Endpoint::ChatCompletions;
+    assert_eq!(url("http://127.0.0.1:8000", c).unwrap(), "http://127.0.0.1:8000/v1/completions");
+    assert_eq!(url("http://h:1/v1/", chat).unwrap(), "http://h:1/v1/chat/completions");
+    assert_eq!(url("https://h/proxy/v1", c).unwrap(), "https://h/proxy/v1/completions");
+    assert_eq!(url("http://h/v1/chat/completions", chat).unwrap(), "http://h/v1/chat/completions");
+    for (bad, why) in [
+        ("127.0.0.1:8000", "expected something like"),
+        ("localhost", "expected something like"),
+        ("ftp://h", "http or https"),
+        ("http://h?x=1", "query"),
+    ] {
+        let e = Client::new(ClientOptions {
+            base_url: bad.into(),
+            endpoint: c,
+            api_key: None,
+            request_timeout: Duration::from_secs(1),
+            stream: true,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains(why), "{bad}: {e}");
+    }
+    let e = Client::new(ClientOptions {
+        base_url: "http://h".into(),
+        endpoint: c,
+        api_key: Some("bad\nkey".into()),
+        request_timeout: Duration::from_secs(1),
+        stream: true,
+    })
+    .unwrap_err();
+    assert!(matches!(e, ClientError::ApiKey));
+}
