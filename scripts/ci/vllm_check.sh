@@ -23,6 +23,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 engines=$root/scripts/real-engines
 work=${VLLM_CHECK_DIR:-$root/results/vllm-check}
+case $work in
+/ | "$root" | "$HOME" | "") echo "refusing to use $work as the output folder (it is emptied)" >&2; exit 2 ;;
+esac
 rm -rf "$work"
 mkdir -p "$work"
 tally=$work/tally
