@@ -5,8 +5,11 @@
 
 pub mod arrival;
 pub mod client;
+pub mod journal;
 pub mod load;
+pub mod metrics;
 pub mod openai;
 pub mod record;
+pub mod report;
 pub mod sim;
 pub mod workload;

@@ -606,7 +606,7 @@ fn itl_distribution(events: &mut [(u32, u32)], ps: &[f64]) -> Distribution {
         let mut seen = 0u64;
         for e in itl {
             seen += u64::from(tokens(e));
-            if rank as u64 <= seen - 1 {
+            if (rank as u64) < seen {
                 return per_token_ms(e);
             }
         }
