@@ -104,7 +104,8 @@ impl Client {
         let loopback = url.host_str().is_some_and(|h| {
             let h = h.trim_start_matches('[').trim_end_matches(']');
             h.eq_ignore_ascii_case("localhost")
-                || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
         });
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -242,8 +243,14 @@ fn endpoint_url(base: &str, endpoint: Endpoint) -> Result<Url, ClientError> {
 
 /// How an exchange ended (before the record is assembled).
 enum End {
-    Ok { at: Instant },
-    Failed { at: Instant, kind: FailureKind, message: String },
+    Ok {
+        at: Instant,
+    },
+    Failed {
+        at: Instant,
+        kind: FailureKind,
+        message: String,
+    },
 }
 
 impl End {
@@ -356,6 +363,11 @@ impl Exchange {
         let per_event_usage = self.every_event_has_usage && !self.events.is_empty();
         let (token_source, output_tokens) =
             resolve_tokens(&mut self.events, per_event_usage, self.usage);
+        // The reservation was for `max_tokens`; a record kept for the whole run holds only
+        // what it used (bounded memory over 100k requests that stop early).
+        if self.events.capacity() > 2 * self.events.len() + 16 {
+            self.events.shrink_to_fit();
+        }
         RequestRecord {
             id: ctx.id,
             phase: ctx.phase,

@@ -73,7 +73,9 @@ impl FromStr for Endpoint {
         match s.trim().trim_end_matches('/') {
             "/v1/completions" => Ok(Endpoint::Completions),
             "/v1/chat/completions" => Ok(Endpoint::ChatCompletions),
-            _ => Err(EndpointParseError { given: s.to_string() }),
+            _ => Err(EndpointParseError {
+                given: s.to_string(),
+            }),
         }
     }
 }
@@ -226,7 +228,12 @@ impl From<WireUsage> for Usage {
 pub struct ErrorObject<'a> {
     #[serde(borrow, default)]
     pub message: Cow<'a, str>,
-    #[serde(borrow, default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "type",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kind: Option<Cow<'a, str>>,
     /// A number (vLLM: the HTTP status) or a string (OpenAI: `"rate_limit_exceeded"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -726,8 +733,14 @@ impl LeanChoice {
         } else {
             Generated::Nothing
         };
-        let from_delta = self.delta.as_ref().map_or(Generated::Nothing, LeanDelta::generated);
-        let from_message = self.message.as_ref().map_or(Generated::Nothing, LeanDelta::generated);
+        let from_delta = self
+            .delta
+            .as_ref()
+            .map_or(Generated::Nothing, LeanDelta::generated);
+        let from_message = self
+            .message
+            .as_ref()
+            .map_or(Generated::Nothing, LeanDelta::generated);
         from_text.max(from_delta).max(from_message)
     }
 }

@@ -158,7 +158,9 @@ fn ctx(epoch: Instant) -> SendContext {
 
 async fn run_with(opts: ClientOptions) -> RequestRecord {
     let client = Client::new(opts).unwrap();
-    client.send(Bytes::from_static(b"{}"), ctx(Instant::now())).await
+    client
+        .send(Bytes::from_static(b"{}"), ctx(Instant::now()))
+        .await
 }
 
 async fn run_script(script: Vec<Step>, endpoint: Endpoint) -> RequestRecord {
@@ -197,7 +199,10 @@ fn assert_finished_at_last_event(r: &RequestRecord) {
 }
 
 fn usage_json(completion: u32) -> String {
-    format!(r#""usage":{{"prompt_tokens":5,"completion_tokens":{completion},"total_tokens":{}}}"#, 5 + completion)
+    format!(
+        r#""usage":{{"prompt_tokens":5,"completion_tokens":{completion},"total_tokens":{}}}"#,
+        5 + completion
+    )
 }
 
 // ---- token counting -----------------------------------------------------------------------
@@ -252,7 +257,11 @@ async fn role_chunk_is_not_a_token_and_multi_token_chunks_count_by_usage_delta()
 
 #[tokio::test]
 async fn final_usage_is_spread_over_the_text_events() {
-    let text = |t: &str| data(&format!(r#"{{"choices":[{{"text":"{t}","finish_reason":null}}],"usage":null}}"#));
+    let text = |t: &str| {
+        data(&format!(
+            r#"{{"choices":[{{"text":"{t}","finish_reason":null}}],"usage":null}}"#
+        ))
+    };
     let script = vec![
         head(),
         text("a"),
@@ -265,7 +274,10 @@ async fn final_usage_is_spread_over_the_text_events() {
     let r = run_script(script, Endpoint::Completions).await;
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(tokens(&r), vec![3, 3, 4]);
-    assert_eq!((r.output_tokens, r.token_source), (10, TokenSource::UsageFinal));
+    assert_eq!(
+        (r.output_tokens, r.token_source),
+        (10, TokenSource::UsageFinal)
+    );
     assert_ordered(&r);
 }
 
@@ -293,11 +305,20 @@ async fn without_usage_each_text_event_is_one_token() {
 async fn llamacpp_finish_chunk_usage_and_null_role_content() {
     let script = vec![
         head(),
-        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"object":"chat.completion.chunk"}"#),
+        data(
+            r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"object":"chat.completion.chunk"}"#,
+        ),
         ms(20),
-        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":"Hi"}}],"object":"chat.completion.chunk"}"#),
-        data(r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" there"}}],"object":"chat.completion.chunk"}"#),
-        data(&format!(r#"{{"choices":[{{"finish_reason":"length","index":0,"delta":{{}}}}],{},"timings":{{"predicted_n":2}}}}"#, usage_json(2))),
+        data(
+            r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":"Hi"}}],"object":"chat.completion.chunk"}"#,
+        ),
+        data(
+            r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" there"}}],"object":"chat.completion.chunk"}"#,
+        ),
+        data(&format!(
+            r#"{{"choices":[{{"finish_reason":"length","index":0,"delta":{{}}}}],{},"timings":{{"predicted_n":2}}}}"#,
+            usage_json(2)
+        )),
         done(),
         Step::End,
     ];
@@ -328,23 +349,46 @@ async fn reasoning_sets_first_token_and_content_sets_first_content() {
 fn resolve_tokens_covers_held_back_and_trailing_usage() {
     // Running usage 1, (an empty chunk made it 2), 3; a finish chunk made it 4.
     let mut ev = vec![(10, 1), (20, 3)];
-    let u = |c| Some(Usage { prompt_tokens: 1, completion_tokens: c });
-    assert_eq!(resolve_tokens(&mut ev, true, u(4)), (TokenSource::UsageDelta, 4));
+    let u = |c| {
+        Some(Usage {
+            prompt_tokens: 1,
+            completion_tokens: c,
+        })
+    };
+    assert_eq!(
+        resolve_tokens(&mut ev, true, u(4)),
+        (TokenSource::UsageDelta, 4)
+    );
     assert_eq!(ev, vec![(10, 1), (20, 3)]);
     // A running count that goes backwards never makes a negative event.
     let mut ev = vec![(1, 3), (2, 2), (3, 5)];
-    assert_eq!(resolve_tokens(&mut ev, true, u(5)), (TokenSource::UsageDelta, 5));
+    assert_eq!(
+        resolve_tokens(&mut ev, true, u(5)),
+        (TokenSource::UsageDelta, 5)
+    );
     assert_eq!(ev.iter().map(|e| e.1).collect::<Vec<_>>(), vec![3, 0, 2]);
     // Fewer tokens than events: spread stays exact.
     let mut ev = vec![(1, NO_USAGE); 4];
-    assert_eq!(resolve_tokens(&mut ev, false, u(2)), (TokenSource::UsageFinal, 2));
+    assert_eq!(
+        resolve_tokens(&mut ev, false, u(2)),
+        (TokenSource::UsageFinal, 2)
+    );
     assert_eq!(ev.iter().map(|e| e.1).sum::<u32>(), 2);
     // A final count of 0 despite text is not believed.
     let mut ev = vec![(1, NO_USAGE); 2];
-    assert_eq!(resolve_tokens(&mut ev, false, u(0)), (TokenSource::Events, 2));
+    assert_eq!(
+        resolve_tokens(&mut ev, false, u(0)),
+        (TokenSource::Events, 2)
+    );
     // No events at all.
-    assert_eq!(resolve_tokens(&mut [], false, u(3)), (TokenSource::UsageFinal, 0));
-    assert_eq!(resolve_tokens(&mut [], false, None), (TokenSource::Events, 0));
+    assert_eq!(
+        resolve_tokens(&mut [], false, u(3)),
+        (TokenSource::UsageFinal, 0)
+    );
+    assert_eq!(
+        resolve_tokens(&mut [], false, None),
+        (TokenSource::Events, 0)
+    );
 }
 
 proptest::proptest! {
@@ -366,7 +410,10 @@ proptest::proptest! {
 async fn utf8_and_lines_split_across_chunks_with_crlf() {
     let event = "data: {\"choices\":[{\"text\":\"h\u{e9}llo \u{1F600}\"}]}\r\n\r\n".as_bytes();
     // Split inside the 4-byte emoji and between \r and \n.
-    let emoji = event.windows(4).position(|w| w == "\u{1F600}".as_bytes()).unwrap();
+    let emoji = event
+        .windows(4)
+        .position(|w| w == "\u{1F600}".as_bytes())
+        .unwrap();
     let crlf = event.len() - 3;
     let script = vec![
         head(),
@@ -392,7 +439,11 @@ async fn many_events_in_one_chunk_share_its_arrival_time() {
         body.extend_from_slice(b"data: {\"choices\":[{\"text\":\"x\"}]}\n\n");
     }
     body.extend_from_slice(b"data: [DONE]\n\n");
-    let r = run_script(vec![head(), Step::Chunk(body), Step::End], Endpoint::Completions).await;
+    let r = run_script(
+        vec![head(), Step::Chunk(body), Step::End],
+        Endpoint::Completions,
+    )
+    .await;
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.events.len(), 5);
     assert!(r.events.iter().all(|e| e.0 == r.events[0].0));
@@ -400,7 +451,12 @@ async fn many_events_in_one_chunk_share_its_arrival_time() {
 
 #[tokio::test]
 async fn connections_are_reused() {
-    let script = vec![head(), data(r#"{"choices":[{"text":"x"}]}"#), done(), Step::End];
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"x"}]}"#),
+        done(),
+        Step::End,
+    ];
     let (addr, seen) = serve(script).await;
     let client = Client::new(options(addr, Endpoint::Completions)).unwrap();
     let epoch = Instant::now();
@@ -429,7 +485,10 @@ async fn non_streamed_response_is_one_event_at_the_complete_body() {
     assert_eq!(r.token_source, TokenSource::UsageFinal);
     assert_eq!(r.first_token_ns, Some(r.finished_ns));
     let req = seen.requests.lock().unwrap()[0].to_ascii_lowercase();
-    assert!(req.starts_with("post /v1/chat/completions http/1.1"), "{req}");
+    assert!(
+        req.starts_with("post /v1/chat/completions http/1.1"),
+        "{req}"
+    );
     assert!(req.contains("accept: application/json"));
 }
 
@@ -437,23 +496,43 @@ async fn non_streamed_response_is_one_event_at_the_complete_body() {
 
 #[tokio::test]
 async fn http_500_carries_the_servers_message() {
-    let body = r#"{"error":{"message":"engine overloaded","type":"InternalServerError","code":500}}"#;
-    let r = run_script(json_response("500 Internal Server Error", body), Endpoint::Completions).await;
+    let body =
+        r#"{"error":{"message":"engine overloaded","type":"InternalServerError","code":500}}"#;
+    let r = run_script(
+        json_response("500 Internal Server Error", body),
+        Endpoint::Completions,
+    )
+    .await;
     let (kind, message) = failure(&r);
     assert_eq!(kind, FailureKind::Http { status: 500 });
-    assert_eq!(message, "engine overloaded (type InternalServerError, code 500)");
+    assert_eq!(
+        message,
+        "engine overloaded (type InternalServerError, code 500)"
+    );
     assert!(r.headers_ns.is_some() && r.events.is_empty() && r.first_token_ns.is_none());
 }
 
 #[tokio::test]
 async fn http_429_with_an_empty_body_uses_the_reason() {
-    let r = run_script(json_response("429 Too Many Requests", ""), Endpoint::Completions).await;
-    assert_eq!(failure(&r), (FailureKind::Http { status: 429 }, "Too Many Requests"));
+    let r = run_script(
+        json_response("429 Too Many Requests", ""),
+        Endpoint::Completions,
+    )
+    .await;
+    assert_eq!(
+        failure(&r),
+        (FailureKind::Http { status: 429 }, "Too Many Requests")
+    );
 }
 
 #[tokio::test]
 async fn disconnect_mid_stream_keeps_what_arrived() {
-    let script = vec![head(), data(r#"{"choices":[{"text":"a"}]}"#), ms(10), Step::Close];
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a"}]}"#),
+        ms(10),
+        Step::Close,
+    ];
     let r = run_script(script, Endpoint::Completions).await;
     let (kind, message) = failure(&r);
     assert_eq!(kind, FailureKind::Disconnect);
@@ -468,7 +547,10 @@ async fn a_stream_that_ends_without_done_is_a_disconnect() {
     let r = run_script(script, Endpoint::Completions).await;
     assert_eq!(
         failure(&r),
-        (FailureKind::Disconnect, "the stream ended without `data: [DONE]`")
+        (
+            FailureKind::Disconnect,
+            "the stream ended without `data: [DONE]`"
+        )
     );
 }
 
@@ -492,25 +574,35 @@ async fn an_error_event_frame_is_a_server_error() {
     let script = vec![
         head(),
         data(r#"{"choices":[{"text":"a"}]}"#),
-        Step::Chunk(b"event: error\ndata: {\"error\":{\"message\":\"kv cache exhausted\"}}\n\n".to_vec()),
+        Step::Chunk(
+            b"event: error\ndata: {\"error\":{\"message\":\"kv cache exhausted\"}}\n\n".to_vec(),
+        ),
         Step::End,
     ];
     let r = run_script(script, Endpoint::Completions).await;
-    assert_eq!(failure(&r), (FailureKind::ServerError, "kv cache exhausted"));
+    assert_eq!(
+        failure(&r),
+        (FailureKind::ServerError, "kv cache exhausted")
+    );
 }
 
 #[tokio::test]
 async fn an_error_object_inside_a_200_stream_is_a_server_error() {
     let script = vec![
         head(),
-        data(r#"{"error":{"object":"error","message":"boom","type":"BadRequestError","param":null,"code":400}}"#),
+        data(
+            r#"{"error":{"object":"error","message":"boom","type":"BadRequestError","param":null,"code":400}}"#,
+        ),
         done(),
         Step::End,
     ];
     let r = run_script(script, Endpoint::ChatCompletions).await;
     assert_eq!(
         failure(&r),
-        (FailureKind::ServerError, "boom (type BadRequestError, code 400)")
+        (
+            FailureKind::ServerError,
+            "boom (type BadRequestError, code 400)"
+        )
     );
 }
 
@@ -524,7 +616,10 @@ async fn a_stalled_stream_times_out_with_what_arrived() {
         ..options(addr, Endpoint::Completions)
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(5), "the timeout must end the request");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timeout must end the request"
+    );
     let (kind, message) = failure(&r);
     assert_eq!(kind, FailureKind::Timeout);
     assert!(message.contains("300ms"), "{message}");
@@ -541,7 +636,10 @@ async fn connection_refused_is_a_connect_failure() {
     let r = run_with(options(addr, Endpoint::Completions)).await;
     let (kind, message) = failure(&r);
     assert_eq!(kind, FailureKind::Connect);
-    assert!(!message.contains("127.0.0.1"), "no URL in the message: {message}");
+    assert!(
+        !message.contains("127.0.0.1"),
+        "no URL in the message: {message}"
+    );
     assert!(r.headers_ns.is_none());
 }
 
@@ -566,7 +664,10 @@ async fn the_api_key_is_sent_but_never_recorded() {
     assert_eq!(message, "invalid key <redacted>");
     assert!(!serde_json::to_string(&r).unwrap().contains(key));
     let req = seen.requests.lock().unwrap()[0].clone();
-    assert!(req.contains(&format!("authorization: Bearer {key}")), "{req}");
+    assert!(
+        req.contains(&format!("authorization: Bearer {key}")),
+        "{req}"
+    );
     let opts = ClientOptions {
         api_key: Some(key.into()),
         ..options(addr, Endpoint::Completions)
@@ -581,10 +682,22 @@ fn base_urls_are_validated_and_normalized() {
     let url = |base: &str, e| endpoint_url(base, e).map(|u| u.to_string());
     let c = Endpoint::Completions;
     let chat = Endpoint::ChatCompletions;
-    assert_eq!(url("http://127.0.0.1:8000", c).unwrap(), "http://127.0.0.1:8000/v1/completions");
-    assert_eq!(url("http://h:1/v1/", chat).unwrap(), "http://h:1/v1/chat/completions");
-    assert_eq!(url("https://h/proxy/v1", c).unwrap(), "https://h/proxy/v1/completions");
-    assert_eq!(url("http://h/v1/chat/completions", chat).unwrap(), "http://h/v1/chat/completions");
+    assert_eq!(
+        url("http://127.0.0.1:8000", c).unwrap(),
+        "http://127.0.0.1:8000/v1/completions"
+    );
+    assert_eq!(
+        url("http://h:1/v1/", chat).unwrap(),
+        "http://h:1/v1/chat/completions"
+    );
+    assert_eq!(
+        url("https://h/proxy/v1", c).unwrap(),
+        "https://h/proxy/v1/completions"
+    );
+    assert_eq!(
+        url("http://h/v1/chat/completions", chat).unwrap(),
+        "http://h/v1/chat/completions"
+    );
     for (bad, why) in [
         ("127.0.0.1:8000", "expected something like"),
         ("localhost", "expected something like"),
@@ -610,4 +723,138 @@ fn base_urls_are_validated_and_normalized() {
     })
     .unwrap_err();
     assert!(matches!(e, ClientError::ApiKey));
+}
+
+// ---- capacity (not a test of speed: run by hand, prints figures) ----------------------------
+
+/// A response of `tokens` one-token SSE events (vLLM completions shape), each its own HTTP chunk.
+fn fast_response(tokens: u32) -> Vec<u8> {
+    let mut out = SSE_HEAD.as_bytes().to_vec();
+    let mut frame = |payload: &str| {
+        out.extend_from_slice(format!("{:x}\r\n{payload}\r\n", payload.len()).as_bytes());
+    };
+    for i in 0..tokens {
+        let finish = if i + 1 == tokens {
+            r#""length""#
+        } else {
+            "null"
+        };
+        frame(&format!(
+            "data: {{\"id\":\"cmpl-0123456789abcdef\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"sim\",\"choices\":[{{\"index\":0,\"text\":\" tok\",\"logprobs\":null,\"finish_reason\":{finish},\"stop_reason\":null}}],\"usage\":null}}\n\n"
+        ));
+    }
+    frame(&format!(
+        "data: {{\"id\":\"cmpl-0123456789abcdef\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"sim\",\"choices\":[],{}}}\n\n",
+        usage_json(tokens)
+    ));
+    frame("data: [DONE]\n\n");
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Serves `fast_response(tokens)` as fast as the socket takes it, on its own thread.
+fn fast_server(tokens: u32) -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let response = Arc::new(fast_response(tokens));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let response = Arc::clone(&response);
+                tokio::spawn(async move {
+                    sock.set_nodelay(true).unwrap();
+                    let mut buf = Vec::new();
+                    while read_request(&mut sock, &mut buf).await.is_some() {
+                        if sock.write_all(&response).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// Closed loop of `streams` clients on ONE thread (a current-thread runtime) for `total`
+/// requests; returns (requests/s, output tokens/s, failures).
+fn one_core_run(
+    addr: SocketAddr,
+    streams: usize,
+    total: usize,
+    max_tokens: u32,
+) -> (f64, f64, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = Client::new(options(addr, Endpoint::Completions)).unwrap();
+        let body = Bytes::from_static(b"{}");
+        let next = Arc::new(AtomicUsize::new(0));
+        let epoch = Instant::now();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..streams {
+            let (client, body, next) = (client.clone(), body.clone(), Arc::clone(&next));
+            tasks.push(tokio::spawn(async move {
+                let (mut tokens, mut failed, mut kept) = (0u64, 0usize, Vec::new());
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let mut c = ctx(epoch);
+                    c.max_tokens = max_tokens;
+                    let r = client.send(body.clone(), c).await;
+                    tokens += u64::from(r.output_tokens);
+                    failed += usize::from(!r.outcome.is_success());
+                    kept.push(r); // per-token records stay alive, as a journal would need
+                }
+                (tokens, failed, kept.len())
+            }));
+        }
+        let (mut tokens, mut failed) = (0u64, 0usize);
+        for t in tasks {
+            let (tk, f, _) = t.await.unwrap();
+            tokens += tk;
+            failed += f;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        (total as f64 / secs, tokens as f64 / secs, failed)
+    })
+}
+
+/// `cargo test --release --lib client::tests::capacity -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn capacity() {
+    let addr = fast_server(1024);
+    let _warm = one_core_run(addr, 64, 64, 1024);
+    let (rps, tps, failed) = one_core_run(addr, 64, 64 * 16, 1024);
+    eprintln!("64 streams x 1024 tokens, one client thread: {tps:.0} output tokens/s ({rps:.0} req/s), {failed} failed");
+    let addr = fast_server(1);
+    let _warm = one_core_run(addr, 256, 2560, 1);
+    let (rps, _, failed) = one_core_run(addr, 256, 256 * 80, 1);
+    eprintln!("256 in flight x max_tokens 1, one client thread: {rps:.0} req/s, {failed} failed");
+
+    // The wire layer alone: framing + classification per event.
+    let body = fast_response(1024);
+    let start = body.iter().position(|&b| b == b'd').unwrap();
+    let sse: Vec<u8> = body[start..].to_vec();
+    let rounds = 200;
+    let t = Instant::now();
+    let mut n = 0usize;
+    for _ in 0..rounds {
+        let mut p = SseParser::new();
+        p.feed(&sse, |e| {
+            if matches!(openai::classify_event(e), ChunkInfo::Chunk { .. }) {
+                n += 1;
+            }
+        });
+    }
+    let per = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("SseParser + classify_event: {per:.0} ns per event ({n} events)");
 }

@@ -150,9 +150,14 @@ fn endpoint_round_trips_through_text_and_serde() {
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Endpoint>(&json).unwrap(), e);
     }
-    assert_eq!("/v1/chat/completions/".parse(), Ok(Endpoint::ChatCompletions));
+    assert_eq!(
+        "/v1/chat/completions/".parse(),
+        Ok(Endpoint::ChatCompletions)
+    );
     let err = "/v1/embeddings".parse::<Endpoint>().unwrap_err();
-    assert!(err.to_string().contains("/v1/completions or /v1/chat/completions"));
+    assert!(err
+        .to_string()
+        .contains("/v1/completions or /v1/chat/completions"));
     assert!(serde_json::from_str::<Endpoint>("\"chat\"").is_err());
 }
 
@@ -170,7 +175,12 @@ fn parse(body: &Bytes) -> Value {
 
 #[test]
 fn completions_body_asks_for_usage_when_streaming() {
-    let body = parse(&build_body(Endpoint::Completions, "hi \"you\"", 16, &opts()));
+    let body = parse(&build_body(
+        Endpoint::Completions,
+        "hi \"you\"",
+        16,
+        &opts(),
+    ));
     assert_eq!(
         body,
         serde_json::json!({"model":"m","prompt":"hi \"you\"","max_tokens":16,"stream":true,
@@ -202,8 +212,10 @@ fn non_streaming_body_has_no_stream_options_and_extra_wins() {
         continuous_usage_stats: true,
         ..opts()
     };
-    o.extra
-        .insert("response_format".into(), serde_json::json!({"type": "json_object"}));
+    o.extra.insert(
+        "response_format".into(),
+        serde_json::json!({"type": "json_object"}),
+    );
     o.extra.insert("max_tokens".into(), Value::from(3));
     let body = parse(&build_body(Endpoint::Completions, "p", 16, &o));
     assert_eq!(
@@ -232,7 +244,9 @@ fn chat_body_carries_a_whole_conversation() {
 #[test]
 fn frames_events_with_every_line_ending() {
     for eol in ["\n", "\r\n", "\r"] {
-        let s = format!("data: a{eol}{eol}data: b{eol}data:c{eol}{eol}: note{eol}data: [DONE]{eol}{eol}");
+        let s = format!(
+            "data: a{eol}{eol}data: b{eol}data:c{eol}{eol}: note{eol}data: [DONE]{eol}{eol}"
+        );
         assert_eq!(
             collect(&[s.as_bytes()]),
             vec![msg("a"), msg("b\nc"), msg("[DONE]")],
@@ -243,7 +257,8 @@ fn frames_events_with_every_line_ending() {
 
 #[test]
 fn event_field_is_reported_and_reset_after_dispatch() {
-    let s = b"event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: x\n\nevent: error\n\n";
+    let s =
+        b"event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: x\n\nevent: error\n\n";
     let evs = collect(&[s]);
     assert_eq!(
         evs,
@@ -270,7 +285,10 @@ fn ignores_id_retry_unknown_fields_and_a_bom() {
 
 #[test]
 fn an_unterminated_last_event_is_still_delivered() {
-    assert_eq!(collect(&[b"data: a\n\ndata: [DONE]"]), vec![msg("a"), msg("[DONE]")]);
+    assert_eq!(
+        collect(&[b"data: a\n\ndata: [DONE]"]),
+        vec![msg("a"), msg("[DONE]")]
+    );
     assert_eq!(collect(&[b"data: [DONE]\n"]), vec![msg("[DONE]")]);
 }
 
@@ -285,7 +303,10 @@ fn cr_and_lf_split_across_chunks_make_one_line_ending() {
 #[test]
 fn an_oversized_event_is_reported_once_and_the_rest_ignored() {
     let mut p = SseParser::with_limit(16);
-    let evs = collect_with(&mut p, &[b"data: 0123456789", b"abcdefghij", b"\n\ndata: x\n\n"]);
+    let evs = collect_with(
+        &mut p,
+        &[b"data: 0123456789", b"abcdefghij", b"\n\ndata: x\n\n"],
+    );
     assert_eq!(evs, vec![Ev::TooLarge]);
     let mut p = SseParser::with_limit(16);
     let evs = collect_with(&mut p, &[b"data: 0123456789\ndata: 0123456789\n\n"]);
@@ -438,8 +459,14 @@ fn openai_chat_chunks() {
 #[test]
 fn escaped_text_reasoning_field_and_tool_calls_count_as_text() {
     let c = |s: &str| classify_data(s.as_bytes());
-    assert_eq!(c(r#"{"choices":[{"text":"\n"}]}"#), chunk(Content, false, None));
-    assert_eq!(c(r#"{"choices":[{"text":"\ud83d\ude00"}]}"#), chunk(Content, false, None));
+    assert_eq!(
+        c(r#"{"choices":[{"text":"\n"}]}"#),
+        chunk(Content, false, None)
+    );
+    assert_eq!(
+        c(r#"{"choices":[{"text":"\ud83d\ude00"}]}"#),
+        chunk(Content, false, None)
+    );
     assert_eq!(
         c(r#"{"choices":[{"delta":{"reasoning":"x","content":null}}]}"#),
         chunk(Reasoning, false, None)
@@ -472,12 +499,18 @@ fn error_objects_in_any_dialect() {
         ChunkInfo::Error("bad".into())
     );
     assert_eq!(c(r#"{"error":"plain"}"#), ChunkInfo::Error("plain".into()));
-    assert_eq!(c(r#"{"error":null,"choices":[]}"#), chunk(Nothing, false, None));
+    assert_eq!(
+        c(r#"{"error":null,"choices":[]}"#),
+        chunk(Nothing, false, None)
+    );
     let frame = SseEvent::Message {
         event: b"error",
         data: b"engine died",
     };
-    assert_eq!(classify_event(frame), ChunkInfo::Error("engine died".into()));
+    assert_eq!(
+        classify_event(frame),
+        ChunkInfo::Error("engine died".into())
+    );
     let frame = SseEvent::Message {
         event: b"error",
         data: br#"{"error":{"message":"oom"}}"#,
@@ -487,7 +520,12 @@ fn error_objects_in_any_dialect() {
 
 #[test]
 fn malformed_payloads_are_reported_with_a_preview() {
-    for bad in [r#"{"choices":[{"text":"#, "hello", "[1,2]", r#"{"usage":{"completion_tokens":-1}}"#] {
+    for bad in [
+        r#"{"choices":[{"text":"#,
+        "hello",
+        "[1,2]",
+        r#"{"usage":{"completion_tokens":-1}}"#,
+    ] {
         match classify_data(bad.as_bytes()) {
             ChunkInfo::Malformed(m) => assert!(m.starts_with("malformed chunk"), "{m}"),
             other => panic!("{bad} gave {other:?}"),
@@ -498,13 +536,21 @@ fn malformed_payloads_are_reported_with_a_preview() {
 #[test]
 fn error_message_reads_every_error_body_shape() {
     let m = |s: &str| error_message(s.as_bytes());
-    assert_eq!(m(r#"{"error":{"message":"nope","type":"x"}}"#), "nope (type x)");
     assert_eq!(
-        m(r#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#),
+        m(r#"{"error":{"message":"nope","type":"x"}}"#),
+        "nope (type x)"
+    );
+    assert_eq!(
+        m(
+            r#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#
+        ),
         "The model `x` does not exist."
     );
     assert_eq!(m(r#"{"detail":"Not Found"}"#), "Not Found");
-    assert_eq!(m(r#"{"detail":[{"loc":["body"]}]}"#), r#"[{"loc":["body"]}]"#);
+    assert_eq!(
+        m(r#"{"detail":[{"loc":["body"]}]}"#),
+        r#"[{"loc":["body"]}]"#
+    );
     assert_eq!(m("upstream connect error\n"), "upstream connect error");
     assert_eq!(m(""), "");
     let long = "é".repeat(1000);
@@ -522,7 +568,10 @@ fn non_streamed_responses() {
     assert_eq!(classify_response(cmpl), chunk(Content, true, Some((1, 2))));
     let full: CompletionResponse<'_> = serde_json::from_slice(cmpl).unwrap();
     assert_eq!(full.text(), Some("a\nb"));
-    assert!(matches!(classify_response(b"<html>"), ChunkInfo::Malformed(_)));
+    assert!(matches!(
+        classify_response(b"<html>"),
+        ChunkInfo::Malformed(_)
+    ));
 }
 
 #[test]
