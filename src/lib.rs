@@ -4,12 +4,16 @@
 //! config → workload/arrival → load → client → records → journal → metrics → cost → report.
 
 pub mod arrival;
+pub mod cli;
 pub mod client;
+pub mod config;
+pub mod cost;
 pub mod journal;
 pub mod load;
 pub mod metrics;
 pub mod openai;
 pub mod record;
 pub mod report;
+pub mod server;
 pub mod sim;
 pub mod workload;

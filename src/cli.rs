@@ -1,0 +1,247 @@
+//! The raw command line: clap types and help text only. Defaults that need judgement and every
+//! cross-flag rule live in `config`, which turns these into validated, typed values.
+//!
+//! Flag names follow `vllm bench serve` where it has one, so a user can move a command line
+//! between the two. Where we differ, the help says so.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "servebench",
+    version,
+    about = "Benchmark LLM serving engines: honest load, exact metrics, cost and reports",
+    long_about = "Benchmark LLM serving engines (vLLM, SGLang, any OpenAI-compatible server).\n\n\
+Without --base-url, `servebench run` starts servebench's embedded OpenAI-compatible server on \
+127.0.0.1 and measures that, so every command works on a machine with no GPU."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one benchmark against a server (like `vllm bench serve`).
+    Run(Box<RunArgs>),
+    /// Serve the embedded OpenAI-compatible test server (fixed timing, fault injection).
+    Serve(ServeArgs),
+    /// Measure this machine's client ceiling against the embedded server over loopback.
+    Calibrate(CalibrateArgs),
+    /// Rebuild a run's summary from its journal (for example after a crash).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct RunArgs {
+    // ---- target ----
+    /// Server to benchmark, e.g. http://127.0.0.1:8000. Without it, the embedded server is
+    /// started on a free loopback port and measured.
+    #[arg(long, help_heading = "Target")]
+    pub base_url: Option<String>,
+    /// API path: /v1/completions or /v1/chat/completions.
+    #[arg(long, default_value = "/v1/completions", help_heading = "Target")]
+    pub endpoint: String,
+    /// Model name sent in requests. Default: the first model the server lists at /v1/models.
+    #[arg(long, help_heading = "Target")]
+    pub model: Option<String>,
+    /// Bearer token for the server (read from OPENAI_API_KEY when not given). Never written to
+    /// any output.
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        hide_env_values = true,
+        help_heading = "Target"
+    )]
+    pub api_key: Option<String>,
+    /// Seconds before one request is abandoned and counted as a timeout.
+    #[arg(long, default_value_t = 600.0, help_heading = "Target")]
+    pub request_timeout: f64,
+    /// Send non-streaming requests (TTFT is then the time to the whole response).
+    #[arg(long, help_heading = "Target")]
+    pub no_stream: bool,
+    /// Token usage to ask the server for: `auto` asks for per-chunk usage
+    /// (`continuous_usage_stats`, vLLM) and falls back to the final usage if the server rejects
+    /// it; `final` asks only for `include_usage`; `none` asks for neither.
+    #[arg(long, default_value = "auto", help_heading = "Target")]
+    pub usage: String,
+    /// A label for this target in result files (e.g. vllm, sglang). Default: from the server.
+    #[arg(long, help_heading = "Target")]
+    pub label: Option<String>,
+
+    // ---- workload ----
+    /// Local tokenizer.json (Hugging Face format) for exact prompt token lengths. Without it
+    /// prompts are built from common one-token words (an approximation; the server's usage is
+    /// recorded either way).
+    #[arg(long, help_heading = "Workload")]
+    pub tokenizer: Option<PathBuf>,
+    /// Number of measured requests.
+    #[arg(long, help_heading = "Workload")]
+    pub num_prompts: Option<u64>,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 1024, help_heading = "Workload")]
+    pub random_input_len: u32,
+    /// Output length in tokens (`max_tokens`).
+    #[arg(long, default_value_t = 128, help_heading = "Workload")]
+    pub random_output_len: u32,
+    /// Lengths are uniform in [len·(1−r), len·(1+r)].
+    #[arg(long, default_value_t = 0.0, help_heading = "Workload")]
+    pub random_range_ratio: f64,
+    /// Ask the server to ignore end-of-sequence so outputs are exactly max_tokens long.
+    #[arg(long, help_heading = "Workload")]
+    pub ignore_eos: bool,
+    /// Send `min_tokens` (vLLM/SGLang) so outputs are at least this long.
+    #[arg(long, help_heading = "Workload")]
+    pub min_tokens: Option<u32>,
+    /// Seed for prompts and arrival times.
+    #[arg(long, default_value_t = 0, help_heading = "Workload")]
+    pub seed: u64,
+
+    // ---- load ----
+    /// Requests per second (open loop); `inf` sends on the in-flight cap alone.
+    #[arg(long, default_value = "inf", help_heading = "Load")]
+    pub request_rate: String,
+    /// Arrival process for a finite rate: poisson, gamma (shape = --burstiness) or constant.
+    #[arg(long, default_value = "poisson", help_heading = "Load")]
+    pub arrival: String,
+    /// Gamma shape of inter-arrival gaps (1 = Poisson; lower is burstier). Implies gamma
+    /// arrivals when not 1.
+    #[arg(long, default_value_t = 1.0, help_heading = "Load")]
+    pub burstiness: f64,
+    /// Most requests in flight. With `--request-rate inf` this is a closed loop of N clients
+    /// (each sends its next request when its last one ends).
+    #[arg(long, help_heading = "Load")]
+    pub max_concurrency: Option<usize>,
+    /// Stop sending after this many seconds (with --num-prompts: whichever comes first).
+    #[arg(long, help_heading = "Load")]
+    pub duration: Option<f64>,
+    /// Warmup requests before measuring (marked in the journal, left out of summaries).
+    #[arg(long, default_value_t = 0, help_heading = "Load")]
+    pub num_warmups: u64,
+    /// Tokio worker threads for the client (default: one per core).
+    #[arg(long, help_heading = "Load")]
+    pub client_threads: Option<usize>,
+
+    // ---- metrics ----
+    /// Service-level objectives for goodput, e.g. `--goodput ttft:500 tpot:50 e2el:10000` (ms).
+    #[arg(long, num_args = 1.., help_heading = "Metrics")]
+    pub goodput: Vec<String>,
+    /// Exit with status 3 when the fraction of requests that succeeded and met every
+    /// --goodput objective is below this (e.g. 0.99): a gate for CI.
+    #[arg(long, help_heading = "Metrics")]
+    pub fail_under_goodput: Option<f64>,
+    /// Comma-separated percentiles to report.
+    #[arg(long, default_value = "50,90,95,99", help_heading = "Metrics")]
+    pub metric_percentiles: String,
+
+    // ---- output ----
+    /// Directory for the summary JSON, the journal and the CSV.
+    #[arg(long, default_value = "results", help_heading = "Output")]
+    pub result_dir: PathBuf,
+    /// Summary file name (default: <label>-<rate>qps-<time>.json).
+    #[arg(long, help_heading = "Output")]
+    pub result_filename: Option<String>,
+    /// Also put per-request arrays (ttfts, itls, …) into the summary JSON, as vLLM does.
+    #[arg(long, help_heading = "Output")]
+    pub save_detailed: bool,
+    /// No progress bar.
+    #[arg(long, help_heading = "Output")]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+}
+
+/// The embedded server's behaviour (for `serve`, and for `run` without --base-url).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Embedded server (used by `serve`, and by `run` without --base-url)")]
+pub struct EmbeddedArgs {
+    /// Time to first token in ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub ttft_ms: f64,
+    /// Time between tokens in ms (0 = as fast as possible).
+    #[arg(long, default_value_t = 10.0)]
+    pub itl_ms: f64,
+    /// Tokens carried by each streamed chunk.
+    #[arg(long, default_value_t = 1)]
+    pub tokens_per_chunk: u32,
+    /// Fraction of requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_http500: f64,
+    /// Fraction of requests answered with HTTP 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_http503: f64,
+    /// Fraction of requests answered with HTTP 429 and Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_http429: f64,
+    /// Fraction of streams cut mid-way (connection dropped without [DONE]).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_disconnect: f64,
+    /// Fraction of streams that stall (stop sending) for --fault-stall-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_stall: f64,
+    /// How long a stall lasts, in ms.
+    #[arg(long, default_value_t = 30_000.0)]
+    pub fault_stall_ms: f64,
+    /// Seed for fault selection.
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1 (0 = any free port; the URL is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to bind. Loopback by default; the server is a test fixture, not a service.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Model name the server answers to.
+    #[arg(long, default_value = "servebench-fixed")]
+    pub model: String,
+    /// Tokio worker threads for the server (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Streams in flight for the token-throughput measurement.
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+    /// Output tokens per request for the token-throughput measurement.
+    #[arg(long, default_value_t = 1024)]
+    pub output_len: u32,
+    /// Requests in flight for the request-rate measurement (max_tokens 1).
+    #[arg(long, default_value_t = 256)]
+    pub request_concurrency: usize,
+    /// Open-loop rate for the dispatch-lag measurement (requests/s).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Client worker threads (1 = the client gets one core, the server the rest).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub server_threads: usize,
+    /// Where to write the calibration JSON.
+    #[arg(long, default_value = "results")]
+    pub result_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's journal (`*.journal.jsonl`).
+    #[arg(long)]
+    pub journal: PathBuf,
+    /// Where to write the rebuilt summary (default: next to the journal).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}

@@ -1,0 +1,603 @@
+//! Validated, typed configuration. Raw flags (`cli`) come in; typed values with every default
+//! decided and every cross-flag rule checked come out. Nothing else in the program re-checks
+//! flags, and every rejection names the flag, the bad value and what to do instead.
+
+use crate::arrival::Arrival;
+use crate::cli::{EmbeddedArgs, RunArgs};
+use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
+use crate::metrics::Slo;
+use crate::openai::Endpoint;
+use crate::workload::{LengthDist, RandomSpec};
+use serde::Serialize;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration problem: which field, what was wrong, what to do. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {field} `{value}`: {problem}")]
+pub struct ConfigError {
+    pub field: String,
+    pub value: String,
+    pub problem: String,
+}
+
+fn bad(field: &str, value: impl ToString, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        value: value.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// What the run measures.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Target {
+    /// An existing server.
+    External { base_url: String },
+    /// servebench's embedded server, started in-process on a free loopback port.
+    Embedded(EmbeddedConfig),
+}
+
+/// The embedded fixed-timing server's behaviour.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmbeddedConfig {
+    pub ttft: Duration,
+    pub itl: Duration,
+    pub tokens_per_chunk: u32,
+    pub faults: FaultRates,
+}
+
+/// Per-request fault probabilities for the embedded server.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct FaultRates {
+    pub http500: f64,
+    pub http503: f64,
+    pub http429: f64,
+    pub disconnect: f64,
+    pub stall: f64,
+    pub stall_for: Duration,
+    pub seed: u64,
+}
+
+/// Which token usage to ask the server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageRequest {
+    /// Per-chunk usage (`continuous_usage_stats`), falling back to final usage if rejected.
+    Auto,
+    /// `stream_options.include_usage` only.
+    Final,
+    /// Neither; tokens are counted from events.
+    None,
+}
+
+/// Everything one `servebench run` needs, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub target: Target,
+    pub endpoint: Endpoint,
+    pub model: Option<String>,
+    /// Never serialized: secrets stay out of every output.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    pub request_timeout: Duration,
+    pub stream: bool,
+    pub usage: UsageRequest,
+    pub label: Option<String>,
+    pub tokenizer: Option<PathBuf>,
+    pub workload: RandomSpec,
+    pub ignore_eos: bool,
+    pub min_tokens: Option<u32>,
+    pub seed: u64,
+    #[serde(serialize_with = "ser_plan")]
+    pub plan: LoadPlan,
+    /// The rate as given (`inf` or a number), for result file names and the vLLM-style keys.
+    pub request_rate: f64,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    pub num_prompts: Option<u64>,
+    pub client_threads: Option<usize>,
+    pub slo: Slo,
+    pub fail_under_goodput: Option<f64>,
+    pub percentiles: Vec<f64>,
+    pub result_dir: PathBuf,
+    pub result_filename: Option<String>,
+    pub save_detailed: bool,
+    pub progress: bool,
+}
+
+fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&describe_plan(plan))
+}
+
+/// One line a person can read: "closed loop, 10 in flight, 100 requests, 2 warmups".
+pub fn describe_plan(plan: &LoadPlan) -> String {
+    let mode = match plan.mode {
+        LoadMode::Closed { concurrency } => format!("closed loop, {concurrency} in flight"),
+        LoadMode::Open {
+            pacing,
+            max_in_flight,
+        } => {
+            let pace = match pacing {
+                Pacing::AllAtOnce => "open loop, all requests due at t=0".to_string(),
+                Pacing::Rate { rate, arrival } => format!("open loop, {rate} req/s {arrival}"),
+            };
+            match max_in_flight {
+                Some(n) => format!("{pace}, at most {n} in flight"),
+                None => pace,
+            }
+        }
+    };
+    let stop = match plan.stop {
+        Stop::Requests(n) => format!("{n} requests"),
+        Stop::Duration(d) => format!("{} s", d.as_secs_f64()),
+        Stop::RequestsOrDuration(n, d) => format!("{n} requests or {} s", d.as_secs_f64()),
+    };
+    format!("{mode}, {stop}, {} warmups", plan.warmups)
+}
+
+fn positive_secs(field: &str, v: f64) -> Result<Duration, ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(bad(field, v, "must be a positive number of seconds"))
+    }
+}
+
+fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(bad(
+            field,
+            v,
+            "must be a fraction between 0 and 1, e.g. 0.1",
+        ))
+    }
+}
+
+fn millis(field: &str, v: f64) -> Result<Duration, ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v / 1000.0))
+    } else {
+        Err(bad(field, v, "must be a number of milliseconds ≥ 0"))
+    }
+}
+
+impl EmbeddedConfig {
+    pub fn from_args(a: &EmbeddedArgs) -> Result<EmbeddedConfig, ConfigError> {
+        let faults = FaultRates {
+            http500: fraction("--fault-http500", a.fault_http500)?,
+            http503: fraction("--fault-http503", a.fault_http503)?,
+            http429: fraction("--fault-http429", a.fault_http429)?,
+            disconnect: fraction("--fault-disconnect", a.fault_disconnect)?,
+            stall: fraction("--fault-stall", a.fault_stall)?,
+            stall_for: millis("--fault-stall-ms", a.fault_stall_ms)?,
+            seed: a.fault_seed,
+        };
+        let total =
+            faults.http500 + faults.http503 + faults.http429 + faults.disconnect + faults.stall;
+        if total > 1.0 {
+            return Err(bad(
+                "fault rates",
+                format!("{total:.3}"),
+                "the fault fractions add up to more than 1; lower some of them",
+            ));
+        }
+        if a.tokens_per_chunk == 0 {
+            return Err(bad("--tokens-per-chunk", 0, "must be at least 1"));
+        }
+        Ok(EmbeddedConfig {
+            ttft: millis("--ttft-ms", a.ttft_ms)?,
+            itl: millis("--itl-ms", a.itl_ms)?,
+            tokens_per_chunk: a.tokens_per_chunk,
+            faults,
+        })
+    }
+}
+
+/// `inf` or a positive number of requests per second.
+pub fn parse_rate(s: &str) -> Result<f64, ConfigError> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity") {
+        return Ok(f64::INFINITY);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err(bad(
+            "--request-rate",
+            s,
+            "must be a positive number of requests per second, or `inf`",
+        )),
+    }
+}
+
+/// `ttft:500 tpot:50 e2el:10000` → objectives in ms (vLLM's `--goodput` syntax).
+pub fn parse_goodput(items: &[String]) -> Result<Slo, ConfigError> {
+    let mut slo = Slo::default();
+    for item in items.iter().flat_map(|s| s.split_whitespace()) {
+        let Some((key, value)) = item.split_once(':') else {
+            return Err(bad(
+                "--goodput",
+                item,
+                "expected KEY:MS, e.g. ttft:500 (keys: ttft, tpot, e2el)",
+            ));
+        };
+        let ms: f64 = value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| {
+                bad(
+                    "--goodput",
+                    item,
+                    "the objective must be a positive number of ms",
+                )
+            })?;
+        let slot = match key {
+            "ttft" => &mut slo.ttft_ms,
+            "tpot" => &mut slo.tpot_ms,
+            "e2el" => &mut slo.e2el_ms,
+            _ => {
+                return Err(bad(
+                    "--goodput",
+                    item,
+                    "unknown metric; use ttft, tpot or e2el",
+                ))
+            }
+        };
+        *slot = Some(ms);
+    }
+    Ok(slo)
+}
+
+/// `50,90,99` → [50.0, 90.0, 99.0].
+pub fn parse_percentiles(s: &str) -> Result<Vec<f64>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=100.0).contains(v))
+                .ok_or_else(|| {
+                    bad(
+                        "--metric-percentiles",
+                        p,
+                        "each percentile must be a number from 0 to 100, e.g. 50,90,99",
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_arrival(name: &str, burstiness: f64) -> Result<Arrival, ConfigError> {
+    if !(burstiness.is_finite() && burstiness > 0.0) {
+        return Err(bad(
+            "--burstiness",
+            burstiness,
+            "must be a number > 0 (1 = Poisson)",
+        ));
+    }
+    match name {
+        "poisson" | "gamma" => Ok(Arrival::Gamma { burstiness }),
+        "constant" if burstiness == 1.0 => Ok(Arrival::Constant),
+        "constant" => Err(bad(
+            "--burstiness",
+            burstiness,
+            "burstiness applies to gamma arrivals; drop it or use --arrival gamma",
+        )),
+        other => Err(bad("--arrival", other, "use poisson, gamma or constant")),
+    }
+}
+
+fn nonzero(field: &str, n: usize) -> Result<NonZeroUsize, ConfigError> {
+    NonZeroUsize::new(n).ok_or_else(|| bad(field, n, "must be at least 1"))
+}
+
+impl RunConfig {
+    pub fn from_args(a: &RunArgs) -> Result<RunConfig, ConfigError> {
+        let target = match &a.base_url {
+            Some(url) => {
+                let u = url.trim_end_matches('/');
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(bad(
+                        "--base-url",
+                        url,
+                        "must start with http:// or https://, e.g. http://127.0.0.1:8000",
+                    ));
+                }
+                if u.ends_with("/v1") {
+                    return Err(bad(
+                        "--base-url",
+                        url,
+                        "give the server root without /v1 (the path comes from --endpoint)",
+                    ));
+                }
+                Target::External {
+                    base_url: u.to_string(),
+                }
+            }
+            None => Target::Embedded(EmbeddedConfig::from_args(&a.embedded)?),
+        };
+        let endpoint: Endpoint = a.endpoint.parse().map_err(|_| {
+            bad(
+                "--endpoint",
+                &a.endpoint,
+                "use /v1/completions or /v1/chat/completions",
+            )
+        })?;
+        let usage = match a.usage.as_str() {
+            "auto" => UsageRequest::Auto,
+            "final" => UsageRequest::Final,
+            "none" => UsageRequest::None,
+            other => return Err(bad("--usage", other, "use auto, final or none")),
+        };
+        if a.random_input_len == 0 {
+            return Err(bad("--random-input-len", 0, "must be at least 1 token"));
+        }
+        if a.random_output_len == 0 {
+            return Err(bad("--random-output-len", 0, "must be at least 1 token"));
+        }
+        let input = LengthDist::from_range_ratio(a.random_input_len, a.random_range_ratio)
+            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
+        let output = LengthDist::from_range_ratio(a.random_output_len, a.random_range_ratio)
+            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
+        if let Some(m) = a.min_tokens {
+            if m > a.random_output_len {
+                return Err(bad(
+                    "--min-tokens",
+                    m,
+                    format!(
+                        "is more than --random-output-len {}; lower it",
+                        a.random_output_len
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = &a.tokenizer {
+            if !p.is_file() {
+                return Err(bad(
+                    "--tokenizer",
+                    p.display(),
+                    "no such file; give the path of a local tokenizer.json",
+                ));
+            }
+        }
+
+        let request_rate = parse_rate(&a.request_rate)?;
+        let arrival = parse_arrival(&a.arrival, a.burstiness)?;
+        let request_timeout = positive_secs("--request-timeout", a.request_timeout)?;
+        let duration = a
+            .duration
+            .map(|d| positive_secs("--duration", d))
+            .transpose()?;
+        let stop = match (a.num_prompts, duration) {
+            (Some(0), _) => return Err(bad("--num-prompts", 0, "must be at least 1")),
+            (Some(n), Some(d)) => Stop::RequestsOrDuration(n, d),
+            (Some(n), None) => Stop::Requests(n),
+            (None, Some(d)) => Stop::Duration(d),
+            (None, None) => Stop::Requests(1000), // vllm bench serve's default
+        };
+        let cap = a
+            .max_concurrency
+            .map(|n| nonzero("--max-concurrency", n))
+            .transpose()?;
+        let mode = match (request_rate.is_finite(), cap) {
+            (false, Some(concurrency)) => LoadMode::Closed { concurrency },
+            (false, None) => LoadMode::Open {
+                pacing: Pacing::AllAtOnce,
+                max_in_flight: None,
+            },
+            (true, max_in_flight) => LoadMode::Open {
+                pacing: Pacing::Rate {
+                    rate: request_rate,
+                    arrival,
+                },
+                max_in_flight,
+            },
+        };
+        let warmup_concurrency = cap
+            .unwrap_or(NonZeroUsize::MIN)
+            .min(NonZeroUsize::new(a.num_warmups.max(1) as usize).unwrap_or(NonZeroUsize::MIN));
+        let plan = LoadPlan {
+            mode,
+            stop,
+            warmups: a.num_warmups,
+            warmup_concurrency,
+            seed: a.seed,
+        };
+        let slo = parse_goodput(&a.goodput)?;
+        let fail_under_goodput = match a.fail_under_goodput {
+            None => None,
+            Some(f) => Some(fraction("--fail-under-goodput", f)?),
+        };
+        if let Some(t) = a.client_threads {
+            nonzero("--client-threads", t)?;
+        }
+        if let Some(name) = &a.result_filename {
+            if name.contains('/') || name.is_empty() {
+                return Err(bad(
+                    "--result-filename",
+                    name,
+                    "give a file name without directories (the directory is --result-dir)",
+                ));
+            }
+        }
+        Ok(RunConfig {
+            target,
+            endpoint,
+            model: a.model.clone(),
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            request_timeout,
+            stream: !a.no_stream,
+            usage,
+            label: a.label.clone(),
+            tokenizer: a.tokenizer.clone(),
+            workload: RandomSpec { input, output },
+            ignore_eos: a.ignore_eos,
+            min_tokens: a.min_tokens,
+            seed: a.seed,
+            plan,
+            request_rate,
+            burstiness: a.burstiness,
+            max_concurrency: a.max_concurrency,
+            num_prompts: a.num_prompts,
+            client_threads: a.client_threads,
+            slo,
+            fail_under_goodput,
+            percentiles: parse_percentiles(&a.metric_percentiles)?,
+            result_dir: a.result_dir.clone(),
+            result_filename: a.result_filename.clone(),
+            save_detailed: a.save_detailed,
+            progress: !a.no_progress,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["servebench", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("clap accepts").command {
+            Command::Run(a) => RunConfig::from_args(&a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn rate_and_concurrency_map_to_the_right_loop() {
+        let c = cfg(&["--max-concurrency", "10", "--num-prompts", "100"]).unwrap();
+        assert!(matches!(c.plan.mode, LoadMode::Closed { concurrency } if concurrency.get() == 10));
+        assert_eq!(c.plan.stop, Stop::Requests(100));
+        let c = cfg(&["--request-rate", "5", "--max-concurrency", "3"]).unwrap();
+        assert!(matches!(
+            c.plan.mode,
+            LoadMode::Open { pacing: Pacing::Rate { rate, arrival: Arrival::Gamma { burstiness } }, max_in_flight: Some(n) }
+                if rate == 5.0 && burstiness == 1.0 && n.get() == 3
+        ));
+        let c = cfg(&[]).unwrap();
+        assert!(matches!(
+            c.plan.mode,
+            LoadMode::Open {
+                pacing: Pacing::AllAtOnce,
+                max_in_flight: None
+            }
+        ));
+        let c = cfg(&[
+            "--request-rate",
+            "9",
+            "--arrival",
+            "constant",
+            "--duration",
+            "2",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.plan.mode,
+            LoadMode::Open {
+                pacing: Pacing::Rate {
+                    arrival: Arrival::Constant,
+                    ..
+                },
+                ..
+            }
+        ));
+        assert_eq!(c.plan.stop, Stop::Duration(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bad_values_name_the_field_the_value_and_the_fix() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--request-rate", "fast"], "--request-rate", "fast"),
+            (&["--request-rate", "-3"], "--request-rate", "-3"),
+            (
+                &["--endpoint", "/v1/embeddings"],
+                "--endpoint",
+                "/v1/embeddings",
+            ),
+            (
+                &["--base-url", "localhost:8000"],
+                "--base-url",
+                "localhost:8000",
+            ),
+            (&["--base-url", "http://h:1/v1"], "--base-url", "/v1"),
+            (&["--max-concurrency", "0"], "--max-concurrency", "0"),
+            (&["--num-prompts", "0"], "--num-prompts", "0"),
+            (&["--goodput", "ttft=5"], "--goodput", "ttft=5"),
+            (&["--goodput", "latency:5"], "--goodput", "latency"),
+            (&["--goodput", "ttft:-1"], "--goodput", "-1"),
+            (
+                &["--metric-percentiles", "50,101"],
+                "--metric-percentiles",
+                "101",
+            ),
+            (
+                &["--random-range-ratio", "1.2"],
+                "--random-range-ratio",
+                "1.2",
+            ),
+            (&["--burstiness", "0"], "--burstiness", "0"),
+            (&["--arrival", "uniform"], "--arrival", "uniform"),
+            (&["--duration", "-1"], "--duration", "-1"),
+            (&["--request-timeout", "0"], "--request-timeout", "0"),
+            (&["--fault-http500", "2"], "--fault-http500", "2"),
+            (
+                &["--tokenizer", "/no/such/tokenizer.json"],
+                "--tokenizer",
+                "/no/such",
+            ),
+            (&["--usage", "always"], "--usage", "always"),
+            (
+                &["--min-tokens", "500", "--random-output-len", "10"],
+                "--min-tokens",
+                "500",
+            ),
+            (
+                &["--result-filename", "a/b.json"],
+                "--result-filename",
+                "a/b.json",
+            ),
+            (
+                &["--fail-under-goodput", "99"],
+                "--fail-under-goodput",
+                "99",
+            ),
+        ];
+        for (args, field, value) in cases {
+            let e = cfg(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
+            let msg = e.to_string();
+            assert!(msg.contains(field), "{args:?}: {msg}");
+            assert!(msg.contains(value), "{args:?}: {msg}");
+            assert!(
+                msg.len() > field.len() + value.len() + 20,
+                "says what to do: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn goodput_parses_vllm_syntax() {
+        let s = parse_goodput(&["ttft:500".into(), "tpot:50 e2el:1000".into()]).unwrap();
+        assert_eq!(s.ttft_ms, Some(500.0));
+        assert_eq!(s.tpot_ms, Some(50.0));
+        assert_eq!(s.e2el_ms, Some(1000.0));
+    }
+
+    #[test]
+    fn api_key_is_never_serialized() {
+        let c = cfg(&["--api-key", "sk-secret-123"]).unwrap();
+        assert_eq!(c.api_key.as_deref(), Some("sk-secret-123"));
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("sk-secret-123"));
+    }
+}
