@@ -341,6 +341,24 @@ pub fn read_journal(path: &Path) -> Result<Journal, JournalError> {
     })
 }
 
+/// Rebuild a run's summary from its journal alone, in bounded memory (records are pushed into an
+/// [`Accumulator`](crate::metrics::Accumulator) as they are read, never all held). The facts
+/// (percentiles, SLOs, offered rate) come from the header's [`RunInfo`] when it has one; the
+/// client's CPU use is not in a journal, so the self-check has no CPU line.
+pub fn summarize_journal(
+    path: &Path,
+) -> Result<(JournalScan, crate::metrics::Summary), JournalError> {
+    let mut acc = crate::metrics::Accumulator::new();
+    let scan = scan_journal(path, |r| acc.push(&r))?;
+    let facts = scan
+        .header
+        .as_ref()
+        .and_then(|h| h.run.as_ref())
+        .map(RunInfo::summary_facts)
+        .unwrap_or_default();
+    Ok((scan, acc.finish(&facts)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +437,29 @@ mod tests {
         assert_eq!(j.skipped_lines, 1);
         assert_eq!(j.skipped[0].line, 4);
         assert!(j.skipped[0].reason.contains("truncated"), "{:?}", j.skipped);
+    }
+
+    #[test]
+    fn a_killed_runs_journal_rebuilds_its_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut h = header();
+        let mut run = RunInfo::new("run-1", "m", h.started_at);
+        run.goodput_slo.e2el_ms = Some(1.0);
+        h.run = Some(run);
+        let w = JournalWriter::create(&path, Some(&h)).unwrap();
+        for i in 0..5 {
+            w.record(rec(i)).unwrap();
+        }
+        w.finish().unwrap();
+        // Cut the file mid-line, as a kill -9 during a write would.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 7]).unwrap();
+        let (scan, summary) = summarize_journal(&path).unwrap();
+        assert_eq!((scan.records, scan.skipped_lines), (4, 1));
+        assert_eq!(summary.attempted, 4);
+        assert_eq!(summary.errors_by_kind.get("timeout"), Some(&4));
+        assert!(summary.goodput.is_some(), "SLOs come from the header");
     }
 
     #[test]

@@ -355,6 +355,7 @@ fn hundred_thousand_requests_of_64_tokens_stay_compact() {
         acc.push(&rec);
     }
     let bytes = acc.heap_bytes();
+    eprintln!("accumulator for 100k x 64 tokens: {bytes} bytes");
     // 6.3M events × 8 B + 100k × ~90 B ≈ 60 MB; whole records would be well over 100 MB.
     assert!(bytes < 64 << 20, "accumulator holds {bytes} bytes");
     let s = acc.finish(&SummaryFacts::default());
