@@ -166,8 +166,9 @@ impl Client {
         *request.headers_mut() = inner.headers.clone();
         *request.body_mut() = Some(body.into());
 
-        let sent = Instant::now();
-        let mut ex = Exchange::new(&ctx, sent);
+        // Everything that allocates happens before the clock is read.
+        let mut ex = Exchange::new(&ctx);
+        ex.sent = Instant::now();
         let fut = exchange(inner, request, &mut ex);
         let end = match tokio::time::timeout(inner.timeout, fut).await {
             Ok(end) => end,
@@ -279,10 +280,10 @@ struct Exchange {
 const NO_USAGE: u32 = u32::MAX;
 
 impl Exchange {
-    fn new(ctx: &SendContext, sent: Instant) -> Exchange {
+    fn new(ctx: &SendContext) -> Exchange {
         Exchange {
             epoch: ctx.epoch,
-            sent,
+            sent: ctx.epoch,
             headers: None,
             first_token: None,
             first_content: None,
@@ -468,7 +469,9 @@ async fn exchange(inner: &Inner, request: reqwest::Request, ex: &mut Exchange) -
     if !status.is_success() {
         return http_failure(resp).await;
     }
-    if inner.stream {
+    // A server that ignores `stream: true` and answers with one JSON body (or sends an error
+    // object that way) is read as a non-streamed answer rather than as a broken stream.
+    if inner.stream && !is_json(&resp) {
         read_stream(&mut resp, ex).await
     } else {
         read_whole(&mut resp, ex).await
@@ -518,6 +521,17 @@ async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
             }
         }
     }
+}
+
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/json"))
+        })
 }
 
 /// Reads what is left of a finished stream so the connection can be reused.

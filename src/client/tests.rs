@@ -492,6 +492,34 @@ async fn non_streamed_response_is_one_event_at_the_complete_body() {
     assert!(req.contains("accept: application/json"));
 }
 
+#[tokio::test]
+async fn a_json_answer_to_a_streamed_request_is_read_whole() {
+    let body = format!(r#"{{"choices":[{{"text":"abc"}}],{}}}"#, usage_json(3));
+    let r = run_script(json_response("200 OK", &body), Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(
+        (tokens(&r), r.token_source),
+        (vec![3], TokenSource::UsageFinal)
+    );
+    let body = r#"{"object":"error","message":"context too long","type":"BadRequestError"}"#;
+    let r = run_script(json_response("200 OK", body), Endpoint::Completions).await;
+    assert_eq!(failure(&r), (FailureKind::ServerError, "context too long"));
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_says_where_to() {
+    let script = vec![Step::Raw(
+        b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://elsewhere/v1/completions\r\ncontent-length: 0\r\n\r\n".to_vec(),
+    )];
+    let r = run_script(script, Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Http { status: 307 });
+    assert!(
+        message.contains("redirected to http://elsewhere/v1/completions"),
+        "{message}"
+    );
+}
+
 // ---- failures -----------------------------------------------------------------------------
 
 #[tokio::test]
