@@ -167,27 +167,25 @@ pub struct EmbeddedArgs {
     /// Tokens carried by each streamed chunk.
     #[arg(long, default_value_t = 1)]
     pub tokens_per_chunk: u32,
-    /// Fraction of requests answered with HTTP 500.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_http500: f64,
-    /// Fraction of requests answered with HTTP 503.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_http503: f64,
-    /// Fraction of requests answered with HTTP 429 and Retry-After.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_http429: f64,
-    /// Fraction of streams cut mid-way (connection dropped without [DONE]).
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_disconnect: f64,
-    /// Fraction of streams that stall (stop sending) for --fault-stall-ms.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_stall: f64,
+    /// Fault injection: KIND=FRACTION, repeatable. Kinds: http_500, http_503, http_429
+    /// (with Retry-After), disconnect (connection dropped mid-stream), stall (silence for
+    /// --fault-stall-ms), malformed_chunk, error_event (`event: error` frame), error_200 (an
+    /// error object in a 200 response), no_done (stream ends without [DONE]), huge_chunk.
+    /// Example: --fault http_500=0.1 --fault disconnect=0.05
+    #[arg(long = "fault", value_name = "KIND=FRACTION")]
+    pub faults: Vec<String>,
+    /// Mid-stream faults strike after this many tokens.
+    #[arg(long, default_value_t = 1)]
+    pub fault_after_tokens: u32,
     /// How long a stall lasts, in ms.
-    #[arg(long, default_value_t = 30_000.0)]
+    #[arg(long, default_value_t = 60_000.0)]
     pub fault_stall_ms: f64,
-    /// Seed for fault selection.
+    /// Seed for fault selection (which requests get which fault).
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Worker threads of the embedded server's own runtime.
+    #[arg(long, default_value_t = 1)]
+    pub server_threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -201,9 +199,6 @@ pub struct ServeArgs {
     /// Model name the server answers to.
     #[arg(long, default_value = "servebench-fixed")]
     pub model: String,
-    /// Tokio worker threads for the server (default: one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
 }

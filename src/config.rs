@@ -7,6 +7,7 @@ use crate::cli::{EmbeddedArgs, RunArgs};
 use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
 use crate::metrics::Slo;
 use crate::openai::Endpoint;
+use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
 use crate::workload::{LengthDist, RandomSpec};
 use serde::Serialize;
 use std::num::NonZeroUsize;
@@ -46,19 +47,39 @@ pub struct EmbeddedConfig {
     pub ttft: Duration,
     pub itl: Duration,
     pub tokens_per_chunk: u32,
-    pub faults: FaultRates,
+    /// Fault label (`http_500`, …) → probability.
+    pub faults: std::collections::BTreeMap<String, f64>,
+    pub fault_after_tokens: u32,
+    pub fault_stall: Duration,
+    pub fault_seed: u64,
+    pub server_threads: usize,
 }
 
-/// Per-request fault probabilities for the embedded server.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
-pub struct FaultRates {
-    pub http500: f64,
-    pub http503: f64,
-    pub http429: f64,
-    pub disconnect: f64,
-    pub stall: f64,
-    pub stall_for: Duration,
-    pub seed: u64,
+impl EmbeddedConfig {
+    /// The fault configuration in the server's terms.
+    pub fn fault_config(&self) -> FaultConfig {
+        let mut f = FaultConfig {
+            after_tokens: self.fault_after_tokens,
+            stall_for: self.fault_stall,
+            ..FaultConfig::default()
+        };
+        for kind in FaultKind::ALL {
+            if let Some(p) = self.faults.get(kind.label()) {
+                f = f.with(kind, *p);
+            }
+        }
+        f
+    }
+
+    /// The timing in the server's terms.
+    pub fn timing(&self) -> FixedTimingConfig {
+        FixedTimingConfig {
+            ttft: self.ttft,
+            itl: self.itl,
+            tokens_per_chunk: self.tokens_per_chunk,
+            output_cap: None,
+        }
+    }
 }
 
 /// Which token usage to ask the server for.
@@ -168,33 +189,45 @@ fn millis(field: &str, v: f64) -> Result<Duration, ConfigError> {
 
 impl EmbeddedConfig {
     pub fn from_args(a: &EmbeddedArgs) -> Result<EmbeddedConfig, ConfigError> {
-        let faults = FaultRates {
-            http500: fraction("--fault-http500", a.fault_http500)?,
-            http503: fraction("--fault-http503", a.fault_http503)?,
-            http429: fraction("--fault-http429", a.fault_http429)?,
-            disconnect: fraction("--fault-disconnect", a.fault_disconnect)?,
-            stall: fraction("--fault-stall", a.fault_stall)?,
-            stall_for: millis("--fault-stall-ms", a.fault_stall_ms)?,
-            seed: a.fault_seed,
-        };
-        let total =
-            faults.http500 + faults.http503 + faults.http429 + faults.disconnect + faults.stall;
-        if total > 1.0 {
-            return Err(bad(
-                "fault rates",
-                format!("{total:.3}"),
-                "the fault fractions add up to more than 1; lower some of them",
-            ));
+        let mut faults = std::collections::BTreeMap::new();
+        for item in &a.faults {
+            let Some((kind, p)) = item.split_once('=') else {
+                return Err(bad(
+                    "--fault",
+                    item,
+                    "expected KIND=FRACTION, e.g. http_500=0.1",
+                ));
+            };
+            if !FaultKind::ALL.iter().any(|k| k.label() == kind) {
+                let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.label()).collect();
+                return Err(bad(
+                    "--fault",
+                    item,
+                    format!("unknown fault kind; use one of {}", known.join(", ")),
+                ));
+            }
+            let p: f64 = p
+                .parse()
+                .map_err(|_| bad("--fault", item, "the fraction must be a number, e.g. 0.1"))?;
+            faults.insert(kind.to_string(), fraction("--fault", p)?);
         }
         if a.tokens_per_chunk == 0 {
             return Err(bad("--tokens-per-chunk", 0, "must be at least 1"));
         }
-        Ok(EmbeddedConfig {
+        let cfg = EmbeddedConfig {
             ttft: millis("--ttft-ms", a.ttft_ms)?,
             itl: millis("--itl-ms", a.itl_ms)?,
             tokens_per_chunk: a.tokens_per_chunk,
             faults,
-        })
+            fault_after_tokens: a.fault_after_tokens,
+            fault_stall: millis("--fault-stall-ms", a.fault_stall_ms)?,
+            fault_seed: a.fault_seed,
+            server_threads: nonzero("--server-threads", a.server_threads)?.get(),
+        };
+        cfg.fault_config()
+            .validate()
+            .map_err(|e| bad("--fault", a.faults.join(" "), e.to_string()))?;
+        Ok(cfg)
     }
 }
 
@@ -548,7 +581,13 @@ mod tests {
             (&["--arrival", "uniform"], "--arrival", "uniform"),
             (&["--duration", "-1"], "--duration", "-1"),
             (&["--request-timeout", "0"], "--request-timeout", "0"),
-            (&["--fault-http500", "2"], "--fault-http500", "2"),
+            (&["--fault", "http_500=2"], "--fault", "http_500=2"),
+            (&["--fault", "teapot=0.1"], "--fault", "teapot"),
+            (
+                &["--fault", "http_500=0.7", "--fault", "disconnect=0.7"],
+                "--fault",
+                "add up",
+            ),
             (
                 &["--tokenizer", "/no/such/tokenizer.json"],
                 "--tokenizer",

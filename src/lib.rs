@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map. Data flows one way:
 //! config → workload/arrival → load → client → records → journal → metrics → cost → report.
 
+pub mod app;
 pub mod arrival;
 pub mod cli;
 pub mod client;

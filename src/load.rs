@@ -90,13 +90,13 @@ pub enum Stop {
 }
 
 impl Stop {
-    fn max_requests(&self) -> Option<u64> {
+    pub fn max_requests(&self) -> Option<u64> {
         match *self {
             Stop::Requests(n) | Stop::RequestsOrDuration(n, _) => Some(n),
             Stop::Duration(_) => None,
         }
     }
-    fn duration(&self) -> Option<Duration> {
+    pub fn duration(&self) -> Option<Duration> {
         match *self {
             Stop::Duration(d) | Stop::RequestsOrDuration(_, d) => Some(d),
             Stop::Requests(_) => None,

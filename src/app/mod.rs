@@ -1,0 +1,99 @@
+//! Orchestration of each subcommand: start what is needed, run, write results, decide the exit
+//! status. No timing math and no statistics live here — only the order of things.
+
+mod preflight;
+mod run;
+
+pub use run::{run_benchmark, RunOutcome};
+
+use crate::cli::{Cli, Command};
+use std::fmt;
+
+/// The process exit status, one variant per documented meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    /// Every measured request failed, or the run could not be done.
+    Failed,
+    /// Bad flags, config or input file.
+    Usage,
+    /// A `--fail-under-goodput` gate was missed.
+    GateMissed,
+    /// Ctrl-C: a partial summary was written.
+    Interrupted,
+}
+
+impl From<ExitStatus> for i32 {
+    fn from(s: ExitStatus) -> i32 {
+        match s {
+            ExitStatus::Success => 0,
+            ExitStatus::Failed => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::GateMissed => 3,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
+
+/// An error that ends a command, with the exit status it maps to.
+#[derive(Debug)]
+pub struct AppError {
+    pub status: ExitStatus,
+    pub error: anyhow::Error,
+}
+
+impl AppError {
+    pub fn usage(e: impl Into<anyhow::Error>) -> AppError {
+        AppError {
+            status: ExitStatus::Usage,
+            error: e.into(),
+        }
+    }
+    pub fn failed(e: impl Into<anyhow::Error>) -> AppError {
+        AppError {
+            status: ExitStatus::Failed,
+            error: e.into(),
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+/// Run a parsed command line to completion; returns the exit status. Errors are printed here.
+pub fn main(cli: Cli) -> ExitStatus {
+    let result = match cli.command {
+        Command::Run(args) => run::command(&args),
+        Command::Serve(args) => crate::app::serve::command(&args),
+        Command::Calibrate(args) => crate::app::calibrate::command(&args),
+        Command::Report(args) => crate::app::report::command(&args),
+    };
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.status
+        }
+    }
+}
+
+mod calibrate;
+mod report;
+mod serve;
+
+/// A multi-threaded tokio runtime with `threads` workers (default: one per core).
+pub(crate) fn runtime(
+    threads: Option<usize>,
+    name: &str,
+) -> Result<tokio::runtime::Runtime, AppError> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name(name);
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.build()
+        .map_err(|e| AppError::failed(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}

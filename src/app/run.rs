@@ -1,0 +1,412 @@
+//! `servebench run`: one benchmark against one server.
+//!
+//! Order of things: validate → start the target (embedded server if no URL) → preflight →
+//! prepare every request body on a producer thread → open the journal → drive the load while a
+//! consumer task journals and folds each record as it completes → summarize → write outputs →
+//! decide the exit status.
+
+use super::preflight::{self, ServerFacts};
+use super::serve::EmbeddedServer;
+use super::{runtime, AppError, ExitStatus};
+use crate::cli::RunArgs;
+use crate::client::{Client, ClientOptions};
+use crate::config::{RunConfig, Target, UsageRequest};
+use crate::journal::{JournalError, JournalHeader, JournalWriter};
+use crate::load::{self, Interrupt, LoadReport, PreparedRequest, StopReason};
+use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
+use crate::openai::{build_body, BodyOptions, Endpoint};
+use crate::record::{Phase, RequestRecord};
+use crate::report::{self, default_result_filename, ResultFile, RunInfo};
+use crate::workload::PromptMaker;
+use anyhow::{anyhow, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub summary: Summary,
+    pub load: LoadReport,
+    pub summary_path: PathBuf,
+    pub journal_path: PathBuf,
+    pub status: ExitStatus,
+}
+
+pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
+    let cfg = RunConfig::from_args(args).map_err(AppError::usage)?;
+    let rt = runtime(cfg.client_threads, "servebench-client")?;
+    let outcome = rt.block_on(run_benchmark(&cfg, true))?;
+    Ok(outcome.status)
+}
+
+/// Run one benchmark as configured. `interactive` enables Ctrl-C handling, the progress bar and
+/// the console table (tests run with it off).
+pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutcome, AppError> {
+    // The embedded server runs on its own runtime threads so it never shares the client's.
+    let embedded = match &cfg.target {
+        Target::Embedded(e) => Some(
+            EmbeddedServer::start(e, cfg.model.as_deref().unwrap_or(EMBEDDED_MODEL))
+                .map_err(AppError::failed)?,
+        ),
+        Target::External { .. } => None,
+    };
+    let base_url = match (&cfg.target, &embedded) {
+        (Target::External { base_url }, _) => base_url.clone(),
+        (_, Some(server)) => server.url().to_string(),
+        _ => unreachable!("embedded target always has a server"),
+    };
+
+    let facts = preflight::discover(&base_url, cfg.api_key.as_deref())
+        .await
+        .map_err(AppError::failed)?;
+    let model = preflight::choose_model(cfg.model.as_deref(), &facts).map_err(AppError::usage)?;
+    let continuous_usage = match (cfg.usage, cfg.stream, &cfg.target) {
+        (UsageRequest::Auto, true, Target::Embedded(_)) => true,
+        (UsageRequest::Auto, true, Target::External { .. }) => preflight::probe_continuous_usage(
+            &base_url,
+            cfg.endpoint,
+            &model,
+            cfg.api_key.as_deref(),
+        )
+        .await
+        .map_err(AppError::failed)?,
+        _ => false,
+    };
+    let label = cfg
+        .label
+        .clone()
+        .unwrap_or_else(|| guess_label(&cfg.target, &facts));
+
+    let maker = match &cfg.tokenizer {
+        Some(p) => PromptMaker::with_tokenizer(p).map_err(|e| AppError::usage(anyhow!(e)))?,
+        None => PromptMaker::approximate(),
+    };
+    let body_opts = body_options(cfg, &model, continuous_usage);
+    let total = cfg.plan.stop.max_requests().map(|n| n + cfg.plan.warmups);
+    let (requests, producer) = spawn_producer(cfg, maker, body_opts, total).await;
+
+    let client = Client::new(ClientOptions {
+        base_url: base_url.clone(),
+        endpoint: cfg.endpoint,
+        api_key: cfg.api_key.clone(),
+        request_timeout: cfg.request_timeout,
+        stream: cfg.stream,
+    })
+    .map_err(AppError::usage)?;
+
+    std::fs::create_dir_all(&cfg.result_dir)
+        .with_context(|| format!("cannot create --result-dir {}", cfg.result_dir.display()))
+        .map_err(AppError::failed)?;
+    let started = chrono::Utc::now();
+    let mut info = run_info(cfg, &label, &model, &base_url, started);
+    info.config = serde_json::json!({ "run": cfg, "server": facts });
+    let stem = cfg
+        .result_filename
+        .as_deref()
+        .map(|f| f.trim_end_matches(".json").to_string())
+        .unwrap_or_else(|| {
+            default_result_filename(&info)
+                .trim_end_matches(".json")
+                .to_string()
+        });
+    info.run_id = stem.clone();
+    let summary_path = cfg.result_dir.join(format!("{stem}.json"));
+    let journal_path = cfg.result_dir.join(format!("{stem}.journal.jsonl"));
+    let mut header = JournalHeader::new(&stem, started, info.config.clone());
+    header.run = Some(info.clone());
+    let journal = JournalWriter::create(&journal_path, Some(&header))
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+
+    let interrupt = Interrupt::default();
+    if interactive {
+        let i = interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: finishing the records of requests in flight…");
+                i.trigger();
+            }
+        });
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let progress = Progress::new(interactive, total);
+    let consumer = tokio::spawn(consume(rx, journal, progress));
+
+    let cpu_before = process_cpu_seconds();
+    let wall = Instant::now();
+    let epoch = Instant::now();
+    let load_report = load::run(cfg.plan, Arc::new(client), requests, tx, epoch, interrupt).await;
+    let (acc, journal_result) = consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
+    let _ = producer.join();
+    // A journal that failed mid-run is reported, but the summary is still written: the
+    // accumulator saw every record.
+    if let Err(e) = journal_result {
+        eprintln!("warning: {e}");
+    }
+    let client_cpu = cpu_before
+        .zip(process_cpu_seconds())
+        .map(|(a, b)| ClientCpu {
+            cpu_seconds: b - a,
+            wall_seconds: wall.elapsed().as_secs_f64(),
+            cores: cfg.client_threads.map(|t| t as f64).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+            }),
+        });
+
+    let summary = acc.finish(&SummaryFacts {
+        client_cpu,
+        ..info.summary_facts()
+    });
+    if let Some(obj) = info.config.as_object_mut() {
+        obj.insert(
+            "load".into(),
+            serde_json::to_value(load_report).unwrap_or_default(),
+        );
+    }
+    report::write_result(&summary_path, &ResultFile::new(&info, &summary))
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    report::append_csv_row(&cfg.result_dir.join("results.csv"), &info, &summary)
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    if interactive {
+        println!("{}", report::render_table(&info, &summary));
+        eprintln!(
+            "summary: {}\njournal: {}",
+            summary_path.display(),
+            journal_path.display()
+        );
+    }
+    let status = exit_status(cfg, &summary, &load_report);
+    drop(embedded);
+    Ok(RunOutcome {
+        summary,
+        load: load_report,
+        summary_path,
+        journal_path,
+        status,
+    })
+}
+
+/// The model name the embedded server answers to when `--model` is not given.
+pub const EMBEDDED_MODEL: &str = "servebench-fixed";
+
+fn run_info(
+    cfg: &RunConfig,
+    label: &str,
+    model: &str,
+    base_url: &str,
+    started: chrono::DateTime<chrono::Utc>,
+) -> RunInfo {
+    let mut info = RunInfo::new(label, model, started);
+    info.backend = match cfg.endpoint {
+        Endpoint::Completions => "openai".into(),
+        Endpoint::ChatCompletions => "openai-chat".into(),
+    };
+    info.endpoint = cfg.endpoint.path().to_string();
+    info.base_url = Some(base_url.to_string());
+    info.label = Some(label.to_string());
+    info.engine = Some(label.to_string());
+    if let Some(t) = &cfg.tokenizer {
+        info.tokenizer_id = t.display().to_string();
+    }
+    info.num_prompts = cfg.num_prompts.unwrap_or(0);
+    info.request_rate = cfg.request_rate.is_finite().then_some(cfg.request_rate);
+    info.burstiness = cfg.burstiness;
+    info.max_concurrency = cfg.max_concurrency.map(|c| c as u64);
+    info.seed = cfg.seed;
+    info.metric_percentiles = cfg.percentiles.clone();
+    info.goodput_slo = cfg.slo;
+    info
+}
+
+fn guess_label(target: &Target, facts: &ServerFacts) -> String {
+    if matches!(target, Target::Embedded(_)) {
+        return "embedded".into();
+    }
+    let v = facts
+        .version
+        .as_ref()
+        .map(|v| v.to_string().to_lowercase())
+        .unwrap_or_default();
+    if v.contains("sglang") {
+        "sglang".into()
+    } else if v.contains("servebench") {
+        "servebench".into()
+    } else if facts.version.is_some() {
+        "vllm".into()
+    } else {
+        "openai".into()
+    }
+}
+
+fn body_options(cfg: &RunConfig, model: &str, continuous_usage: bool) -> BodyOptions {
+    let mut extra = serde_json::Map::new();
+    if cfg.stream && cfg.usage == UsageRequest::None {
+        extra.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": false}),
+        );
+    }
+    BodyOptions {
+        model: model.to_string(),
+        stream: cfg.stream,
+        ignore_eos: cfg.ignore_eos,
+        min_tokens: cfg.min_tokens,
+        continuous_usage_stats: continuous_usage,
+        extra,
+    }
+}
+
+/// Prepare request bodies on an OS thread, ahead of the dispatcher, so the timed path never
+/// builds a prompt or serializes JSON. Returns once the first batch is ready (all of it when
+/// the run is small enough), so the clock starts with work waiting.
+async fn spawn_producer(
+    cfg: &RunConfig,
+    maker: PromptMaker,
+    opts: BodyOptions,
+    total: Option<u64>,
+) -> (mpsc::Receiver<PreparedRequest>, std::thread::JoinHandle<()>) {
+    const AHEAD: usize = 8192;
+    let cap = total.map_or(AHEAD, |t| (t as usize).clamp(1, AHEAD));
+    let (tx, rx) = mpsc::channel(cap);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let spec = cfg.workload.clone();
+    let endpoint = cfg.endpoint;
+    let seed = cfg.seed;
+    let handle = std::thread::Builder::new()
+        .name("servebench-workload".into())
+        .spawn(move || {
+            let mut ready = Some(ready_tx);
+            let mut made = 0usize;
+            for item in spec.items(&maker, seed) {
+                if total.is_some_and(|t| made as u64 >= t) {
+                    break;
+                }
+                let req = PreparedRequest {
+                    body: build_body(endpoint, &item.prompt, item.max_tokens, &opts),
+                    prompt_tokens: item.prompt_tokens,
+                    max_tokens: item.max_tokens,
+                };
+                if tx.blocking_send(req).is_err() {
+                    break; // the run ended (duration stop); nothing more is wanted
+                }
+                made += 1;
+                if made == cap {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+            }
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+        })
+        .expect("spawning the workload thread");
+    let _ = ready_rx.await;
+    (rx, handle)
+}
+
+/// Fold and journal each record as it completes; never blocks a sender.
+async fn consume(
+    mut rx: mpsc::UnboundedReceiver<RequestRecord>,
+    journal: JournalWriter,
+    progress: Progress,
+) -> (Accumulator, Result<(), JournalError>) {
+    let mut acc = Accumulator::new();
+    let mut io = Ok(());
+    while let Some(rec) = rx.recv().await {
+        if rec.phase == Phase::Measured {
+            progress.tick(rec.outcome.is_success());
+        }
+        acc.push(&rec);
+        if io.is_ok() {
+            io = journal.record(rec);
+        }
+    }
+    progress.finish();
+    let closed = journal.finish().map(|_| ());
+    (acc, io.and(closed))
+}
+
+/// A progress bar on stderr, updated by the consumer task (never by a request's task).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(enabled: bool, total: Option<u64>) -> Progress {
+        if !enabled {
+            return Progress(None);
+        }
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress(Some(bar))
+    }
+    fn tick(&self, ok: bool) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+            if !ok {
+                b.set_message("(some failed)");
+            }
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// User + system CPU seconds of this process (Linux `/proc/self/stat`); `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux ABI servebench targets.
+    Some((utime + stime) / 100.0)
+}
+
+fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
+    if load.stop_reason == StopReason::Interrupted {
+        return ExitStatus::Interrupted;
+    }
+    if s.attempted > 0 && s.completed == 0 {
+        eprintln!(
+            "error: every measured request failed ({} of {})",
+            s.failed, s.attempted
+        );
+        return ExitStatus::Failed;
+    }
+    if let Some(min) = cfg.fail_under_goodput {
+        let good = s
+            .goodput
+            .as_ref()
+            .map(|g| g.good as f64)
+            .unwrap_or(s.completed as f64);
+        let frac = if s.attempted > 0 {
+            good / s.attempted as f64
+        } else {
+            0.0
+        };
+        if frac < min {
+            eprintln!(
+                "error: goodput gate missed: {:.2}% of requests were good, --fail-under-goodput asks for {:.2}%",
+                frac * 100.0,
+                min * 100.0
+            );
+            return ExitStatus::GateMissed;
+        }
+    }
+    ExitStatus::Success
+}

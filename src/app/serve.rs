@@ -1,0 +1,92 @@
+//! `servebench serve`, and the embedded server that `run` starts when no URL is given.
+
+use super::{AppError, ExitStatus};
+use crate::cli::ServeArgs;
+use crate::config::{ConfigError, EmbeddedConfig};
+use crate::server::{self, FixedTiming, RunningServer, ServerOptions};
+use anyhow::Context;
+use std::sync::Arc;
+
+/// The embedded fixed-timing server on a free 127.0.0.1 port, on its own runtime thread(s) so
+/// its work never queues behind the client's. Stops when dropped.
+pub struct EmbeddedServer {
+    running: RunningServer,
+}
+
+impl EmbeddedServer {
+    pub fn start(cfg: &EmbeddedConfig, model: &str) -> anyhow::Result<EmbeddedServer> {
+        let backend = Arc::new(FixedTiming::new(cfg.timing()));
+        let running = server::spawn_dedicated(backend, options(cfg, model), cfg.server_threads)
+            .context("starting the embedded server")?;
+        Ok(EmbeddedServer { running })
+    }
+
+    pub fn url(&self) -> &str {
+        self.running.url()
+    }
+
+    pub fn stats(&self) -> &Arc<server::ServerStats> {
+        self.running.stats()
+    }
+}
+
+fn options(cfg: &EmbeddedConfig, model: &str) -> ServerOptions {
+    ServerOptions {
+        model: model.to_string(),
+        faults: cfg.fault_config(),
+        seed: cfg.fault_seed,
+        ..ServerOptions::default()
+    }
+}
+
+pub(super) fn command(args: &ServeArgs) -> Result<ExitStatus, AppError> {
+    let cfg = EmbeddedConfig::from_args(&args.embedded).map_err(AppError::usage)?;
+    let opts = options(&cfg, &args.model);
+    opts.validate().map_err(AppError::usage)?;
+    let ip: std::net::IpAddr = args.host.parse().map_err(|_| {
+        AppError::usage(ConfigError {
+            field: "--host".into(),
+            value: args.host.clone(),
+            problem: "not an IP address; use 127.0.0.1 (or ::1)".into(),
+        })
+    })?;
+    let rt = super::runtime(Some(cfg.server_threads), "servebench-server")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((ip, args.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {ip}:{}; is the port in use? pick another with --port (0 = any)",
+                    args.port
+                )
+            })
+            .map_err(AppError::failed)?;
+        let addr = listener.local_addr().map_err(AppError::failed)?;
+        let backend = Arc::new(FixedTiming::new(cfg.timing()));
+        let (router, control) = server::app_with_control(backend, opts);
+        // The URL goes to stdout (scripts read it); the rest to stderr.
+        println!("http://{addr}");
+        eprintln!(
+            "serving model `{}` on http://{addr} (ttft {:?}, itl {:?}, {} tokens/chunk); Ctrl-C stops",
+            args.model, cfg.ttft, cfg.itl, cfg.tokens_per_chunk
+        );
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        server::serve_until(listener, router, stop)
+            .await
+            .map_err(AppError::failed)?;
+        let stats = control.stats();
+        let faults: Vec<String> = stats
+            .fault_counts()
+            .iter()
+            .map(|(k, n)| format!("{}={n}", k.label()))
+            .collect();
+        eprintln!(
+            "stopped: {} output tokens served; faults injected: {}",
+            stats.generation_tokens(),
+            if faults.is_empty() { "none".to_string() } else { faults.join(" ") }
+        );
+        Ok(ExitStatus::Success)
+    })
+}
