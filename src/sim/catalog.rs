@@ -255,7 +255,11 @@ impl Named for InstanceSpec {
     }
 }
 
-fn find<'a, T: Named>(items: &'a [T], kind: CatalogKind, name: &str) -> Result<&'a T, CatalogError> {
+fn find<'a, T: Named>(
+    items: &'a [T],
+    kind: CatalogKind,
+    name: &str,
+) -> Result<&'a T, CatalogError> {
     let key = normalize(name);
     let hit = items.iter().find(|i| i.matches(&key)).or_else(|| {
         // "NVIDIA H100 80GB HBM3" style names as nvidia-smi prints them.
@@ -301,7 +305,12 @@ fn validate(file: &CatalogFile, origin: &str) -> Result<(), CatalogError> {
         problem: problem.to_string(),
     };
     for g in &file.gpu {
-        let positive = [g.memory_gib, g.bandwidth_gbps, g.dense_tflops, g.interconnect_gbps];
+        let positive = [
+            g.memory_gib,
+            g.bandwidth_gbps,
+            g.dense_tflops,
+            g.interconnect_gbps,
+        ];
         if positive.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(invalid(
                 CatalogKind::Gpu,
@@ -423,7 +432,11 @@ impl Catalog {
         let mut out: Vec<&InstanceSpec> = self
             .instances
             .iter()
-            .filter(|i| self.gpu(&i.gpu).map(|g| g.name == spec.name).unwrap_or(false))
+            .filter(|i| {
+                self.gpu(&i.gpu)
+                    .map(|g| g.name == spec.name)
+                    .unwrap_or(false)
+            })
             .collect();
         out.sort_by(|a, b| a.usd_per_hour.total_cmp(&b.usd_per_hour));
         out
@@ -454,7 +467,11 @@ mod tests {
         assert!(c.models().len() >= 9);
         assert_eq!(c.instances().len(), 8);
         for i in c.instances() {
-            assert!(c.gpu(&i.gpu).is_ok(), "instance {} names unknown gpu", i.name);
+            assert!(
+                c.gpu(&i.gpu).is_ok(),
+                "instance {} names unknown gpu",
+                i.name
+            );
         }
         for g in c.gpus() {
             assert!(!g.source.is_empty() && !g.date.is_empty());
@@ -544,8 +561,14 @@ date = "2026-12-01"
         let mut c = Catalog::builtin();
         let text = "[[gpu]]\nname = \"X\"\nmemory_gb = 1.0\n";
         let err = c.merge_toml(text, "mine.toml").unwrap_err().to_string();
-        assert!(err.contains("mine.toml") && err.contains("memory_gb"), "{err}");
-        let err = c.merge_toml("[[gpus]]\n", "mine.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("mine.toml") && err.contains("memory_gb"),
+            "{err}"
+        );
+        let err = c
+            .merge_toml("[[gpus]]\n", "mine.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gpus"), "{err}");
     }
 

@@ -1,9 +1,27 @@
 //! The embedded serving-engine simulator.
 //!
 //! - [`catalog`]: GPUs, models and cloud instances (data files in `catalogs/`, overridable).
+//! - [`roofline`]: how long one engine step takes on a GPU.
+//! - [`kv`]: paged KV blocks with hash-based prefix caching (vLLM) and the radix cache (SGLang).
+//! - [`profile`]: the engines' scheduling and memory mechanisms and their defaults.
+//! - [`engine`]: the iteration-level discrete-event engine model.
+//! - [`predict`]: run a workload through the model in virtual time, producing client records.
+//! - [`sharegpt`]: a synthetic ShareGPT-like length distribution.
+//! - [`calibration`]: the published results the free constants were fitted to.
 //!
 //! See `docs/simulator.md` for what is modelled, what is not, and the calibration.
 
+pub mod calibration;
 pub mod catalog;
+pub mod engine;
+pub mod kv;
+pub mod predict;
+pub mod profile;
+pub mod roofline;
+pub mod sharegpt;
 
 pub use catalog::{Catalog, CatalogError, GpuSpec, InstanceSpec, ModelSpec};
+pub use engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest, StepReport};
+pub use kv::PrefixSegment;
+pub use predict::{predict, predict_with, PredictOptions, Prediction, SimLoad};
+pub use profile::{BatchMode, EngineKind, EngineProfile, SchedulePolicy};

@@ -1,0 +1,341 @@
+//! `predict`: run a workload through the engine model in virtual time and return the records a
+//! client would have made, so the ordinary metrics code summarises them.
+//!
+//! No HTTP, no sleeping: time jumps from one step's end to the next. The client is ideal (it sends
+//! at the scheduled instant and sees each token at the end of the step that produced it, one SSE
+//! event per token), so the records isolate the engine and the GPU.
+
+use super::catalog::Catalog;
+use super::engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest};
+use super::profile::{EngineKind, EngineProfile};
+use crate::record::{FailureKind, Outcome, Phase, RequestRecord, TokenSource, Usage};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// How requests are offered to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum SimLoad {
+    /// Keep `in_flight` requests outstanding: the next one (in the given order) is sent the
+    /// instant one finishes; `arrival_ns` is ignored.
+    Closed { in_flight: usize },
+    /// Send each request at its `arrival_ns`, whatever the engine does.
+    Open,
+}
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictOptions {
+    pub engine: EngineKind,
+    /// GPU catalog name or alias.
+    pub gpu: String,
+    /// Model catalog name or alias.
+    pub model: String,
+    /// Tensor-parallel degree (GPUs per replica).
+    pub tp: u32,
+    /// A complete profile replacing the engine's defaults for this GPU (see
+    /// [`EngineProfile::for_engine`] to start from them).
+    pub profile: Option<EngineProfile>,
+    /// Keep a gauge sample at most this often (0: after every step).
+    pub gauge_interval_ns: u64,
+}
+
+impl PredictOptions {
+    pub fn new(engine: EngineKind, gpu: &str, model: &str) -> PredictOptions {
+        PredictOptions {
+            engine,
+            gpu: gpu.to_string(),
+            model: model.to_string(),
+            tp: 1,
+            profile: None,
+            gauge_interval_ns: 0,
+        }
+    }
+
+    /// Build the engine these options describe.
+    pub fn engine(&self, catalog: &Catalog) -> Result<Engine, SimError> {
+        let gpu = catalog.gpu(&self.gpu)?.clone();
+        let model = catalog.model(&self.model)?.clone();
+        let profile = match &self.profile {
+            Some(p) => p.clone(),
+            None => EngineProfile::for_engine(self.engine, &gpu, self.tp),
+        };
+        if profile.engine != self.engine {
+            return Err(SimError::Invalid(format!(
+                "the profile is for {}, the options ask for {}",
+                profile.engine, self.engine
+            )));
+        }
+        Engine::new(profile, gpu, model, self.tp)
+    }
+}
+
+/// The result of a prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Always true: these numbers come from the model, not a measurement.
+    pub simulated: bool,
+    pub engine: EngineKind,
+    pub gpu: String,
+    pub model: String,
+    pub tp: u32,
+    pub profile: EngineProfile,
+    pub facts: EngineFacts,
+    /// One record per request, in request order; times are ns of virtual time from 0.
+    pub records: Vec<RequestRecord>,
+    pub gauges: Vec<EngineGauges>,
+    pub steps: u64,
+    /// Virtual time from 0 to the last step's end.
+    pub duration_ns: u64,
+    /// Σ over steps of the datasheet roofline bound (no efficiencies, no overhead), ns: no
+    /// schedule can beat it.
+    pub roofline_bound_ns: f64,
+    /// Σ over steps of the modelled GPU-busy time, ns.
+    pub busy_ns: f64,
+    pub preemptions: u64,
+}
+
+/// Simulate `requests` on the engine `opts` describes, offered by `load`.
+pub fn predict(
+    catalog: &Catalog,
+    opts: &PredictOptions,
+    requests: &[SimRequest],
+    load: SimLoad,
+) -> Result<Prediction, SimError> {
+    let engine = opts.engine(catalog)?;
+    Ok(predict_with(engine, requests, load, opts.gauge_interval_ns))
+}
+
+struct Trace {
+    req: SimRequest,
+    scheduled_ns: u64,
+    emissions: Vec<u64>,
+    rejected: Option<(u64, String)>,
+    done: bool,
+}
+
+/// Simulate on an engine built by the caller.
+pub fn predict_with(
+    mut engine: Engine,
+    requests: &[SimRequest],
+    load: SimLoad,
+    gauge_interval_ns: u64,
+) -> Prediction {
+    let mut traces: Vec<Trace> = requests
+        .iter()
+        .map(|r| Trace {
+            req: r.clone(),
+            scheduled_ns: r.arrival_ns,
+            emissions: Vec::new(),
+            rejected: None,
+            done: false,
+        })
+        .collect();
+    let index: HashMap<u64, usize> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
+
+    // The queue of requests not yet sent, in sending order.
+    let mut pending: VecDeque<usize> = match load {
+        SimLoad::Open => {
+            let mut order: Vec<usize> = (0..requests.len()).collect();
+            order.sort_by_key(|&i| (requests[i].arrival_ns, i));
+            order.into()
+        }
+        SimLoad::Closed { .. } => (0..requests.len()).collect(),
+    };
+    // Closed loop: sends allowed now (slots free), each at the time its slot freed.
+    let mut slots: VecDeque<u64> = match load {
+        SimLoad::Closed { in_flight } => std::iter::repeat_n(0, in_flight.max(1)).collect(),
+        SimLoad::Open => VecDeque::new(),
+    };
+
+    let mut now = 0u64;
+    let mut steps = 0u64;
+    let mut bound_ns = 0.0;
+    let mut busy_ns = 0.0;
+    let mut gauges = Vec::new();
+    let mut last_gauge: Option<u64> = None;
+    let mut end_ns = 0u64;
+
+    let reject = |traces: &mut Vec<Trace>, r: Rejection, at: u64| {
+        if let Some(&i) = index.get(&r.id) {
+            traces[i].rejected = Some((at, r.reason));
+            traces[i].done = true;
+        }
+    };
+
+    loop {
+        // Send what is due.
+        loop {
+            let Some(&i) = pending.front() else { break };
+            let at = match load {
+                SimLoad::Open => {
+                    if traces[i].req.arrival_ns > now {
+                        break;
+                    }
+                    traces[i].req.arrival_ns
+                }
+                SimLoad::Closed { .. } => match slots.pop_front() {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            pending.pop_front();
+            traces[i].scheduled_ns = at;
+            if let Err(r) = engine.submit(&traces[i].req) {
+                reject(&mut traces, r, at);
+                if matches!(load, SimLoad::Closed { .. }) {
+                    slots.push_back(at);
+                }
+            }
+        }
+
+        let Some(rep) = engine.step(now) else {
+            // Idle: jump to the next arrival, or stop.
+            match (load, pending.front()) {
+                (SimLoad::Open, Some(&i)) => {
+                    now = now.max(traces[i].req.arrival_ns);
+                    continue;
+                }
+                _ => break,
+            }
+        };
+        steps += 1;
+        bound_ns += engine.hardware().roofline_bound_s(&rep.load) * 1e9;
+        busy_ns += (rep.time.total_s() - rep.time.overhead_s) * 1e9;
+        now = rep.end_ns;
+        end_ns = end_ns.max(now);
+        for &id in &rep.emitted {
+            if let Some(&i) = index.get(&id) {
+                traces[i].emissions.push(rep.end_ns);
+            }
+        }
+        let mut freed = 0usize;
+        for &id in &rep.finished {
+            if let Some(&i) = index.get(&id) {
+                traces[i].done = true;
+                freed += 1;
+            }
+        }
+        for r in rep.rejected {
+            reject(&mut traces, r, now);
+            freed += 1;
+        }
+        if matches!(load, SimLoad::Closed { .. }) {
+            slots.extend(std::iter::repeat_n(now, freed));
+        }
+        if last_gauge.is_none_or(|t| now.saturating_sub(t) >= gauge_interval_ns) {
+            gauges.push(engine.gauges(now));
+            last_gauge = Some(now);
+        }
+    }
+
+    let records = traces.iter().map(to_record).collect();
+    let g = engine.gauges(end_ns);
+    let profile = engine.profile().clone();
+    let hw = engine.hardware();
+    Prediction {
+        simulated: true,
+        engine: profile.engine,
+        gpu: hw.gpu.name.clone(),
+        model: hw.model.name.clone(),
+        tp: hw.tp,
+        facts: engine.facts(),
+        profile,
+        records,
+        gauges,
+        steps,
+        duration_ns: end_ns,
+        roofline_bound_ns: bound_ns,
+        busy_ns,
+        preemptions: g.preemptions_total,
+    }
+}
+
+/// The record an ideal client would have written for this request.
+fn to_record(t: &Trace) -> RequestRecord {
+    let sent = t.scheduled_ns;
+    if let Some((at, reason)) = &t.rejected {
+        let mut r = RequestRecord::failed_before_response(
+            t.req.id,
+            Phase::Measured,
+            (sent, sent, sent),
+            *at,
+            FailureKind::Http { status: 400 },
+            reason.clone(),
+        );
+        r.prompt_tokens = t.req.prompt_tokens;
+        r.max_tokens = t.req.max_output_tokens;
+        return r;
+    }
+    let micros = |ns: u64| (ns.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32;
+    let out = t.emissions.len() as u32;
+    let outcome = if t.done {
+        Outcome::Success
+    } else {
+        // The run ended with the request unfinished: only possible if the engine stalled.
+        Outcome::Failed {
+            kind: FailureKind::Disconnect,
+            message: "the simulated engine stopped before the request finished".into(),
+        }
+    };
+    RequestRecord {
+        id: t.req.id,
+        phase: Phase::Measured,
+        scheduled_ns: sent,
+        slot_ns: sent,
+        sent_ns: sent,
+        // The engines send response headers as soon as the request is accepted.
+        headers_ns: Some(sent),
+        first_token_ns: t.emissions.first().copied(),
+        first_content_ns: t.emissions.first().copied(),
+        finished_ns: t.emissions.last().copied().unwrap_or(sent),
+        events: t.emissions.iter().map(|&e| (micros(e), 1)).collect(),
+        prompt_tokens: t.req.prompt_tokens,
+        max_tokens: t.req.max_output_tokens,
+        usage: Some(Usage {
+            prompt_tokens: t.req.prompt_tokens,
+            completion_tokens: out,
+        }),
+        output_tokens: out,
+        token_source: TokenSource::UsageFinal,
+        outcome,
+    }
+}
+
+/// Requests with the given (prompt, output) lengths, ids 0.., all arriving at 0 (closed loop or
+/// an offline batch), no shared prefixes.
+pub fn requests_from_lengths(lengths: &[(u32, u32)]) -> Vec<SimRequest> {
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &(p, o))| SimRequest {
+            id: i as u64,
+            arrival_ns: 0,
+            prompt_tokens: p,
+            max_output_tokens: o,
+            prefix: Vec::new(),
+        })
+        .collect()
+}
+
+/// Successful requests per second and output tokens per second over the whole prediction
+/// (first send to last token), as the benchmarks report them.
+pub fn throughput(p: &Prediction) -> (f64, f64) {
+    let ok: Vec<&RequestRecord> = p
+        .records
+        .iter()
+        .filter(|r| r.outcome.is_success())
+        .collect();
+    let start = p.records.iter().map(|r| r.sent_ns).min().unwrap_or(0);
+    let end = ok.iter().map(|r| r.finished_ns).max().unwrap_or(start);
+    let secs = (end.saturating_sub(start)) as f64 / 1e9;
+    if secs <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens)).sum();
+    (ok.len() as f64 / secs, tokens as f64 / secs)
+}
