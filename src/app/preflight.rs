@@ -16,22 +16,35 @@ pub struct ServerFacts {
     pub continuous_usage: bool,
 }
 
-fn http(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+fn http(base_url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(k) = api_key {
         let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}"))
             .map_err(|_| anyhow!("the API key is not a valid header value; check --api-key"))?;
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    Ok(reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        .default_headers(headers)
-        .build()?)
+        .default_headers(headers);
+    // As in the client: a proxy from the environment must not sit in front of a local server.
+    let host = reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || host == "[::1]"
+    {
+        b = b.no_proxy();
+    }
+    Ok(b.build()?)
 }
 
 /// List models and read `/version`. Unreachable server → an error naming the URL and the fix.
 pub async fn discover(base_url: &str, api_key: Option<&str>) -> anyhow::Result<ServerFacts> {
-    let client = http(api_key)?;
+    let client = http(base_url, api_key)?;
     let url = format!("{base_url}/v1/models");
     let resp = client.get(&url).send().await.map_err(|e| {
         anyhow!(
@@ -95,7 +108,7 @@ pub async fn probe_continuous_usage(
     model: &str,
     api_key: Option<&str>,
 ) -> anyhow::Result<bool> {
-    let client = http(api_key)?;
+    let client = http(base_url, api_key)?;
     let mut body = serde_json::json!({
         "model": model,
         "max_tokens": 2,

@@ -32,6 +32,9 @@ pub struct RunOutcome {
     pub summary_path: PathBuf,
     pub journal_path: PathBuf,
     pub status: ExitStatus,
+    /// Faults the embedded server injected, by kind (`None` for an external server): the
+    /// figure to hold `summary.errors_by_kind` against.
+    pub faults_injected: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
@@ -178,6 +181,18 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         );
     }
     let status = exit_status(cfg, &summary, &load_report);
+    let faults_injected = embedded.as_ref().map(|e| {
+        e.stats()
+            .fault_counts()
+            .into_iter()
+            .map(|(k, n)| (k.label().to_string(), n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
+    if interactive {
+        if let Some(f) = faults_injected.as_ref().filter(|f| !f.is_empty()) {
+            eprintln!("embedded server injected faults: {f:?}");
+        }
+    }
     drop(embedded);
     Ok(RunOutcome {
         summary,
@@ -185,6 +200,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         summary_path,
         journal_path,
         status,
+        faults_injected,
     })
 }
 
