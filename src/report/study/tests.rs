@@ -1,0 +1,386 @@
+use super::*;
+use crate::cost::{cost_summary, Price};
+use crate::metrics::{Distribution, Summary};
+use crate::sim::catalog::Catalog;
+use chrono::{DateTime, Utc};
+
+fn dist(count: u64, mean: f64, min: f64, p: [f64; 4], max: f64) -> Distribution {
+    Distribution {
+        count,
+        mean,
+        std: 0.0,
+        min,
+        max,
+        percentiles: vec![(50.0, p[0]), (90.0, p[1]), (95.0, p[2]), (99.0, p[3])],
+    }
+}
+
+/// A run with `n` requests at `tps` output tok/s; latencies in ms scale with `lat`.
+fn summary(n: u64, tps: f64, rps: f64, lat: f64) -> Summary {
+    Summary {
+        schema_version: crate::metrics::SUMMARY_SCHEMA_VERSION,
+        attempted: n,
+        completed: n,
+        success_rate: 1.0,
+        duration_s: n as f64 / rps,
+        request_throughput: rps,
+        output_throughput: tps,
+        total_token_throughput: tps * 1.5,
+        e2el_ms: dist(
+            n,
+            lat * 1.1,
+            lat * 0.7,
+            [lat, lat * 1.3, lat * 1.45, lat * 1.6],
+            lat * 1.7,
+        ),
+        ttft_ms: dist(
+            n,
+            lat * 0.05,
+            lat * 0.02,
+            [lat * 0.04, lat * 0.08, lat * 0.09, lat * 0.1],
+            lat * 0.11,
+        ),
+        ..Summary::default()
+    }
+}
+
+fn when() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-28T16:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn price() -> Price {
+    Price::from_catalog(&Catalog::builtin(), "g5.xlarge").unwrap()
+}
+
+fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, gpu: bool) -> Cell {
+    Cell {
+        framework: fw.into(),
+        workload: wl.into(),
+        spec: WorkloadSpec {
+            requests: spec.0,
+            max_tokens: spec.1,
+            concurrency: Some(spec.2),
+            warmup_requests: 2,
+            request_rate: None,
+            prompt: Some("synthetic, 32 tokens".into()),
+            structured_output: false,
+        },
+        repeat: 0,
+        cost: Some(cost_summary(&price(), &s)),
+        summary: s,
+        gpu: gpu.then(|| GpuSummary {
+            util_mean_pct: 40.0 + spec.2 as f64 * 4.0,
+            util_max_pct: 90.0,
+            mem_max_gb: 20.5,
+            source: "simulator".into(),
+        }),
+        gpu_unavailable: (!gpu).then(|| "NVML not available on this host".into()),
+        simulated,
+        result_file: format!("{fw}/benchmark_{}_20261128T160000Z.json", wl.to_lowercase()),
+    }
+}
+
+/// The seed study: vLLM and SGLang × Small/Medium/Large.
+fn seed(simulated: bool, gpu: bool) -> Study {
+    let w = [
+        ("Small", (10, 64, 2)),
+        ("Medium", (50, 128, 5)),
+        ("Large", (100, 256, 10)),
+    ];
+    let mut cells = Vec::new();
+    // vLLM: 812.3 / 1734.6 / 2998.0 tok/s; SGLang a little slower except on Small.
+    let v = [
+        (812.3, 6.35, 300.0),
+        (1734.6, 13.55, 460.0),
+        (2998.0, 11.71, 850.0),
+    ];
+    let s = [
+        (830.0, 6.48, 290.0),
+        (1500.0, 11.72, 520.0),
+        (2600.0, 10.16, 990.0),
+    ];
+    for ((name, spec), x) in w.iter().zip(v) {
+        cells.push(cell(
+            "vllm",
+            name,
+            *spec,
+            summary(spec.0, x.0, x.1, x.2),
+            simulated,
+            gpu,
+        ));
+    }
+    for ((name, spec), x) in w.iter().zip(s) {
+        cells.push(cell(
+            "sglang",
+            name,
+            *spec,
+            summary(spec.0, x.0, x.1, x.2),
+            simulated,
+            gpu,
+        ));
+    }
+    Study {
+        schema_version: STUDY_SCHEMA_VERSION,
+        title: "Benchmarking vLLM and SGLang on an AWS g5.xlarge".into(),
+        generated_at: when(),
+        simulated,
+        environment: Environment {
+            instance: Some("g5.xlarge".into()),
+            gpu: Some("A10G".into()),
+            gpu_count: Some(1),
+            region: Some("us-east-1".into()),
+            model: "facebook/opt-125m".into(),
+            engines: [
+                ("vllm".to_string(), "sim profile vllm".to_string()),
+                ("sglang".to_string(), "sim profile sglang".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            servebench_version: "0.1.0".into(),
+            servebench_commit: None,
+            host: None,
+            price: Some(price()),
+        },
+        cells,
+        notes: vec![],
+    }
+}
+
+#[test]
+fn writes_every_file_with_the_right_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_study(&seed(true, true), dir.path()).unwrap();
+    assert_eq!(files.charts.len(), 4);
+    for p in files.all() {
+        let meta = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(meta.len() > 500, "{} is too small", p.display());
+    }
+    let names: Vec<&str> = files.charts.iter().map(|c| c.name).collect();
+    assert_eq!(names, CHARTS);
+    for c in &files.charts {
+        let png = std::fs::read(&c.png).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(&c.svg).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(
+            svg.contains("(simulated)"),
+            "{} title lacks (simulated)",
+            c.name
+        );
+    }
+    assert_eq!(files.markdown.file_name().unwrap(), REPORT_MD);
+    // serde_json may round the last bit of a float, so compare what a reader cares about.
+    let back: Study = serde_json::from_slice(&std::fs::read(&files.json).unwrap()).unwrap();
+    assert_eq!(back.schema_version, STUDY_SCHEMA_VERSION);
+    assert_eq!(back.cells.len(), 6);
+    assert_eq!(back.environment, seed(true, true).environment);
+    assert_eq!(back.cells[2].summary.output_throughput, 2998.0);
+}
+
+#[test]
+fn the_markdown_has_no_placeholder_and_states_its_rules() {
+    let md = render_markdown(&seed(true, true));
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+    for needle in [
+        "the framework with the highest mean output throughput (tok/s) over Small, Medium and Large; a difference under 5 % is reported as a tie",
+        "the framework with the lowest mean P95 end-to-end latency over Small, Medium and Large",
+        "the framework with the lowest mean cost per 1M output tokens",
+        "not measured: no structured-output workload in this study",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?}\n{md}");
+    }
+    for section in [
+        "### 5.1 Throughput Comparison",
+        "### 5.2 Latency Distribution",
+        "### 5.3 Cost Efficiency",
+        "### 5.4 GPU Utilization",
+        "### 6.1 Performance Analysis",
+        "### 6.4 Best GPU-Model Combinations",
+        "### 7.1 Key Findings",
+        "### 7.2 Recommendations",
+        "![",
+        "(throughput_comparison.png)",
+        "(latency_distribution.png)",
+        "(cost_comparison.png)",
+        "(gpu_utilization_heatmap.png)",
+    ] {
+        assert!(md.contains(section), "missing {section:?}");
+    }
+}
+
+#[test]
+fn simulated_results_are_labelled_everywhere() {
+    let md = render_markdown(&seed(true, true));
+    assert!(
+        md.starts_with(
+            "# Benchmarking vLLM and SGLang on an AWS g5.xlarge\n\n> **Simulated results.**"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("**Table 5.1 (simulated).**"));
+    assert!(md.contains("**Table 5.3 (simulated).**"));
+    assert!(md.contains("*Figure 1 (simulated):"));
+    let real = render_markdown(&seed(false, true));
+    assert!(!real.contains("imulated results"), "{real}");
+    assert!(real.contains("**Table 5.1.**"));
+    assert_eq!(find_placeholders(&real), Vec::<String>::new());
+}
+
+#[test]
+fn tables_carry_the_numbers() {
+    let md = render_markdown(&seed(true, true));
+    // Table 5.1, exactly.
+    assert!(
+        md.contains(
+            "| Framework | Workload | Throughput (TPS) | Throughput (RPS) | Total tok/s | Success rate |\n\
+             | --- | --- | ---: | ---: | ---: | ---: |\n\
+             | vLLM | Small | 812.3 | 6.35 | 1218.4 | 100.0 % |\n"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| SGLang | Large | 2600.0 | 10.16 | 3900.0 | 100.0 % |"));
+    // Cost by hand: vLLM Large at $1.006/h and 2998 tok/s = 1.006 / (2998 × 3600) × 1e6 = 0.093211…
+    assert!(md.contains("| vLLM | Large | 2998.0 | $0.0932 |"), "{md}");
+    // Table 5.3: mean TPS of vLLM = (812.3 + 1734.6 + 2998.0) / 3 = 1848.3; $/1M = 0.15119…
+    assert!(md.contains("| vLLM | 1848.3 | $1.006 | $0.1512 |"), "{md}");
+    // Latency (ms → s): vLLM Large P50 850 ms, P99 1360 ms.
+    assert!(md.contains("| vLLM | Large | 100 | 0.935 | 0.595 | 0.850 | 1.105 | 1.232 | 1.360 | 1.445 | 0.0340 | 0.0850 |"), "{md}");
+    // GPU: util 40 + 4 × concurrency.
+    assert!(
+        md.contains("| vLLM | Large | 80.0 | 90.0 | 20.50 | simulator |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn recommendations_follow_the_numbers() {
+    let md = render_markdown(&seed(true, true));
+    // vLLM: higher mean TPS (1848.3 vs 1643.3, 12.5 % higher) and lower P95 latency.
+    assert!(md.contains("| High throughput | vLLM | A10G |"), "{md}");
+    assert!(md.contains("| Low latency | vLLM | A10G |"), "{md}");
+    assert!(md.contains("| Cost sensitive | vLLM | A10G |"), "{md}");
+    assert!(md.contains("| Structured generation | not measured: no structured-output workload in this study | — |"), "{md}");
+    assert!(
+        md.contains("vLLM 1848.3 tok/s vs SGLang 1643.3 tok/s (12.5 % higher)"),
+        "{md}"
+    );
+    assert!(md.contains("- **High-throughput scenarios:** Recommend vLLM. *Rule: the framework with the highest mean output throughput"), "{md}");
+    // SGLang leads on Small only.
+    assert!(
+        md.contains("SGLang on Small; vLLM on Medium and Large"),
+        "{md}"
+    );
+}
+
+#[test]
+fn close_results_are_a_tie() {
+    let mut study = seed(true, true);
+    for c in &mut study.cells {
+        c.summary.output_throughput = if c.framework == "vllm" { 1000.0 } else { 980.0 };
+    }
+    let md = render_markdown(&study);
+    assert!(
+        md.contains("| High throughput | vLLM or SGLang (tie, within 5 %) |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn missing_gpu_telemetry_and_price_are_said_not_faked() {
+    let mut study = seed(false, false);
+    study.environment.price = None;
+    for c in &mut study.cells {
+        c.cost = None;
+    }
+    let md = render_markdown(&study);
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+    assert!(md.contains("| vLLM | not measured: NVML not available on this host | not measured: NVML not available on this host |"), "{md}");
+    assert!(md.contains("| vLLM | 1848.3 | not measured: no hourly price given | not measured: no hourly price given |"), "{md}");
+    assert!(md.contains("| Cost sensitive | not measured:"), "{md}");
+    let dir = tempfile::tempdir().unwrap();
+    write_study(&study, dir.path()).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("gpu_utilization_heatmap.svg")).unwrap();
+    assert!(svg.contains("n/a"));
+    let svg = std::fs::read_to_string(dir.path().join("cost_comparison.svg")).unwrap();
+    assert!(svg.contains("not measured"));
+}
+
+#[test]
+fn html_is_self_contained() {
+    let study = seed(true, true);
+    let charts = render_charts(&study).unwrap();
+    let html = render_html(&study, &charts);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains(CONTENT_SECURITY_POLICY));
+    assert_eq!(html.matches("<img src=\"data:image/png;base64,").count(), 4);
+    assert!(html.matches("<table>").count() >= 8);
+    assert!(
+        html.contains("<div class=\"banner\" role=\"note\"><strong>Simulated results.</strong>")
+    );
+    for bad in ["http://", "https://", "src=\"/", "href=", "@import", "url("] {
+        assert!(!html.contains(bad), "html holds {bad:?}");
+    }
+    // The base64 of the charts is not text; look for placeholders in the rest.
+    let mut parts = html.split("data:image/png;base64,");
+    let mut text = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        text.push_str(part.split_once('"').map_or("", |(_, rest)| rest));
+    }
+    assert_eq!(find_placeholders(&text), Vec::<String>::new());
+}
+
+#[test]
+fn an_empty_or_single_framework_study_still_renders() {
+    let mut study = seed(true, true);
+    study.cells.clear();
+    let dir = tempfile::tempdir().unwrap();
+    write_study(&study, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join(REPORT_MD)).unwrap();
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+
+    let mut study = seed(true, true);
+    study.cells.retain(|c| c.framework == "vllm");
+    let md = render_markdown(&study);
+    assert!(md.contains("Only vLLM was measured"), "{md}");
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+}
+
+#[test]
+fn repeats_are_averaged() {
+    let mut study = seed(true, true);
+    let mut again = study.cells[0].clone();
+    again.repeat = 1;
+    again.summary.output_throughput = 1187.7; // mean with 812.3 is 1000.0
+    study.cells.push(again);
+    let a = Analysis::of(&study);
+    let s = a.get("vllm", "Small").unwrap();
+    assert_eq!(s.repeats, 2);
+    assert!((s.output_tps - 1000.0).abs() < 1e-9, "{}", s.output_tps);
+}
+
+#[test]
+fn placeholders_are_found() {
+    assert_eq!(find_placeholders("| vLLM | [VALUE] |"), vec!["[VALUE]"]);
+    assert_eq!(
+        find_placeholders("Recommend [Framework], TBD"),
+        vec!["[Framework]", "TBD"]
+    );
+    assert_eq!(find_placeholders("cost NaN and inf"), vec!["NaN", "inf"]);
+    assert!(find_placeholders("information infinite").is_empty());
+}
+
+/// `SERVEBENCH_STUDY_PREVIEW=dir cargo test --lib report::study::tests::preview` writes the
+/// seed study there, to look at the charts.
+#[test]
+fn preview() {
+    if let Ok(dir) = std::env::var("SERVEBENCH_STUDY_PREVIEW") {
+        write_study(&seed(true, true), std::path::Path::new(&dir)).unwrap();
+        write_study(
+            &seed(false, false),
+            &std::path::Path::new(&dir).join("nogpu"),
+        )
+        .unwrap();
+    }
+}
