@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod study;
 pub mod table;
 
 pub use csv::{append_csv_row, csv_row, read_csv, CSV_COLUMNS};
