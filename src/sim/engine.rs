@@ -676,7 +676,7 @@ impl Engine {
                 .filter_map(|id| self.reqs.get(id).map(|r| (self.cache_hit(r), *id)))
                 .collect();
             // Stable: equal matches keep their arrival order.
-            keyed.sort_by(|a, b| b.0.cmp(&a.0));
+            keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
             self.waiting = keyed.into_iter().map(|(_, id)| id).collect();
         }
 

@@ -169,8 +169,7 @@ pub fn predict_with(
 
     loop {
         // Send what is due.
-        loop {
-            let Some(&i) = pending.front() else { break };
+        while let Some(&i) = pending.front() {
             let at = match load {
                 SimLoad::Open => {
                     if traces[i].req.arrival_ns > now {
