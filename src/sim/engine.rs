@@ -132,6 +132,41 @@ pub struct EngineFacts {
     pub kv_bytes_per_token_per_gpu: f64,
 }
 
+/// Why a request of this size can never be served by an engine with these facts and profile
+/// (`None` when it can).
+pub fn admission_error(
+    facts: &EngineFacts,
+    profile: &EngineProfile,
+    prompt_tokens: u32,
+    max_output_tokens: u32,
+) -> Option<String> {
+    if prompt_tokens == 0 {
+        return Some("the prompt is empty".into());
+    }
+    if max_output_tokens == 0 {
+        return Some("max_tokens must be at least 1".into());
+    }
+    let need = u64::from(prompt_tokens) + u64::from(max_output_tokens);
+    if need > u64::from(facts.max_model_len) {
+        return Some(format!(
+            "this model's maximum context length is {} tokens; the request asks for {} ({} in \
+             the prompt, {} to generate)",
+            facts.max_model_len, need, prompt_tokens, max_output_tokens
+        ));
+    }
+    if profile.batch_mode == BatchMode::PrefillFirst
+        && !profile.chunked_prefill
+        && prompt_tokens > profile.max_batched_tokens
+    {
+        return Some(format!(
+            "the prompt ({prompt_tokens} tokens) exceeds max_num_batched_tokens ({}) and \
+             chunked prefill is off",
+            profile.max_batched_tokens
+        ));
+    }
+    None
+}
+
 /// SGLang's admission reserve for future tokens starts at 0.7 and decays to 0.7 × 0.14 over 600
 /// decode steps (`global_config.py`: default_init_new_token_ratio,
 /// default_min_new_token_ratio_factor, default_new_token_ratio_decay_steps).
@@ -310,29 +345,13 @@ impl Engine {
     /// real engines refuse them with HTTP 400.
     pub fn submit(&mut self, req: &SimRequest) -> Result<(), Rejection> {
         let reject = |reason: String| Rejection { id: req.id, reason };
-        if req.prompt_tokens == 0 {
-            return Err(reject("the prompt is empty".into()));
-        }
-        if req.max_output_tokens == 0 {
-            return Err(reject("max_tokens must be at least 1".into()));
-        }
-        let need = u64::from(req.prompt_tokens) + u64::from(req.max_output_tokens);
-        if need > u64::from(self.facts.max_model_len) {
-            return Err(reject(format!(
-                "this model's maximum context length is {} tokens; the request asks for {} \
-                 ({} in the prompt, {} to generate)",
-                self.facts.max_model_len, need, req.prompt_tokens, req.max_output_tokens
-            )));
-        }
-        if self.profile.batch_mode == BatchMode::PrefillFirst
-            && !self.profile.chunked_prefill
-            && req.prompt_tokens > self.profile.max_batched_tokens
-        {
-            return Err(reject(format!(
-                "the prompt ({} tokens) exceeds max_num_batched_tokens ({}) and chunked \
-                 prefill is off",
-                req.prompt_tokens, self.profile.max_batched_tokens
-            )));
+        if let Some(reason) = admission_error(
+            &self.facts,
+            &self.profile,
+            req.prompt_tokens,
+            req.max_output_tokens,
+        ) {
+            return Err(reject(reason));
         }
         if self.reqs.contains_key(&req.id) {
             return Err(reject(format!(

@@ -59,11 +59,9 @@ impl SeqIdentity {
     /// Identity of the run containing position `pos`, and where that run ends (`u32::MAX` for the
     /// unique tail).
     pub fn at(&self, pos: u32) -> (u64, u32) {
-        self.runs
-            .iter()
-            .find(|&&(_, end)| pos < end)
-            .copied()
-            .unwrap_or((self.tail, u32::MAX))
+        // Runs are sorted by their end: the first run ending after `pos` holds it.
+        let k = self.runs.partition_point(|&(_, end)| end <= pos);
+        self.runs.get(k).copied().unwrap_or((self.tail, u32::MAX))
     }
 
     /// Hash of the block of tokens ending at `end` (exclusive): it identifies all tokens before

@@ -8,6 +8,7 @@
 //! - [`predict`]: run a workload through the model in virtual time, producing client records.
 //! - [`sharegpt`]: a synthetic ShareGPT-like length distribution.
 //! - [`calibration`]: the published results the free constants were fitted to.
+//! - [`serve`]: the engine model behind the OpenAI-compatible server, in real time.
 //!
 //! See `docs/simulator.md` for what is modelled, what is not, and the calibration.
 
@@ -18,6 +19,7 @@ pub mod kv;
 pub mod predict;
 pub mod profile;
 pub mod roofline;
+pub mod serve;
 pub mod sharegpt;
 
 pub use catalog::{Catalog, CatalogError, GpuSpec, InstanceSpec, ModelSpec};
@@ -25,3 +27,4 @@ pub use engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequ
 pub use kv::PrefixSegment;
 pub use predict::{predict, predict_with, PredictOptions, Prediction, SimLoad};
 pub use profile::{BatchMode, EngineKind, EngineProfile, SchedulePolicy};
+pub use serve::SimBackend;

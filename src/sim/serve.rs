@@ -1,0 +1,636 @@
+//! The engine model behind the OpenAI-compatible HTTP layer, in real time.
+//!
+//! [`SimBackend`] implements [`crate::server::Backend`]. One engine-loop task owns the
+//! [`Engine`]: it takes new requests at step boundaries (as the real engines do), runs a step,
+//! sleeps until the step's end on the precise timer and then sends each request's tokens to its
+//! stream. Step ends are absolute deadlines on one timeline (`epoch + end_ns`), so lateness does
+//! not accumulate and a busy engine reproduces `predict`'s virtual timeline.
+//!
+//! `/metrics` speaks the engine's own Prometheus dialect (`vllm:*` or `sglang:*`) plus simulated
+//! GPU gauges named as NVIDIA's DCGM exporter names them (`DCGM_FI_DEV_GPU_UTIL`,
+//! `DCGM_FI_DEV_FB_USED`, `DCGM_FI_DEV_FB_FREE`), so the telemetry pipeline can be exercised
+//! end to end without a GPU.
+
+use super::engine::{admission_error, Engine, EngineFacts, EngineGauges, SimRequest};
+use super::kv::PrefixSegment;
+use super::profile::{EngineKind, EngineProfile};
+use crate::server::{
+    output_length, stream_from_unbounded, Backend, FinishReason, GenEvent, GenStream,
+    GenerateRequest,
+};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Words per prefix segment when deriving shared-prefix identities from prompt text.
+const SEGMENT_WORDS: usize = 16;
+
+/// Lateness beyond which the engine timeline is re-anchored to the wall clock.
+const STALL_NS: u64 = 20_000_000;
+
+/// Window over which GPU utilization and generation throughput gauges are averaged.
+const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+struct Submit {
+    req: SimRequest,
+    finish: FinishReason,
+    events: mpsc::UnboundedSender<GenEvent>,
+}
+
+/// What `/metrics` reads: the latest gauges and a short history for rates.
+#[derive(Default)]
+struct MetricsState {
+    gauges: EngineGauges,
+    /// (t_ns, cumulative GPU-busy ns, cumulative generated tokens) after each step.
+    history: VecDeque<(u64, f64, u64)>,
+    busy_ns: f64,
+}
+
+impl MetricsState {
+    fn record(&mut self, g: EngineGauges, busy_ns: f64) {
+        self.busy_ns += busy_ns;
+        self.gauges = g;
+        self.history
+            .push_back((g.t_ns, self.busy_ns, g.generation_tokens_total));
+        while self
+            .history
+            .front()
+            .is_some_and(|&(t, _, _)| t + 2 * RATE_WINDOW_NS < g.t_ns)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    /// (GPU busy fraction, generated tokens per second) over the window ending at `now_ns`.
+    fn rates(&self, now_ns: u64) -> (f64, f64) {
+        let from = now_ns.saturating_sub(RATE_WINDOW_NS);
+        let (busy_now, tok_now) = self
+            .history
+            .back()
+            .map(|&(_, b, t)| (b, t))
+            .unwrap_or((0.0, 0));
+        let (busy_then, tok_then) = self
+            .history
+            .iter()
+            .rev()
+            .find(|&&(t, _, _)| t <= from)
+            .map(|&(_, b, t)| (b, t))
+            .unwrap_or((0.0, 0));
+        let window = (now_ns.min(RATE_WINDOW_NS).max(1)) as f64;
+        let util = ((busy_now - busy_then) / window).clamp(0.0, 1.0);
+        let tps = (tok_now - tok_then) as f64 / (window / 1e9);
+        (util, tps)
+    }
+}
+
+/// The simulated engine as a server backend.
+pub struct SimBackend {
+    tx: mpsc::UnboundedSender<Submit>,
+    metrics: Arc<Mutex<MetricsState>>,
+    facts: EngineFacts,
+    profile: EngineProfile,
+    model: String,
+    gpu: String,
+    gpu_memory_bytes: f64,
+    tp: u32,
+    epoch: Instant,
+}
+
+impl SimBackend {
+    /// Start the engine loop on the current tokio runtime. `served_model` labels the metrics.
+    pub fn spawn(engine: Engine, served_model: &str) -> SimBackend {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Mutex::new(MetricsState::default()));
+        let epoch = Instant::now();
+        let hw = engine.hardware();
+        let backend = SimBackend {
+            tx,
+            metrics: metrics.clone(),
+            facts: engine.facts(),
+            profile: engine.profile().clone(),
+            model: served_model.to_string(),
+            gpu: hw.gpu.name.clone(),
+            gpu_memory_bytes: hw.gpu.memory_gib * 1024.0 * 1024.0 * 1024.0,
+            tp: hw.tp,
+            epoch,
+        };
+        tokio::spawn(engine_loop(engine, rx, metrics, epoch));
+        backend
+    }
+
+    pub fn facts(&self) -> EngineFacts {
+        self.facts
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The Prometheus text for the current state.
+    pub fn render_metrics(&self) -> String {
+        let now = self.now_ns();
+        let (g, util, tps) = match self.metrics.lock() {
+            Ok(m) => {
+                let (u, t) = m.rates(now);
+                (m.gauges, u, t)
+            }
+            Err(_) => (EngineGauges::default(), 0.0, 0.0),
+        };
+        let label = format!("model_name=\"{}\"", escape_label(&self.model));
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{{label}}} {value}");
+        };
+        match self.profile.engine {
+            EngineKind::Vllm => {
+                metric(
+                    "vllm:num_requests_running",
+                    "gauge",
+                    "Number of requests in model execution batches.",
+                    f64::from(g.running),
+                );
+                metric(
+                    "vllm:num_requests_waiting",
+                    "gauge",
+                    "Number of requests waiting to be processed.",
+                    f64::from(g.waiting),
+                );
+                metric(
+                    "vllm:kv_cache_usage_perc",
+                    "gauge",
+                    "KV-cache usage. 1 means 100 percent usage.",
+                    g.kv_usage,
+                );
+                metric(
+                    "vllm:prefix_cache_queries_total",
+                    "counter",
+                    "Prefix cache queries, in terms of number of queried tokens.",
+                    g.prefix_cache_queries_total as f64,
+                );
+                metric(
+                    "vllm:prefix_cache_hits_total",
+                    "counter",
+                    "Prefix cache hits, in terms of number of cached tokens.",
+                    g.prefix_cache_hits_total as f64,
+                );
+                metric(
+                    "vllm:prompt_tokens_total",
+                    "counter",
+                    "Number of prefill tokens processed.",
+                    g.prompt_tokens_total as f64,
+                );
+                metric(
+                    "vllm:generation_tokens_total",
+                    "counter",
+                    "Number of generation tokens processed.",
+                    g.generation_tokens_total as f64,
+                );
+                metric(
+                    "vllm:num_preemptions_total",
+                    "counter",
+                    "Cumulative number of preemption from the engine.",
+                    g.preemptions_total as f64,
+                );
+            }
+            EngineKind::Sglang => {
+                let hit_rate = if g.prefix_cache_queries_total > 0 {
+                    g.prefix_cache_hits_total as f64 / g.prefix_cache_queries_total as f64
+                } else {
+                    0.0
+                };
+                metric(
+                    "sglang:num_running_reqs",
+                    "gauge",
+                    "The number of running requests.",
+                    f64::from(g.running),
+                );
+                metric(
+                    "sglang:num_queue_reqs",
+                    "gauge",
+                    "The number of requests in the waiting queue.",
+                    f64::from(g.waiting),
+                );
+                metric(
+                    "sglang:token_usage",
+                    "gauge",
+                    "The token usage.",
+                    g.kv_usage,
+                );
+                metric(
+                    "sglang:cache_hit_rate",
+                    "gauge",
+                    "The prefix cache hit rate.",
+                    hit_rate,
+                );
+                metric(
+                    "sglang:gen_throughput",
+                    "gauge",
+                    "The generation throughput (token/s).",
+                    tps,
+                );
+                metric(
+                    "sglang:prompt_tokens_total",
+                    "counter",
+                    "Number of prefill tokens processed.",
+                    g.prompt_tokens_total as f64,
+                );
+                metric(
+                    "sglang:generation_tokens_total",
+                    "counter",
+                    "Number of generation tokens processed.",
+                    g.generation_tokens_total as f64,
+                );
+            }
+        }
+        // Simulated GPUs, one series per tensor-parallel rank, in DCGM exporter names.
+        let used_mib = g.gpu_memory_used_bytes / (1024.0 * 1024.0);
+        let total_mib = self.gpu_memory_bytes / (1024.0 * 1024.0);
+        let gpu = escape_label(&self.gpu);
+        let mut gauge = |name: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for rank in 0..self.tp {
+                let _ = writeln!(
+                    out,
+                    "{name}{{gpu=\"{rank}\",modelName=\"{gpu}\",simulated=\"true\"}} {value}"
+                );
+            }
+        };
+        gauge(
+            "DCGM_FI_DEV_GPU_UTIL",
+            "GPU utilization (in %), simulated.",
+            (util * 100.0).round(),
+        );
+        gauge(
+            "DCGM_FI_DEV_FB_USED",
+            "Framebuffer memory used (in MiB), simulated.",
+            used_mib.round(),
+        );
+        gauge(
+            "DCGM_FI_DEV_FB_FREE",
+            "Framebuffer memory free (in MiB), simulated.",
+            (total_mib - used_mib).max(0.0).round(),
+        );
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Shared-prefix identities from the prompt text: consecutive runs of [`SEGMENT_WORDS`]
+/// whitespace-separated words (the server counts one token per word), each named by a hash of
+/// its words. Identical leading text gives identical leading segments.
+pub fn prefix_segments(prompt: &str, prompt_tokens: u32) -> Vec<PrefixSegment> {
+    let words: Vec<&str> = prompt.split_whitespace().collect();
+    let mut out = Vec::with_capacity(words.len() / SEGMENT_WORDS + 1);
+    let mut covered = 0u32;
+    for chunk in words.chunks(SEGMENT_WORDS) {
+        if covered >= prompt_tokens {
+            break;
+        }
+        let mut h = DefaultHasher::new();
+        chunk.hash(&mut h);
+        let tokens = (chunk.len() as u32).min(prompt_tokens - covered);
+        out.push(PrefixSegment {
+            hash: h.finish(),
+            tokens,
+        });
+        covered += tokens;
+    }
+    out
+}
+
+impl Backend for SimBackend {
+    fn check(&self, req: &GenerateRequest) -> Result<(), String> {
+        let (len, _) = output_length(req, None);
+        match admission_error(&self.facts, &self.profile, req.prompt_tokens.max(1), len) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    fn generate(&self, req: GenerateRequest) -> GenStream {
+        let (events, rx) = mpsc::unbounded_channel();
+        let (len, finish) = output_length(&req, None);
+        let arrival_ns = req
+            .received_at
+            .checked_duration_since(self.epoch)
+            .unwrap_or(Duration::ZERO)
+            .as_nanos() as u64;
+        let prompt_tokens = req.prompt_tokens.max(1);
+        let sim = SimRequest {
+            id: req.index,
+            arrival_ns,
+            prompt_tokens,
+            max_output_tokens: len,
+            prefix: prefix_segments(&req.prompt, prompt_tokens),
+        };
+        let submit = Submit {
+            req: sim,
+            finish,
+            events,
+        };
+        if let Err(mpsc::error::SendError(s)) = self.tx.send(submit) {
+            let _ = s
+                .events
+                .send(GenEvent::Error("the simulated engine has stopped".into()));
+        }
+        stream_from_unbounded(rx)
+    }
+
+    fn metrics(&self) -> Option<String> {
+        Some(self.render_metrics())
+    }
+
+    fn version(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "server": "servebench-sim",
+            "engine": self.profile.engine.as_str(),
+            "profile": self.profile.label,
+            "gpu": self.gpu,
+            "tp": self.tp,
+            "simulated": true,
+        })
+    }
+}
+
+struct Live {
+    events: mpsc::UnboundedSender<GenEvent>,
+    finish: FinishReason,
+}
+
+/// The engine loop: admit at step boundaries, step, sleep to the step's end, emit.
+async fn engine_loop(
+    mut engine: Engine,
+    mut rx: mpsc::UnboundedReceiver<Submit>,
+    metrics: Arc<Mutex<MetricsState>>,
+    epoch: Instant,
+) {
+    let mut live: HashMap<u64, Live> = HashMap::new();
+    // The engine's timeline: where the next step starts. It runs ahead of the wall clock by at
+    // most one step, so sleeping to `epoch + end` keeps emissions on absolute deadlines.
+    let mut vnow = 0u64;
+    let mut closed = false;
+    loop {
+        // Take what has arrived; wait for work when idle.
+        loop {
+            let next = if engine.is_idle() && !closed {
+                match rx.recv().await {
+                    Some(s) => Some(s),
+                    None => {
+                        closed = true;
+                        None
+                    }
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(s) => Some(s),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                }
+            };
+            let Some(s) = next else { break };
+            if engine.is_idle() {
+                // An idle engine starts when the request arrived, not before.
+                vnow = vnow.max(s.req.arrival_ns);
+            }
+            match engine.submit(&s.req) {
+                Ok(()) => {
+                    live.insert(
+                        s.req.id,
+                        Live {
+                            events: s.events,
+                            finish: s.finish,
+                        },
+                    );
+                }
+                Err(rej) => {
+                    let _ = s.events.send(GenEvent::Error(rej.reason));
+                }
+            }
+        }
+        // Clients that went away free their requests.
+        let gone: Vec<u64> = live
+            .iter()
+            .filter(|(_, l)| l.events.is_closed())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            live.remove(&id);
+            engine.abort(id);
+        }
+        if engine.is_idle() {
+            if closed {
+                return;
+            }
+            continue;
+        }
+        let Some(rep) = engine.step(vnow) else {
+            continue;
+        };
+        crate::server::timer::sleep_until(epoch + Duration::from_nanos(rep.end_ns)).await;
+        // Steps follow each other on the engine's timeline; only if the loop fell far behind
+        // the wall clock (a stalled runtime) does the next step start from now.
+        let wall = epoch.elapsed().as_nanos() as u64;
+        vnow = if wall > rep.end_ns + STALL_NS {
+            wall
+        } else {
+            rep.end_ns
+        };
+        let finished: std::collections::HashSet<u64> = rep.finished.iter().copied().collect();
+        for id in &rep.emitted {
+            let done = finished.contains(id);
+            if let Some(l) = live.get(id) {
+                let event = GenEvent::Tokens {
+                    count: 1,
+                    finish: done.then_some(l.finish),
+                };
+                if l.events.send(event).is_err() {
+                    engine.abort(*id);
+                    live.remove(id);
+                    continue;
+                }
+            }
+            if done {
+                live.remove(id);
+            }
+        }
+        for r in &rep.rejected {
+            if let Some(l) = live.remove(&r.id) {
+                let _ = l.events.send(GenEvent::Error(r.reason.clone()));
+            }
+        }
+        let busy_ns = (rep.time.total_s() - rep.time.overhead_s) * 1e9;
+        if let Ok(mut m) = metrics.lock() {
+            m.record(engine.gauges(rep.end_ns), busy_ns);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::catalog::Catalog;
+    use crate::sim::predict::{predict_with, SimLoad};
+    use futures_util::StreamExt;
+
+    fn engine(kind: EngineKind) -> Engine {
+        let c = Catalog::builtin();
+        let g = c.gpu("a10g").unwrap().clone();
+        let m = c.model("facebook/opt-125m").unwrap().clone();
+        Engine::new(EngineProfile::for_engine(kind, &g, 1), g, m, 1).unwrap()
+    }
+
+    fn request(index: u64, words: usize, max_tokens: u32) -> GenerateRequest {
+        let prompt = (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        GenerateRequest {
+            index,
+            received_at: Instant::now(),
+            prompt,
+            prompt_tokens: words as u32,
+            max_tokens,
+            min_tokens: 0,
+            ignore_eos: true,
+            chat: false,
+            structured: false,
+            stream: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_streams_one_token_per_event_and_finishes_with_length() {
+        let b = SimBackend::spawn(engine(EngineKind::Vllm), "opt");
+        let events: Vec<GenEvent> = b.generate(request(0, 20, 5)).collect().await;
+        assert_eq!(events.len(), 5);
+        for e in &events[..4] {
+            assert_eq!(*e, GenEvent::Tokens { count: 1, finish: None });
+        }
+        assert_eq!(
+            events[4],
+            GenEvent::Tokens {
+                count: 1,
+                finish: Some(FinishReason::Length)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_are_refused_before_anything_is_sent() {
+        let b = SimBackend::spawn(engine(EngineKind::Vllm), "opt");
+        let err = b.check(&request(0, 2000, 100)).unwrap_err();
+        assert!(err.contains("maximum context length"), "{err}");
+        assert!(b.check(&request(1, 10, 10)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn metrics_speak_each_engines_dialect() {
+        for (kind, names) in [
+            (
+                EngineKind::Vllm,
+                &[
+                    "vllm:num_requests_running",
+                    "vllm:num_requests_waiting",
+                    "vllm:kv_cache_usage_perc",
+                    "vllm:prefix_cache_hits_total",
+                    "vllm:prefix_cache_queries_total",
+                    "vllm:prompt_tokens_total",
+                    "vllm:generation_tokens_total",
+                ][..],
+            ),
+            (
+                EngineKind::Sglang,
+                &[
+                    "sglang:num_running_reqs",
+                    "sglang:num_queue_reqs",
+                    "sglang:token_usage",
+                    "sglang:cache_hit_rate",
+                    "sglang:gen_throughput",
+                ][..],
+            ),
+        ] {
+            let b = SimBackend::spawn(engine(kind), "opt");
+            let _: Vec<GenEvent> = b.generate(request(0, 40, 8)).collect().await;
+            let text = b.metrics().unwrap();
+            for n in names {
+                assert!(text.contains(&format!("{n}{{model_name=\"opt\"}}")), "{kind}: {n}\n{text}");
+            }
+            assert!(text.contains("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\""), "{text}");
+            assert!(text.contains("DCGM_FI_DEV_FB_USED"), "{text}");
+            let gen_line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{kind}:generation_tokens_total")))
+                .unwrap();
+            assert!(gen_line.ends_with(" 8"), "{gen_line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_prompt_text_hits_the_prefix_cache() {
+        let b = SimBackend::spawn(engine(EngineKind::Vllm), "opt");
+        let _: Vec<GenEvent> = b.generate(request(0, 320, 2)).collect().await;
+        let _: Vec<GenEvent> = b.generate(request(1, 320, 2)).collect().await;
+        let text = b.metrics().unwrap();
+        let hits = text
+            .lines()
+            .find(|l| l.starts_with("vllm:prefix_cache_hits_total{"))
+            .unwrap();
+        assert!(hits.ends_with(" 304"), "{hits}");
+    }
+
+    #[test]
+    fn prefix_segments_follow_the_words() {
+        let a = prefix_segments("a b c d e f g h i j k l m n o p q r", 18);
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].tokens, a[1].tokens), (16, 2));
+        let b = prefix_segments("a b c d e f g h i j k l m n o p x y", 18);
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+    }
+
+    /// The real-time driver follows the same timeline as `predict` (loose bound: this test
+    /// must not depend on the machine's timing precision; docs/simulator.md reports the
+    /// measured agreement).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_time_serving_tracks_the_prediction() {
+        let n = 8u64;
+        let reqs: Vec<SimRequest> = (0..n)
+            .map(|i| SimRequest {
+                id: i,
+                arrival_ns: 0,
+                prompt_tokens: 50,
+                max_output_tokens: 20,
+                prefix: Vec::new(),
+            })
+            .collect();
+        let predicted = predict_with(engine(EngineKind::Vllm), &reqs, SimLoad::Open, 0);
+        let b = Arc::new(SimBackend::spawn(engine(EngineKind::Vllm), "opt"));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let mut r = request(i, 50, 20);
+            r.received_at = start;
+            let stream = b.generate(r);
+            tasks.push(tokio::spawn(async move { stream.collect::<Vec<_>>().await }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().len(), 20);
+        }
+        let measured = start.elapsed().as_secs_f64();
+        let expected = predicted.duration_ns as f64 / 1e9;
+        assert!(
+            (measured / expected - 1.0).abs() < 0.5,
+            "measured {measured:.4}s vs predicted {expected:.4}s"
+        );
+    }
+}
