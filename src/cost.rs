@@ -275,7 +275,10 @@ mod tests {
             p
         );
         let d = p.describe();
-        assert!(d.starts_with("g5.xlarge (1× A10G, us-east-1) at $1.006/h (catalog price"), "{d}");
+        assert!(
+            d.starts_with("g5.xlarge (1× A10G, us-east-1) at $1.006/h (catalog price"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -328,10 +331,19 @@ mod tests {
             ..Summary::default()
         };
         let c = cost_summary(&g5(), &summary);
-        assert!(close(c.usd_per_1m_output_tokens.unwrap(), 0.279_444_444_444_444_4));
+        assert!(close(
+            c.usd_per_1m_output_tokens.unwrap(),
+            0.279_444_444_444_444_4
+        ));
         // 1.006 / (2500 × 3600) × 1e6 = 0.111777…
-        assert!(close(c.usd_per_1m_total_tokens.unwrap(), 0.111_777_777_777_777_8));
-        assert!(close(c.usd_per_1k_good_requests.unwrap(), 0.139_722_222_222_222_2));
+        assert!(close(
+            c.usd_per_1m_total_tokens.unwrap(),
+            0.111_777_777_777_777_8
+        ));
+        assert!(close(
+            c.usd_per_1k_good_requests.unwrap(),
+            0.139_722_222_222_222_2
+        ));
         assert_eq!(c.good_basis, GoodBasis::SuccessfulNoSlo);
     }
 
@@ -354,7 +366,10 @@ mod tests {
         assert_eq!(c.good_basis, GoodBasis::SloGoodput);
         assert_eq!(c.good_requests_per_s, 0.5);
         // 1.006 / 1800 × 1000 = 0.558888…
-        assert!(close(c.usd_per_1k_good_requests.unwrap(), 0.558_888_888_888_888_9));
+        assert!(close(
+            c.usd_per_1k_good_requests.unwrap(),
+            0.558_888_888_888_888_9
+        ));
     }
 
     #[test]

@@ -392,9 +392,9 @@ fn draw_cost<DB: DrawingBackend>(
         .as_ref()
         .map(|p| {
             format!(
-                "{} at ${}/h ({}, {})",
-                p.instance,
+                "${}/h for {} ({}, {})",
                 crate::cost::trim_price(p.usd_per_hour),
+                p.instance,
                 match p.origin {
                     crate::cost::PriceOrigin::Catalog => "catalog price",
                     crate::cost::PriceOrigin::Override => "user's price",
