@@ -128,3 +128,54 @@ pub fn framework_label(name: &str) -> String {
         _ => name.to_string(),
     }
 }
+
+impl Study {
+    /// An empty study of the current schema; push [`Cell`]s into `cells`.
+    pub fn new(
+        title: impl Into<String>,
+        generated_at: DateTime<Utc>,
+        simulated: bool,
+        environment: Environment,
+    ) -> Study {
+        Study {
+            schema_version: STUDY_SCHEMA_VERSION,
+            title: title.into(),
+            generated_at,
+            simulated,
+            environment,
+            cells: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl Cell {
+    /// A cell with no cost and no GPU telemetry yet (see [`Cell::priced`] and the `gpu` fields).
+    pub fn new(
+        framework: impl Into<String>,
+        workload: impl Into<String>,
+        spec: WorkloadSpec,
+        summary: Summary,
+        simulated: bool,
+        result_file: impl Into<String>,
+    ) -> Cell {
+        Cell {
+            framework: framework.into(),
+            workload: workload.into(),
+            spec,
+            repeat: 0,
+            summary,
+            cost: None,
+            gpu: None,
+            gpu_unavailable: None,
+            simulated,
+            result_file: result_file.into(),
+        }
+    }
+
+    /// This cell with its cost figures at `price`.
+    pub fn priced(mut self, price: &Price) -> Cell {
+        self.cost = Some(crate::cost::cost_summary(price, &self.summary));
+        self
+    }
+}

@@ -384,3 +384,95 @@ fn preview() {
         .unwrap();
     }
 }
+
+#[test]
+fn a_framework_that_skipped_a_workload_is_compared_on_the_common_ones() {
+    let mut study = seed(true, true);
+    study
+        .cells
+        .retain(|c| !(c.framework == "sglang" && c.workload == "Large"));
+    let a = Analysis::of(&study);
+    assert_eq!(a.common_workloads, vec!["Small", "Medium"]);
+    let md = render_markdown(&study);
+    assert!(md.contains("over Small and Medium"), "{md}");
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+    let dir = tempfile::tempdir().unwrap();
+    write_study(&study, dir.path()).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("gpu_utilization_heatmap.svg")).unwrap();
+    assert!(svg.contains("not run"));
+}
+
+#[test]
+fn a_run_where_every_request_failed_has_no_fake_numbers() {
+    let mut study = seed(false, false);
+    let failed = Summary {
+        attempted: 10,
+        failed: 10,
+        error_rate: 1.0,
+        ..Summary::default()
+    };
+    study.cells[0] = Cell::new(
+        "vllm",
+        "Small",
+        study.cells[0].spec.clone(),
+        failed,
+        false,
+        "vllm/benchmark_small.json",
+    )
+    .priced(&price());
+    let md = render_markdown(&study);
+    assert_eq!(find_placeholders(&md), Vec::<String>::new(), "{md}");
+    assert!(
+        md.contains("| vLLM | Small | 0.0 | 0.0000 | 0.0 | 0.0 % |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| vLLM | Small | 0.0 | not measured: no output tokens |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("success rates ranged from 0.0 % to 100.0 %"),
+        "{md}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_study(&study, dir.path()).unwrap();
+}
+
+#[test]
+fn cell_new_and_priced_fill_the_cost() {
+    let s = summary(10, 1000.0, 2.0, 100.0);
+    let c = Cell::new("vllm", "Small", WorkloadSpec::default(), s, true, "x.json").priced(&price());
+    let cost = c.cost.unwrap();
+    assert!((cost.usd_per_1m_output_tokens.unwrap() - 0.279_444_444).abs() < 1e-6);
+    let study = Study::new("t", when(), true, Environment::default());
+    assert_eq!(study.schema_version, STUDY_SCHEMA_VERSION);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever the numbers (zeros included), the report holds no placeholder, NaN or inf.
+        #[test]
+        fn any_numbers_render_without_placeholders(
+            tps in proptest::collection::vec(0.0f64..5000.0, 6),
+            lat in proptest::collection::vec(0.0f64..5000.0, 6),
+            zero in 0usize..6,
+            priced in any::<bool>(),
+        ) {
+            let mut study = seed(true, priced);
+            if !priced {
+                study.environment.price = None;
+            }
+            for (i, c) in study.cells.iter_mut().enumerate() {
+                let t = if i == zero { 0.0 } else { tps[i] };
+                c.summary = summary(c.spec.requests, t, t / 100.0, lat[i]);
+                c.cost = priced.then(|| cost_summary(&price(), &c.summary));
+            }
+            let md = render_markdown(&study);
+            prop_assert_eq!(find_placeholders(&md), Vec::<String>::new());
+        }
+    }
+}
