@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod cost;
 pub mod journal;
+pub mod launch;
 pub mod load;
 pub mod metrics;
 pub mod openai;

@@ -1,0 +1,137 @@
+//! Keeping tokens out of files, logs and messages.
+//!
+//! `HF_TOKEN` goes from our environment into the container's and nowhere else. Everything that
+//! prints a command line, an environment or a log tail goes through here.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// Environment variables whose values are passed on to engines and must never be shown.
+pub(crate) const PASSED_SECRETS: &[&str] = &["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"];
+
+/// Environment variables whose values are scrubbed from log tails when they appear there.
+const SCRUBBED: &[&str] = &[
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "OPENAI_API_KEY",
+    "VLLM_API_KEY",
+];
+
+/// Engine flags whose value is a credential.
+const SECRET_FLAGS: &[&str] = &["--api-key", "--hf-token", "--token", "--admin-api-key"];
+
+/// Whether an environment variable name looks like it holds a credential.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// `text` with the values of known secret environment variables replaced.
+pub(crate) fn scrub(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    for key in SCRUBBED {
+        if let Ok(value) = std::env::var(key) {
+            // A very short value would blank out ordinary words; such a value is no real token.
+            if value.len() >= 8 && out.contains(value.as_str()) {
+                out = Cow::Owned(out.replace(value.as_str(), REDACTED));
+            }
+        }
+    }
+    out
+}
+
+/// A command line with the values of credential flags (`--api-key X`, `--api-key=X`) and
+/// secret-looking `KEY=value` words replaced, for facts, logs and messages.
+pub fn redact_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            out.push(REDACTED.to_string());
+            hide_next = false;
+            continue;
+        }
+        if SECRET_FLAGS.contains(&arg.as_str()) {
+            hide_next = true;
+            out.push(arg.clone());
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((k, _))
+                if SECRET_FLAGS.contains(&k) || (!k.starts_with('-') && is_secret_key(k)) =>
+            {
+                out.push(format!("{k}={REDACTED}"))
+            }
+            _ => out.push(scrub(arg).into_owned()),
+        }
+    }
+    out
+}
+
+/// Debug for an environment map that shows names and hides secret-looking values.
+pub(crate) struct RedactedEnv<'a>(pub &'a BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedEnv<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in self.0 {
+            if is_secret_key(k) {
+                m.entry(k, &REDACTED);
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn credential_flags_are_hidden() {
+        let got = redact_args(&s(&[
+            "--model",
+            "m",
+            "--api-key",
+            "sk-123",
+            "--hf-token=hf_abc",
+            "HF_TOKEN=hf_abc",
+            "--port",
+            "8000",
+        ]));
+        assert_eq!(
+            got,
+            s(&[
+                "--model",
+                "m",
+                "--api-key",
+                REDACTED,
+                "--hf-token=<redacted>",
+                "HF_TOKEN=<redacted>",
+                "--port",
+                "8000"
+            ])
+        );
+    }
+
+    #[test]
+    fn env_debug_hides_secret_values() {
+        let mut env = BTreeMap::new();
+        env.insert("HF_TOKEN".to_string(), "hf_supersecret".to_string());
+        env.insert("VLLM_HOST_IP".to_string(), "127.0.0.1".to_string());
+        let shown = format!("{:?}", RedactedEnv(&env));
+        assert!(!shown.contains("hf_supersecret"), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}
