@@ -1,9 +1,10 @@
 //! `predict`: run a workload through the engine model in virtual time and return the records a
 //! client would have made, so the ordinary metrics code summarises them.
 //!
-//! No HTTP, no sleeping: time jumps from one step's end to the next. The client is ideal (it sends
-//! at the scheduled instant and sees each token at the end of the step that produced it, one SSE
-//! event per token), so the records isolate the engine and the GPU.
+//! No HTTP, no sleeping: time jumps from one step's end to the next. The client sends at the
+//! scheduled instant; requests reach the engine, and tokens reach the client, one
+//! `client_latency_ns` later (one SSE event per token). `predict_with` uses an ideal client
+//! (latency 0) so its records isolate the engine and the GPU.
 
 use super::catalog::Catalog;
 use super::engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest};
@@ -38,6 +39,8 @@ pub struct PredictOptions {
     pub profile: Option<EngineProfile>,
     /// Keep a gauge sample at most this often (0: after every step).
     pub gauge_interval_ns: u64,
+    /// One-way client↔engine latency (default [`DEFAULT_CLIENT_LATENCY_NS`]).
+    pub client_latency_ns: u64,
 }
 
 impl PredictOptions {
@@ -49,6 +52,7 @@ impl PredictOptions {
             tp: 1,
             profile: None,
             gauge_interval_ns: 0,
+            client_latency_ns: DEFAULT_CLIENT_LATENCY_NS,
         }
     }
 
@@ -103,7 +107,13 @@ pub fn predict(
     load: SimLoad,
 ) -> Result<Prediction, SimError> {
     let engine = opts.engine(catalog)?;
-    Ok(predict_with(engine, requests, load, opts.gauge_interval_ns))
+    Ok(simulate(
+        engine,
+        requests,
+        load,
+        opts.gauge_interval_ns,
+        opts.client_latency_ns,
+    ))
 }
 
 struct Trace {
@@ -114,13 +124,33 @@ struct Trace {
     done: bool,
 }
 
-/// Simulate on an engine built by the caller.
+/// Simulate on an engine built by the caller, with an ideal client (no network latency).
 pub fn predict_with(
-    mut engine: Engine,
+    engine: Engine,
     requests: &[SimRequest],
     load: SimLoad,
     gauge_interval_ns: u64,
 ) -> Prediction {
+    simulate(engine, requests, load, gauge_interval_ns, 0)
+}
+
+/// One-way client↔engine latency `predict` assumes by default: a loopback HTTP hop plus the
+/// engine's request parsing and tokenization (an assumption). It matters in closed loops: a
+/// request sent when its predecessor's last token arrives reaches the engine after the next step
+/// has started, and waits for it, as it does against a real server.
+pub const DEFAULT_CLIENT_LATENCY_NS: u64 = 200_000;
+
+/// Simulate on an engine built by the caller. `client_latency_ns` is the one-way latency
+/// between client and engine: requests reach the engine that much after they are sent and
+/// tokens reach the client that much after the step that produced them.
+pub fn simulate(
+    mut engine: Engine,
+    requests: &[SimRequest],
+    load: SimLoad,
+    gauge_interval_ns: u64,
+    client_latency_ns: u64,
+) -> Prediction {
+    let lat = client_latency_ns;
     let mut traces: Vec<Trace> = requests
         .iter()
         .map(|r| Trace {
@@ -146,10 +176,18 @@ pub fn predict_with(
         }
         SimLoad::Closed { .. } => (0..requests.len()).collect(),
     };
-    // Closed loop: sends allowed now (slots free), each at the time its slot freed.
+    // Closed loop: client-side instants at which a slot freed (non-decreasing).
     let mut slots: VecDeque<u64> = match load {
         SimLoad::Closed { in_flight } => std::iter::repeat_n(0, in_flight.max(1)).collect(),
         SimLoad::Open => VecDeque::new(),
+    };
+    // When the next unsent request is sent (client clock), if it can be sent at all.
+    let next_send = |pending: &VecDeque<usize>, slots: &VecDeque<u64>, traces: &[Trace]| {
+        let &i = pending.front()?;
+        match load {
+            SimLoad::Open => Some(traces[i].req.arrival_ns),
+            SimLoad::Closed { .. } => slots.front().copied(),
+        }
     };
 
     let mut now = 0u64;
@@ -168,48 +206,45 @@ pub fn predict_with(
     };
 
     loop {
-        // Send what is due.
-        while let Some(&i) = pending.front() {
-            let at = match load {
-                SimLoad::Open => {
-                    if traces[i].req.arrival_ns > now {
-                        break;
-                    }
-                    traces[i].req.arrival_ns
-                }
-                SimLoad::Closed { .. } => match slots.pop_front() {
-                    Some(t) => t,
-                    None => break,
-                },
-            };
-            pending.pop_front();
-            traces[i].scheduled_ns = at;
+        // Hand the engine what has reached it.
+        while let Some(sent) = next_send(&pending, &slots, &traces) {
+            if sent + lat > now {
+                break;
+            }
+            let Some(i) = pending.pop_front() else { break };
+            if matches!(load, SimLoad::Closed { .. }) {
+                slots.pop_front();
+            }
+            traces[i].scheduled_ns = sent;
             if let Err(r) = engine.submit(&traces[i].req) {
-                reject(&mut traces, r, at);
+                // The 400 reaches the client one latency later; its slot frees then.
+                let back = sent + 2 * lat;
+                reject(&mut traces, r, back);
                 if matches!(load, SimLoad::Closed { .. }) {
-                    slots.push_back(at);
+                    slots.push_back(back);
                 }
             }
         }
 
         let Some(rep) = engine.step(now) else {
-            // Idle: jump to the next arrival, or stop.
-            match (load, pending.front()) {
-                (SimLoad::Open, Some(&i)) => {
-                    now = now.max(traces[i].req.arrival_ns);
+            // Idle: jump to the next arrival at the engine, or stop.
+            match next_send(&pending, &slots, &traces) {
+                Some(sent) => {
+                    now = now.max(sent + lat);
                     continue;
                 }
-                _ => break,
+                None => break,
             }
         };
         steps += 1;
         bound_ns += engine.hardware().roofline_bound_s(&rep.load) * 1e9;
         busy_ns += (rep.time.total_s() - rep.time.overhead_s) * 1e9;
         now = rep.end_ns;
-        end_ns = end_ns.max(now);
+        let seen = rep.end_ns + lat;
+        end_ns = end_ns.max(seen);
         for &id in &rep.emitted {
             if let Some(&i) = index.get(&id) {
-                traces[i].emissions.push(rep.end_ns);
+                traces[i].emissions.push(seen);
             }
         }
         let mut freed = 0usize;
@@ -220,11 +255,11 @@ pub fn predict_with(
             }
         }
         for r in rep.rejected {
-            reject(&mut traces, r, now);
+            reject(&mut traces, r, seen);
             freed += 1;
         }
         if matches!(load, SimLoad::Closed { .. }) {
-            slots.extend(std::iter::repeat_n(now, freed));
+            slots.extend(std::iter::repeat_n(seen, freed));
         }
         if last_gauge.is_none_or(|t| now.saturating_sub(t) >= gauge_interval_ns) {
             gauges.push(engine.gauges(now));

@@ -281,7 +281,9 @@ impl SimBackend {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Shared-prefix identities from the prompt text: consecutive runs of [`SEGMENT_WORDS`]
@@ -493,7 +495,10 @@ mod tests {
     }
 
     fn request(index: u64, words: usize, max_tokens: u32) -> GenerateRequest {
-        let prompt = (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let prompt = (0..words)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         GenerateRequest {
             index,
             received_at: Instant::now(),
@@ -514,7 +519,13 @@ mod tests {
         let events: Vec<GenEvent> = b.generate(request(0, 20, 5)).collect().await;
         assert_eq!(events.len(), 5);
         for e in &events[..4] {
-            assert_eq!(*e, GenEvent::Tokens { count: 1, finish: None });
+            assert_eq!(
+                *e,
+                GenEvent::Tokens {
+                    count: 1,
+                    finish: None
+                }
+            );
         }
         assert_eq!(
             events[4],
@@ -563,7 +574,10 @@ mod tests {
             let _: Vec<GenEvent> = b.generate(request(0, 40, 8)).collect().await;
             let text = b.metrics().unwrap();
             for n in names {
-                assert!(text.contains(&format!("{n}{{model_name=\"opt\"}}")), "{kind}: {n}\n{text}");
+                assert!(
+                    text.contains(&format!("{n}{{model_name=\"opt\"}}")),
+                    "{kind}: {n}\n{text}"
+                );
             }
             assert!(text.contains("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\""), "{text}");
             assert!(text.contains("DCGM_FI_DEV_FB_USED"), "{text}");
@@ -621,7 +635,9 @@ mod tests {
             let mut r = request(i, 50, 20);
             r.received_at = start;
             let stream = b.generate(r);
-            tasks.push(tokio::spawn(async move { stream.collect::<Vec<_>>().await }));
+            tasks.push(tokio::spawn(
+                async move { stream.collect::<Vec<_>>().await },
+            ));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().len(), 20);

@@ -1,0 +1,134 @@
+//! The simulator served in real time over HTTP and measured by `servebench run`, against the
+//! same workload through `predict` in virtual time. Bounded (the seed's Large workload: 100
+//! requests, 256 tokens each, 10 in flight, ~10 s), loopback only. Agreement is asserted loosely
+//! (the machine may be busy); the measured numbers are printed (`--nocapture`) and reported in
+//! docs/simulator.md.
+
+use clap::Parser;
+use servebench::app::run_benchmark;
+use servebench::cli::{Cli, Command};
+use servebench::config::RunConfig;
+use servebench::journal::read_journal;
+use servebench::metrics::{summarize, SummaryFacts};
+use servebench::record::Phase;
+use servebench::server::{spawn_local, ServerOptions};
+use servebench::sim::{
+    predict, Catalog, EngineKind, PredictOptions, SimBackend, SimLoad, SimRequest,
+};
+use std::sync::Arc;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sim_serve_measured_by_run_agrees_with_predict() {
+    let catalog = Catalog::builtin();
+    let model = "facebook/opt-125m";
+    let opts = PredictOptions::new(EngineKind::Vllm, "a10g", model);
+
+    let server_rt = runtime();
+    let backend = server_rt
+        .block_on(async { Arc::new(SimBackend::spawn(opts.engine(&catalog).unwrap(), model)) });
+    let server = server_rt
+        .block_on(spawn_local(
+            backend.clone(),
+            ServerOptions {
+                model: model.into(),
+                max_model_len: backend.facts().max_model_len,
+                ..ServerOptions::default()
+            },
+        ))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let argv = [
+        "servebench",
+        "run",
+        "--no-progress",
+        "--result-dir",
+        dir.path().to_str().unwrap(),
+        "--base-url",
+        server.url(),
+        "--num-prompts",
+        "100",
+        "--max-concurrency",
+        "10",
+        "--random-input-len",
+        "1024",
+        "--random-output-len",
+        "256",
+        "--ignore-eos",
+    ];
+    let cfg = match Cli::try_parse_from(argv).unwrap().command {
+        Command::Run(a) => RunConfig::from_args(&a).unwrap(),
+        _ => unreachable!(),
+    };
+    let out = runtime().block_on(run_benchmark(&cfg, false)).unwrap();
+    let measured = out.summary;
+    assert_eq!(measured.completed, 100);
+
+    // The same requests (prompt lengths as the server counted them) through predict.
+    let journal = read_journal(&out.journal_path).unwrap();
+    let requests: Vec<SimRequest> = journal
+        .records
+        .iter()
+        .filter(|r| r.phase == Phase::Measured)
+        .map(|r| SimRequest {
+            id: r.id,
+            arrival_ns: 0,
+            prompt_tokens: r.input_tokens(),
+            max_output_tokens: r.max_tokens,
+            prefix: Vec::new(),
+        })
+        .collect();
+    let p = predict(
+        &catalog,
+        &opts,
+        &requests,
+        SimLoad::Closed { in_flight: 10 },
+    )
+    .unwrap();
+    let predicted = summarize(&p.records, &SummaryFacts::default());
+
+    let ratio = |a: f64, b: f64| a / b - 1.0;
+    let tps = ratio(measured.output_throughput, predicted.output_throughput);
+    let ttft = ratio(measured.ttft_ms.mean, predicted.ttft_ms.mean);
+    let tpot = ratio(measured.tpot_ms.mean, predicted.tpot_ms.mean);
+    println!(
+        "output tok/s measured {:.1} predicted {:.1} ({:+.1}%); mean TTFT {:.2} vs {:.2} ms \
+         ({:+.1}%); mean TPOT {:.3} vs {:.3} ms ({:+.1}%)",
+        measured.output_throughput,
+        predicted.output_throughput,
+        tps * 100.0,
+        measured.ttft_ms.mean,
+        predicted.ttft_ms.mean,
+        ttft * 100.0,
+        measured.tpot_ms.mean,
+        predicted.tpot_ms.mean,
+        tpot * 100.0
+    );
+    assert!(
+        tps.abs() < 0.15,
+        "throughput differs by {:.1}%",
+        tps * 100.0
+    );
+    assert!(tpot.abs() < 0.15, "TPOT differs by {:.1}%", tpot * 100.0);
+
+    // The engine counted at least the measured tokens (the client's preflight probe may add a
+    // few).
+    let metrics = backend.render_metrics();
+    let generated: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vllm:generation_tokens_total{model_name=\"facebook/opt-125m\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(generated >= 25600.0, "{metrics}");
+    server_rt.block_on(server.shutdown());
+}
