@@ -18,4 +18,5 @@ pub mod record;
 pub mod report;
 pub mod server;
 pub mod sim;
+pub mod telemetry;
 pub mod workload;

@@ -1,0 +1,78 @@
+//! Every metric name telemetry understands, in one place, with where it comes from.
+//!
+//! Checked against the engines' sources: vLLM `vllm/v1/metrics/loggers.py` (v1 engine; the
+//! older names are the v0 engine's `vllm/engine/metrics.py`), SGLang
+//! `python/sglang/srt/metrics/collector.py`, and NVIDIA dcgm-exporter's default counters
+//! (`etc/default-counters.csv`). Counters are matched with their exposition suffix `_total`.
+
+// ---- vLLM ----------------------------------------------------------------------------------
+
+/// Gauge: requests in the running batch.
+pub const VLLM_RUNNING: &str = "vllm:num_requests_running";
+/// Gauge: requests waiting to be scheduled.
+pub const VLLM_WAITING: &str = "vllm:num_requests_waiting";
+/// Gauge, 0–1: fraction of KV-cache blocks in use (v1 engine, vLLM ≥ 0.8).
+pub const VLLM_KV_USAGE: &str = "vllm:kv_cache_usage_perc";
+/// Gauge, 0–1: the same under its v0 name (deprecated in v1, still emitted by some versions).
+pub const VLLM_KV_USAGE_V0: &str = "vllm:gpu_cache_usage_perc";
+/// Counter: prefix-cache hits, in tokens (v1).
+pub const VLLM_PREFIX_HITS: &str = "vllm:prefix_cache_hits_total";
+/// Counter: prefix-cache queries, in tokens (v1).
+pub const VLLM_PREFIX_QUERIES: &str = "vllm:prefix_cache_queries_total";
+/// Counter: the same hits under the transitional `gpu_` name (deprecated).
+pub const VLLM_PREFIX_HITS_GPU: &str = "vllm:gpu_prefix_cache_hits_total";
+/// Counter: the same queries under the transitional `gpu_` name (deprecated).
+pub const VLLM_PREFIX_QUERIES_GPU: &str = "vllm:gpu_prefix_cache_queries_total";
+/// Gauge, 0–1: the v0 engine's prefix-cache hit rate.
+pub const VLLM_PREFIX_HIT_RATE_V0: &str = "vllm:gpu_prefix_cache_hit_rate";
+/// Counter: prompt (prefill) tokens processed.
+pub const VLLM_PROMPT_TOKENS: &str = "vllm:prompt_tokens_total";
+/// Counter: generated tokens.
+pub const VLLM_GENERATION_TOKENS: &str = "vllm:generation_tokens_total";
+/// Histogram: time to first token, seconds (kept raw).
+pub const VLLM_TTFT_SECONDS: &str = "vllm:time_to_first_token_seconds";
+
+// ---- SGLang --------------------------------------------------------------------------------
+
+/// Gauge: requests in the running batch.
+pub const SGLANG_RUNNING: &str = "sglang:num_running_reqs";
+/// Gauge: requests in the waiting queue.
+pub const SGLANG_WAITING: &str = "sglang:num_queue_reqs";
+/// Gauge, 0–1: KV-cache token usage.
+pub const SGLANG_TOKEN_USAGE: &str = "sglang:token_usage";
+/// Gauge, 0–1: prefix (radix) cache hit rate.
+pub const SGLANG_CACHE_HIT_RATE: &str = "sglang:cache_hit_rate";
+/// Gauge: generation throughput, tokens/s.
+pub const SGLANG_GEN_THROUGHPUT: &str = "sglang:gen_throughput";
+/// Counter: prompt tokens.
+pub const SGLANG_PROMPT_TOKENS: &str = "sglang:prompt_tokens_total";
+/// Counter: generated tokens.
+pub const SGLANG_GENERATION_TOKENS: &str = "sglang:generation_tokens_total";
+
+// ---- NVIDIA DCGM exporter ------------------------------------------------------------------
+
+/// Gauge, %: GPU utilization. Labelled `gpu="<index>"`, `UUID`, `modelName`, `Hostname`, ….
+pub const DCGM_GPU_UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
+/// Gauge, MiB: framebuffer memory used.
+pub const DCGM_FB_USED_MIB: &str = "DCGM_FI_DEV_FB_USED";
+/// Gauge, MiB: framebuffer memory free.
+pub const DCGM_FB_FREE_MIB: &str = "DCGM_FI_DEV_FB_FREE";
+/// The label holding the device index.
+pub const DCGM_LABEL_GPU: &str = "gpu";
+/// The label holding the device's name (`NVIDIA A10G`).
+pub const DCGM_LABEL_MODEL: &str = "modelName";
+/// The label holding the driver version, when the exporter adds it.
+pub const DCGM_LABEL_DRIVER: &str = "DCGM_FI_DRIVER_VERSION";
+/// DCGM reports memory in MiB.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+// ---- servebench's simulator ----------------------------------------------------------------
+// Provisional: to be confirmed with the simulator's owner. Change them here only.
+
+/// Gauge, %: the simulated GPU's utilization. An optional `gpu` label names the device.
+pub const SIM_GPU_UTIL_PCT: &str = "servebench_sim_gpu_utilization_percent";
+/// Gauge, bytes: the simulated GPU's memory in use (weights + KV cache + activations).
+pub const SIM_GPU_MEM_USED_BYTES: &str = "servebench_sim_gpu_memory_used_bytes";
+
+/// The label normalized GPU series carry: the device index.
+pub const LABEL_GPU: &str = "gpu";
