@@ -795,14 +795,18 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
                 hi.0.workload
             )
         };
+        let longest = tails
+            .iter()
+            .max_by(|x, y| x.0.e2e.p99.total_cmp(&y.0.e2e.p99))
+            .unwrap_or(hi);
         items.push(vec![t(format!(
-            "Tail spread (P99 / P50 of end-to-end latency) {range}; the slowest tail was {} on {}, P99 {} s against \
-             P50 {} s. A ratio near 1 means requests finish in near-constant time; a high ratio means some users \
-             wait much longer than the typical one.",
-            framework_label(&hi.0.framework),
-            hi.0.workload,
-            fmt_s(hi.0.e2e.p99),
-            fmt_s(hi.0.e2e.p50)
+            "Tail spread (P99 / P50 of end-to-end latency) {range}; the longest tail in seconds was {} on {} \
+             (P99 {} s against P50 {} s). A ratio near 1 means requests finish in near-constant time; a high ratio \
+             means some users wait much longer than the typical one.",
+            framework_label(&longest.0.framework),
+            longest.0.workload,
+            fmt_s(longest.0.e2e.p99),
+            fmt_s(longest.0.e2e.p50)
         ))]);
     }
     if let Some(small) = a
@@ -1017,11 +1021,19 @@ fn scalability(a: &Analysis) -> Vec<Vec<Inline>> {
         };
         items.push(vec![t(format!(
             "{}: from concurrency {c_lo} ({}) to {c_hi} ({}), output throughput grew {tps:.2}× for {conc:.1}× the \
-             concurrency ({:.0} % scaling efficiency){lat}. Note that max tokens also grows across these workloads.",
+             concurrency ({:.0} % scaling efficiency){lat}.{}",
             framework_label(f),
             lo.workload,
             hi.workload,
-            tps / conc * 100.0
+            tps / conc * 100.0,
+            if lo.spec.max_tokens != hi.spec.max_tokens {
+                format!(
+                    " Max tokens also changed ({} → {}), so longer generations contribute to both figures.",
+                    lo.spec.max_tokens, hi.spec.max_tokens
+                )
+            } else {
+                String::new()
+            }
         ))]);
     }
     if items.is_empty() {
