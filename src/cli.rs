@@ -31,12 +31,90 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Rebuild a run's summary from its journal (for example after a crash).
     Report(ReportArgs),
+    /// The serving-engine simulator (vLLM or SGLang on a catalog GPU).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Predict a benchmark on the simulator in virtual time (same flags as `run`).
+    Predict(Box<PredictArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulated engine's OpenAI-compatible API in real time (measure it with `run`).
+    Serve(SimServeArgs),
+}
+
+/// Which simulated engine, GPU and model.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Simulated target")]
+pub struct SimTargetArgs {
+    /// Engine profile: vllm or sglang.
+    #[arg(long, default_value = "vllm")]
+    pub engine: String,
+    /// GPU from the catalog (e.g. a10g, t4, l4, a100-80gb, h100-sxm).
+    #[arg(long, default_value = "a10g")]
+    pub gpu: String,
+    /// Model from the catalog (e.g. facebook/opt-125m, meta-llama/Llama-3.1-8B).
+    #[arg(long = "sim-model", default_value = "facebook/opt-125m")]
+    pub sim_model: String,
+    /// Tensor-parallel degree (GPUs per replica).
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// A TOML file of catalog entries that add to or replace the built-in GPUs, models and
+    /// instances.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimServeArgs {
+    #[command(flatten)]
+    pub target: SimTargetArgs,
+    /// Port on 127.0.0.1 (0 = any free port; the URL is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Model name the server answers to (default: the catalog model's name).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub target: SimTargetArgs,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub metrics: MetricArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
-    // ---- target ----
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub metrics: MetricArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Warmup requests before measuring (marked in the journal, left out of summaries).
+    #[arg(long, default_value_t = 0, help_heading = "Load")]
+    pub num_warmups: u64,
+    /// Tokio worker threads for the client (default: one per core).
+    #[arg(long, help_heading = "Load")]
+    pub client_threads: Option<usize>,
     /// Server to benchmark, e.g. http://127.0.0.1:8000. Without it, the embedded server is
     /// started on a free loopback port and measured.
     #[arg(long, help_heading = "Target")]
@@ -71,15 +149,19 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Target")]
     pub label: Option<String>,
 
-    // ---- workload ----
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+}
+
+/// What to send (shared by `run` and `predict`).
+#[derive(Debug, Args, Clone)]
+#[command(allow_negative_numbers = true)]
+pub struct WorkloadArgs {
     /// Local tokenizer.json (Hugging Face format) for exact prompt token lengths. Without it
     /// prompts are built from common one-token words (an approximation; the server's usage is
     /// recorded either way).
     #[arg(long, help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,
-    /// Number of measured requests.
-    #[arg(long, help_heading = "Workload")]
-    pub num_prompts: Option<u64>,
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 1024, help_heading = "Workload")]
     pub random_input_len: u32,
@@ -98,8 +180,15 @@ pub struct RunArgs {
     /// Seed for prompts and arrival times.
     #[arg(long, default_value_t = 0, help_heading = "Workload")]
     pub seed: u64,
+}
 
-    // ---- load ----
+/// How to pace it (shared by `run` and `predict`).
+#[derive(Debug, Args, Clone)]
+#[command(allow_negative_numbers = true)]
+pub struct LoadArgs {
+    /// Number of measured requests (default 1000 when --duration is not given either).
+    #[arg(long, help_heading = "Load")]
+    pub num_prompts: Option<u64>,
     /// Requests per second (open loop); `inf` sends on the in-flight cap alone.
     #[arg(long, default_value = "inf", help_heading = "Load")]
     pub request_rate: String,
@@ -117,14 +206,12 @@ pub struct RunArgs {
     /// Stop sending after this many seconds (with --num-prompts: whichever comes first).
     #[arg(long, help_heading = "Load")]
     pub duration: Option<f64>,
-    /// Warmup requests before measuring (marked in the journal, left out of summaries).
-    #[arg(long, default_value_t = 0, help_heading = "Load")]
-    pub num_warmups: u64,
-    /// Tokio worker threads for the client (default: one per core).
-    #[arg(long, help_heading = "Load")]
-    pub client_threads: Option<usize>,
+}
 
-    // ---- metrics ----
+/// What to compute (shared by `run` and `predict`).
+#[derive(Debug, Args, Clone)]
+#[command(allow_negative_numbers = true)]
+pub struct MetricArgs {
     /// Service-level objectives for goodput, e.g. `--goodput ttft:500 tpot:50 e2el:10000` (ms).
     #[arg(long, num_args = 1.., help_heading = "Metrics")]
     pub goodput: Vec<String>,
@@ -135,8 +222,12 @@ pub struct RunArgs {
     /// Comma-separated percentiles to report.
     #[arg(long, default_value = "50,90,95,99", help_heading = "Metrics")]
     pub metric_percentiles: String,
+}
 
-    // ---- output ----
+/// Where results go (shared by `run` and `predict`).
+#[derive(Debug, Args, Clone)]
+#[command(allow_negative_numbers = true)]
+pub struct OutputArgs {
     /// Directory for the summary JSON, the journal and the CSV.
     #[arg(long, default_value = "results", help_heading = "Output")]
     pub result_dir: PathBuf,
@@ -149,9 +240,6 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
-
-    #[command(flatten)]
-    pub embedded: EmbeddedArgs,
 }
 
 /// The embedded server's behaviour (for `serve`, and for `run` without --base-url).

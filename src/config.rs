@@ -3,7 +3,7 @@
 //! flags, and every rejection names the flag, the bad value and what to do instead.
 
 use crate::arrival::Arrival;
-use crate::cli::{EmbeddedArgs, RunArgs};
+use crate::cli::{EmbeddedArgs, LoadArgs, MetricArgs, OutputArgs, RunArgs, WorkloadArgs};
 use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
 use crate::metrics::Slo;
 use crate::openai::Endpoint;
@@ -330,6 +330,165 @@ fn nonzero(field: &str, n: usize) -> Result<NonZeroUsize, ConfigError> {
     NonZeroUsize::new(n).ok_or_else(|| bad(field, n, "must be at least 1"))
 }
 
+/// The workload flags, validated (shared by `run` and `predict`).
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    pub spec: RandomSpec,
+    pub tokenizer: Option<PathBuf>,
+    pub ignore_eos: bool,
+    pub min_tokens: Option<u32>,
+    pub seed: u64,
+}
+
+impl WorkloadConfig {
+    pub fn from_args(a: &WorkloadArgs) -> Result<WorkloadConfig, ConfigError> {
+        if a.random_input_len == 0 {
+            return Err(bad("--random-input-len", 0, "must be at least 1 token"));
+        }
+        if a.random_output_len == 0 {
+            return Err(bad("--random-output-len", 0, "must be at least 1 token"));
+        }
+        let input = LengthDist::from_range_ratio(a.random_input_len, a.random_range_ratio)
+            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
+        let output = LengthDist::from_range_ratio(a.random_output_len, a.random_range_ratio)
+            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
+        if let Some(m) = a.min_tokens {
+            if m > a.random_output_len {
+                return Err(bad(
+                    "--min-tokens",
+                    m,
+                    format!(
+                        "is more than --random-output-len {}; lower it",
+                        a.random_output_len
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = &a.tokenizer {
+            if !p.is_file() {
+                return Err(bad(
+                    "--tokenizer",
+                    p.display(),
+                    "no such file; give the path of a local tokenizer.json",
+                ));
+            }
+        }
+        Ok(WorkloadConfig {
+            spec: RandomSpec { input, output },
+            tokenizer: a.tokenizer.clone(),
+            ignore_eos: a.ignore_eos,
+            min_tokens: a.min_tokens,
+            seed: a.seed,
+        })
+    }
+}
+
+/// The load flags, validated: the one place where rate × concurrency becomes a [`LoadMode`].
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub mode: LoadMode,
+    pub stop: Stop,
+    /// As given (`inf` or a number), for file names and the vLLM-style keys.
+    pub request_rate: f64,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    pub num_prompts: Option<u64>,
+}
+
+impl LoadConfig {
+    pub fn from_args(a: &LoadArgs) -> Result<LoadConfig, ConfigError> {
+        let request_rate = parse_rate(&a.request_rate)?;
+        let arrival = parse_arrival(&a.arrival, a.burstiness)?;
+        let duration = a
+            .duration
+            .map(|d| positive_secs("--duration", d))
+            .transpose()?;
+        let stop = match (a.num_prompts, duration) {
+            (Some(0), _) => return Err(bad("--num-prompts", 0, "must be at least 1")),
+            (Some(n), Some(d)) => Stop::RequestsOrDuration(n, d),
+            (Some(n), None) => Stop::Requests(n),
+            (None, Some(d)) => Stop::Duration(d),
+            (None, None) => Stop::Requests(1000), // vllm bench serve's default
+        };
+        let cap = a
+            .max_concurrency
+            .map(|n| nonzero("--max-concurrency", n))
+            .transpose()?;
+        let mode = match (request_rate.is_finite(), cap) {
+            (false, Some(concurrency)) => LoadMode::Closed { concurrency },
+            (false, None) => LoadMode::Open {
+                pacing: Pacing::AllAtOnce,
+                max_in_flight: None,
+            },
+            (true, max_in_flight) => LoadMode::Open {
+                pacing: Pacing::Rate {
+                    rate: request_rate,
+                    arrival,
+                },
+                max_in_flight,
+            },
+        };
+        Ok(LoadConfig {
+            mode,
+            stop,
+            request_rate,
+            burstiness: a.burstiness,
+            max_concurrency: a.max_concurrency,
+            num_prompts: a.num_prompts,
+        })
+    }
+}
+
+/// The metric flags, validated.
+#[derive(Debug, Clone)]
+pub struct MetricConfig {
+    pub slo: Slo,
+    pub fail_under_goodput: Option<f64>,
+    pub percentiles: Vec<f64>,
+}
+
+impl MetricConfig {
+    pub fn from_args(a: &MetricArgs) -> Result<MetricConfig, ConfigError> {
+        Ok(MetricConfig {
+            slo: parse_goodput(&a.goodput)?,
+            fail_under_goodput: a
+                .fail_under_goodput
+                .map(|f| fraction("--fail-under-goodput", f))
+                .transpose()?,
+            percentiles: parse_percentiles(&a.metric_percentiles)?,
+        })
+    }
+}
+
+/// The output flags, validated.
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    pub result_dir: PathBuf,
+    pub result_filename: Option<String>,
+    pub save_detailed: bool,
+    pub progress: bool,
+}
+
+impl OutputConfig {
+    pub fn from_args(a: &OutputArgs) -> Result<OutputConfig, ConfigError> {
+        if let Some(name) = &a.result_filename {
+            if name.contains('/') || name.is_empty() {
+                return Err(bad(
+                    "--result-filename",
+                    name,
+                    "give a file name without directories (the directory is --result-dir)",
+                ));
+            }
+        }
+        Ok(OutputConfig {
+            result_dir: a.result_dir.clone(),
+            result_filename: a.result_filename.clone(),
+            save_detailed: a.save_detailed,
+            progress: !a.no_progress,
+        })
+    }
+}
+
 impl RunConfig {
     pub fn from_args(a: &RunArgs) -> Result<RunConfig, ConfigError> {
         let target = match &a.base_url {
@@ -368,97 +527,26 @@ impl RunConfig {
             "none" => UsageRequest::None,
             other => return Err(bad("--usage", other, "use auto, final or none")),
         };
-        if a.random_input_len == 0 {
-            return Err(bad("--random-input-len", 0, "must be at least 1 token"));
-        }
-        if a.random_output_len == 0 {
-            return Err(bad("--random-output-len", 0, "must be at least 1 token"));
-        }
-        let input = LengthDist::from_range_ratio(a.random_input_len, a.random_range_ratio)
-            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
-        let output = LengthDist::from_range_ratio(a.random_output_len, a.random_range_ratio)
-            .map_err(|p| bad("--random-range-ratio", a.random_range_ratio, p))?;
-        if let Some(m) = a.min_tokens {
-            if m > a.random_output_len {
-                return Err(bad(
-                    "--min-tokens",
-                    m,
-                    format!(
-                        "is more than --random-output-len {}; lower it",
-                        a.random_output_len
-                    ),
-                ));
-            }
-        }
-        if let Some(p) = &a.tokenizer {
-            if !p.is_file() {
-                return Err(bad(
-                    "--tokenizer",
-                    p.display(),
-                    "no such file; give the path of a local tokenizer.json",
-                ));
-            }
-        }
-
-        let request_rate = parse_rate(&a.request_rate)?;
-        let arrival = parse_arrival(&a.arrival, a.burstiness)?;
         let request_timeout = positive_secs("--request-timeout", a.request_timeout)?;
-        let duration = a
-            .duration
-            .map(|d| positive_secs("--duration", d))
-            .transpose()?;
-        let stop = match (a.num_prompts, duration) {
-            (Some(0), _) => return Err(bad("--num-prompts", 0, "must be at least 1")),
-            (Some(n), Some(d)) => Stop::RequestsOrDuration(n, d),
-            (Some(n), None) => Stop::Requests(n),
-            (None, Some(d)) => Stop::Duration(d),
-            (None, None) => Stop::Requests(1000), // vllm bench serve's default
-        };
-        let cap = a
-            .max_concurrency
-            .map(|n| nonzero("--max-concurrency", n))
-            .transpose()?;
-        let mode = match (request_rate.is_finite(), cap) {
-            (false, Some(concurrency)) => LoadMode::Closed { concurrency },
-            (false, None) => LoadMode::Open {
-                pacing: Pacing::AllAtOnce,
-                max_in_flight: None,
-            },
-            (true, max_in_flight) => LoadMode::Open {
-                pacing: Pacing::Rate {
-                    rate: request_rate,
-                    arrival,
-                },
-                max_in_flight,
-            },
-        };
-        let warmup_concurrency = cap
-            .unwrap_or(NonZeroUsize::MIN)
-            .min(NonZeroUsize::new(a.num_warmups.max(1) as usize).unwrap_or(NonZeroUsize::MIN));
-        let plan = LoadPlan {
-            mode,
-            stop,
-            warmups: a.num_warmups,
-            warmup_concurrency,
-            seed: a.seed,
-        };
-        let slo = parse_goodput(&a.goodput)?;
-        let fail_under_goodput = match a.fail_under_goodput {
-            None => None,
-            Some(f) => Some(fraction("--fail-under-goodput", f)?),
-        };
         if let Some(t) = a.client_threads {
             nonzero("--client-threads", t)?;
         }
-        if let Some(name) = &a.result_filename {
-            if name.contains('/') || name.is_empty() {
-                return Err(bad(
-                    "--result-filename",
-                    name,
-                    "give a file name without directories (the directory is --result-dir)",
-                ));
-            }
-        }
+        let w = WorkloadConfig::from_args(&a.workload)?;
+        let l = LoadConfig::from_args(&a.load)?;
+        let m = MetricConfig::from_args(&a.metrics)?;
+        let o = OutputConfig::from_args(&a.output)?;
+        let warmup_concurrency = l
+            .max_concurrency
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(NonZeroUsize::MIN)
+            .min(NonZeroUsize::new(a.num_warmups.max(1) as usize).unwrap_or(NonZeroUsize::MIN));
+        let plan = LoadPlan {
+            mode: l.mode,
+            stop: l.stop,
+            warmups: a.num_warmups,
+            warmup_concurrency,
+            seed: w.seed,
+        };
         Ok(RunConfig {
             target,
             endpoint,
@@ -468,24 +556,24 @@ impl RunConfig {
             stream: !a.no_stream,
             usage,
             label: a.label.clone(),
-            tokenizer: a.tokenizer.clone(),
-            workload: RandomSpec { input, output },
-            ignore_eos: a.ignore_eos,
-            min_tokens: a.min_tokens,
-            seed: a.seed,
+            tokenizer: w.tokenizer,
+            workload: w.spec,
+            ignore_eos: w.ignore_eos,
+            min_tokens: w.min_tokens,
+            seed: w.seed,
             plan,
-            request_rate,
-            burstiness: a.burstiness,
-            max_concurrency: a.max_concurrency,
-            num_prompts: a.num_prompts,
+            request_rate: l.request_rate,
+            burstiness: l.burstiness,
+            max_concurrency: l.max_concurrency,
+            num_prompts: l.num_prompts,
             client_threads: a.client_threads,
-            slo,
-            fail_under_goodput,
-            percentiles: parse_percentiles(&a.metric_percentiles)?,
-            result_dir: a.result_dir.clone(),
-            result_filename: a.result_filename.clone(),
-            save_detailed: a.save_detailed,
-            progress: !a.no_progress,
+            slo: m.slo,
+            fail_under_goodput: m.fail_under_goodput,
+            percentiles: m.percentiles,
+            result_dir: o.result_dir,
+            result_filename: o.result_filename,
+            save_detailed: o.save_detailed,
+            progress: o.progress,
         })
     }
 }

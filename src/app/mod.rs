@@ -70,6 +70,10 @@ pub fn main(cli: Cli) -> ExitStatus {
         Command::Serve(args) => crate::app::serve::command(&args),
         Command::Calibrate(args) => crate::app::calibrate::command(&args),
         Command::Report(args) => crate::app::report::command(&args),
+        Command::Sim {
+            command: crate::cli::SimCommand::Serve(args),
+        } => sim::serve_command(&args),
+        Command::Predict(args) => sim::predict_command(&args),
     };
     match result {
         Ok(status) => status,
@@ -83,6 +87,7 @@ pub fn main(cli: Cli) -> ExitStatus {
 mod calibrate;
 mod report;
 mod serve;
+pub mod sim;
 
 /// A multi-threaded tokio runtime with `threads` workers (default: one per core).
 pub(crate) fn runtime(

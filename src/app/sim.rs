@@ -1,0 +1,331 @@
+//! The simulator's two faces on the command line: `sim serve` (the engine model behind the
+//! OpenAI-compatible HTTP surface, in real time) and `predict` (the same workload and load
+//! definitions as `run`, in virtual time, no HTTP).
+
+use super::{AppError, ExitStatus};
+use crate::arrival::Schedule;
+use crate::cli::{PredictArgs, SimServeArgs, SimTargetArgs};
+use crate::config::{ConfigError, LoadConfig, MetricConfig, OutputConfig, WorkloadConfig};
+use crate::load::{LoadMode, Pacing, Stop};
+use crate::metrics::summarize;
+use crate::report::{self, ResultFile, RunInfo};
+use crate::server::{self, RunningServer, ServerOptions};
+use crate::sim::catalog::Catalog;
+use crate::sim::engine::SimRequest;
+use crate::sim::predict::{predict, PredictOptions, SimLoad};
+use crate::sim::profile::EngineKind;
+use crate::sim::serve::{prefix_segments, SimBackend};
+use crate::workload::PromptMaker;
+use anyhow::{anyhow, Context};
+use std::sync::Arc;
+
+/// A validated simulator target: which engine, GPU and model, from which catalog.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimTarget {
+    pub engine: EngineKind,
+    pub gpu: String,
+    pub model: String,
+    pub tp: u32,
+    #[serde(skip)]
+    pub catalog: Catalog,
+}
+
+impl SimTarget {
+    pub fn from_args(a: &SimTargetArgs) -> Result<SimTarget, AppError> {
+        let engine = parse_engine(&a.engine).map_err(AppError::usage)?;
+        let mut catalog = Catalog::builtin();
+        if let Some(path) = &a.catalog {
+            catalog
+                .merge_file(path)
+                .map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
+        }
+        if a.tp == 0 {
+            return Err(AppError::usage(ConfigError {
+                field: "--tp".into(),
+                value: "0".into(),
+                problem: "tensor-parallel degree must be at least 1".into(),
+            }));
+        }
+        let t = SimTarget {
+            engine,
+            gpu: a.gpu.clone(),
+            model: a.sim_model.clone(),
+            tp: a.tp,
+            catalog,
+        };
+        // Resolve names now, so a typo is a usage error listing the known names.
+        t.options()
+            .engine(&t.catalog)
+            .map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
+        Ok(t)
+    }
+
+    pub fn options(&self) -> PredictOptions {
+        PredictOptions {
+            tp: self.tp,
+            ..PredictOptions::new(self.engine, &self.gpu, &self.model)
+        }
+    }
+}
+
+pub fn parse_engine(s: &str) -> Result<EngineKind, ConfigError> {
+    match s.to_ascii_lowercase().as_str() {
+        "vllm" => Ok(EngineKind::Vllm),
+        "sglang" => Ok(EngineKind::Sglang),
+        other => Err(ConfigError {
+            field: "--engine".into(),
+            value: other.into(),
+            problem: "the simulator models vllm and sglang; pick one".into(),
+        }),
+    }
+}
+
+/// The simulated engine served over HTTP on a free 127.0.0.1 port, on a runtime thread of its
+/// own (the engine loop and the server share it; the client never does). Stops when dropped.
+pub struct SimServer {
+    running: Option<RunningServer>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    url: String,
+}
+
+impl SimServer {
+    pub fn start(target: &SimTarget, served_model: &str) -> anyhow::Result<SimServer> {
+        let engine = target
+            .options()
+            .engine(&target.catalog)
+            .map_err(|e| anyhow!("building the simulated engine: {e}"))?;
+        let served = served_model.to_string();
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("servebench-sim".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = url_tx.send(Err(anyhow!("sim runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let backend = SimBackend::spawn(engine, &served);
+                    let opts = ServerOptions {
+                        model: served.clone(),
+                        ..ServerOptions::default()
+                    };
+                    match server::spawn_local(Arc::new(backend), opts).await {
+                        Ok(running) => {
+                            let _ = url_tx.send(Ok(running.url().to_string()));
+                            let _ = stop_rx.await;
+                            running.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = url_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .context("starting the simulator thread")?;
+        let url = url_rx
+            .recv()
+            .map_err(|_| anyhow!("the simulator thread ended before it served"))??;
+        Ok(SimServer {
+            running: None,
+            thread: Some(thread),
+            stop: Some(stop_tx),
+            url,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        drop(self.running.take());
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError> {
+    let target = SimTarget::from_args(&args.target)?;
+    let ip: std::net::IpAddr = args.host.parse().map_err(|_| {
+        AppError::usage(ConfigError {
+            field: "--host".into(),
+            value: args.host.clone(),
+            problem: "not an IP address; use 127.0.0.1 (or ::1)".into(),
+        })
+    })?;
+    let served = args
+        .served_model_name
+        .clone()
+        .unwrap_or_else(|| target.model.clone());
+    let engine = target
+        .options()
+        .engine(&target.catalog)
+        .map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::failed)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((ip, args.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {ip}:{}; pick another port with --port (0 = any)",
+                    args.port
+                )
+            })
+            .map_err(AppError::failed)?;
+        let addr = listener.local_addr().map_err(AppError::failed)?;
+        let backend = SimBackend::spawn(engine, &served);
+        let facts = backend.facts();
+        let opts = ServerOptions {
+            model: served.clone(),
+            ..ServerOptions::default()
+        };
+        let router = server::app(Arc::new(backend), opts);
+        println!("http://{addr}");
+        eprintln!(
+            "simulating {} on {} ×{} serving `{served}` at http://{addr} ({facts:?}); Ctrl-C stops",
+            target.engine.as_str(),
+            target.gpu,
+            target.tp
+        );
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        server::serve_until(listener, router, stop)
+            .await
+            .map_err(AppError::failed)?;
+        Ok(ExitStatus::Success)
+    })
+}
+
+pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError> {
+    let target = SimTarget::from_args(&args.target)?;
+    let w = WorkloadConfig::from_args(&args.workload).map_err(AppError::usage)?;
+    let l = LoadConfig::from_args(&args.load).map_err(AppError::usage)?;
+    let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
+    let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
+    let n = match l.stop {
+        Stop::Requests(n) => n,
+        _ => {
+            return Err(AppError::usage(ConfigError {
+                field: "--duration".into(),
+                value: "given".into(),
+                problem: "predict runs a fixed number of requests; use --num-prompts".into(),
+            }))
+        }
+    };
+    let maker = match &w.tokenizer {
+        Some(p) => PromptMaker::with_tokenizer(p).map_err(|e| AppError::usage(anyhow!(e)))?,
+        None => PromptMaker::approximate(),
+    };
+    let (load, offsets): (SimLoad, Box<dyn Iterator<Item = u64>>) = match l.mode {
+        LoadMode::Closed { concurrency } => (
+            SimLoad::Closed {
+                in_flight: concurrency.get(),
+            },
+            Box::new(std::iter::repeat(0)),
+        ),
+        LoadMode::Open {
+            max_in_flight: Some(_),
+            ..
+        } => {
+            return Err(AppError::usage(ConfigError {
+                field: "--max-concurrency".into(),
+                value: format!("{:?}", l.max_concurrency),
+                problem: "predict models a closed loop (--max-concurrency alone) or an open loop \
+                          (--request-rate alone), not a rate with an in-flight cap"
+                    .into(),
+            }))
+        }
+        LoadMode::Open {
+            pacing: Pacing::AllAtOnce,
+            ..
+        } => (SimLoad::Open, Box::new(std::iter::repeat(0))),
+        LoadMode::Open {
+            pacing: Pacing::Rate { rate, arrival },
+            ..
+        } => (
+            SimLoad::Open,
+            Box::new(
+                Schedule::new(rate, arrival, w.seed).map_err(|e| AppError::usage(anyhow!(e)))?,
+            ),
+        ),
+    };
+    let requests: Vec<SimRequest> = w
+        .spec
+        .items(&maker, w.seed)
+        .zip(offsets)
+        .take(n as usize)
+        .enumerate()
+        .map(|(i, (item, at))| SimRequest {
+            id: i as u64,
+            arrival_ns: at,
+            prefix: prefix_segments(&item.prompt, item.prompt_tokens),
+            prompt_tokens: item.prompt_tokens,
+            max_output_tokens: item.max_tokens,
+        })
+        .collect();
+    let wall = std::time::Instant::now();
+    let prediction = predict(&target.catalog, &target.options(), &requests, load)
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let elapsed = wall.elapsed();
+
+    let started = chrono::Utc::now();
+    let mut info = RunInfo::new("predict", &target.model, started);
+    info.label = Some(format!("sim-{}", target.engine.as_str()));
+    info.engine = Some(target.engine.as_str().to_string());
+    info.num_prompts = n;
+    info.request_rate = l.request_rate.is_finite().then_some(l.request_rate);
+    info.burstiness = l.burstiness;
+    info.max_concurrency = l.max_concurrency.map(|c| c as u64);
+    info.seed = w.seed;
+    info.simulated = true;
+    info.metric_percentiles = m.percentiles.clone();
+    info.goodput_slo = m.slo;
+    info.config = serde_json::json!({
+        "target": target,
+        "workload": w.spec,
+        "engine_facts": prediction.facts,
+        "profile": prediction.profile,
+        "steps": prediction.steps,
+        "preemptions": prediction.preemptions,
+        "virtual_duration_s": prediction.duration_ns as f64 / 1e9,
+        "wall_time_s": elapsed.as_secs_f64(),
+    });
+    let summary = summarize(&prediction.records, &info.summary_facts());
+    std::fs::create_dir_all(&o.result_dir)
+        .with_context(|| format!("cannot create --result-dir {}", o.result_dir.display()))
+        .map_err(AppError::failed)?;
+    let name = o
+        .result_filename
+        .clone()
+        .unwrap_or_else(|| report::default_result_filename(&info));
+    let path = o.result_dir.join(name);
+    report::write_result(&path, &ResultFile::new(&info, &summary))
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    println!("{}", report::render_table(&info, &summary));
+    eprintln!(
+        "simulated {:.1} s of serving in {:.3} s ({:.0}× real time); result: {}",
+        prediction.duration_ns as f64 / 1e9,
+        elapsed.as_secs_f64(),
+        prediction.duration_ns as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9),
+        path.display()
+    );
+    Ok(ExitStatus::Success)
+}
