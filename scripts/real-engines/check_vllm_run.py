@@ -307,6 +307,9 @@ def server_view(cap: dict) -> dict:
                              and e.get("completion_tokens") is not None) > 0,
         "per_event": per_event,
         "held_ms": events[0].get("held_ms", 0.0) if events else 0.0,
+        # When the proxy forwarded each text chunk, ns after it received the request.
+        "text_ns": [e.get("t_ns", 0) for e in events if e.get("kind") == "text"],
+        "headers_ns": cap.get("headers_ns", 0),
         "request": cap.get("request", {}),
     }
 
@@ -377,22 +380,48 @@ def cmd_audit(args) -> int:
                           lambda p: [e[1] for e in p[0]["events"]] == p[1]["per_event"],
                           lambda p: f"id {p[0]['id']}: " + first_difference(
                               [e[1] for e in p[0]["events"]], p[1]["per_event"])))
-    if chat and args.role_delay_ms > 0:
-        need_ns = 0.9 * args.role_delay_ms * 1e6
+    # Causality, on one clock (both sides read CLOCK_MONOTONIC; durations compare): the client
+    # sent before the proxy received, so no event can be seen sooner after `sent_ns` than the
+    # proxy forwarded it after receiving. Journal event times are µs, truncated; 1 ms of slack
+    # covers that and where exactly each side reads its clock.
+    slack_ns = 1_000_000
 
-        def gap(r):
-            return (r.get("first_token_ns") or 0) - (r.get("headers_ns") or 0)
+    def early_events(p):
+        r, v = p
+        sent = r.get("sent_ns", 0)
+        return [k for k, (e, t) in enumerate(zip(r.get("events") or [], v["text_ns"]))
+                if e[0] * 1000 + slack_ns < t] + (
+            [-1] if r.get("first_token_ns") is not None and v["text_ns"]
+            and r["first_token_ns"] - sent + slack_ns < v["text_ns"][0] else [])
+
+    c.check(all(not early_events(p) for p in pairs),
+            "no journal event precedes the server's matching text chunk (none taken from an "
+            "earlier, textless chunk)",
+            first_bad(pairs, lambda p: not early_events(p),
+                      lambda p: f"id {p[0]['id']}: events {early_events(p)[:4]} earlier than "
+                                "the proxy forwarded them (-1: first_token_ns)"))
+    lag = [(r["headers_ns"] - r["sent_ns"] - v["headers_ns"]) / 1e6 for r, v in pairs
+           if r.get("headers_ns") is not None]
+    if lag:
+        c.note(f"client saw the response headers {min(lag):.1f}–{max(lag):.1f} ms after the proxy "
+               "forwarded them (request transit plus the client's scheduling on this machine)")
+
+    if chat and args.role_delay_ms > 0:
+        hold_ns = args.role_delay_ms * 1e6
+
+        def ttft(r):
+            return (r.get("first_token_ns") or 0) - r.get("sent_ns", 0)
 
         held = [(r, v) for r, v in pairs if v["held_ms"] > 0]
         c.check(len(held) == len(pairs), "the proxy held every stream after its role chunk",
                 f"{len(held)} of {len(pairs)}")
-        c.check(bool(held) and all(gap(r) >= need_ns for r, _ in held),
+        c.check(bool(held) and all(ttft(r) >= hold_ns for r, _ in held),
                 f"first token came after the {args.role_delay_ms:.0f} ms hold that followed the "
                 "role chunk (TTFT not taken from the role chunk)",
-                first_bad(held, lambda p: gap(p[0]) >= need_ns,
-                          lambda p: f"id {p[0]['id']}: first_token − headers = "
-                                    f"{gap(p[0]) / 1e6:.1f} ms")
-                or f"min first_token − headers {min(gap(r) for r, _ in held) / 1e6:.1f} ms")
+                first_bad(held, lambda p: ttft(p[0]) >= hold_ns,
+                          lambda p: f"id {p[0]['id']}: first_token − sent = "
+                                    f"{ttft(p[0]) / 1e6:.1f} ms")
+                or f"min first_token − sent {min(ttft(r) for r, _ in held) / 1e6:.1f} ms")
     return c.finish(args.tally)
 
 

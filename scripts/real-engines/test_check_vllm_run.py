@@ -59,16 +59,17 @@ def capture_for(rec: dict, chat: bool, extra_kinds=(), held_ms=250.0) -> dict:
     if chat:
         events.append({"kind": "role", "completion_tokens": 0, "t_ns": 10 * MS,
                        "held_ms": held_ms})
-    for _, t in rec["events"]:
+    for us, t in rec["events"]:
         for kind in extra_kinds:
             ct += 1
             events.append({"kind": kind, "completion_tokens": ct})
             t -= 1
         ct += t
-        events.append({"kind": "text", "completion_tokens": ct})
+        # The proxy forwarded it a little before the client read it.
+        events.append({"kind": "text", "completion_tokens": ct, "t_ns": us * 1000 - 200_000})
     events += [{"kind": "usage", "completion_tokens": ct}, {"kind": "done"}]
     return {"method": "POST", "path": "/v1/chat/completions" if chat else "/v1/completions",
-            "status": 200, "events": events,
+            "status": 200, "events": events, "headers_ns": rec["headers_ns"] - rec["sent_ns"] - 100_000,
             "request": {"stream": True, "stream_options": {"include_usage": True,
                                                            "continuous_usage_stats": True}}}
 
@@ -256,6 +257,16 @@ class AuditChecks(Base):
         rc, out = self.audit(recs, caps)
         self.assertEqual(rc, 1)
         self.assertIn("FAIL first token came after the 250 ms hold", out)
+        self.assertIn("FAIL no journal event precedes", out)
+
+    def test_an_event_taken_from_a_textless_chunk_fails_even_when_counts_match(self):
+        recs = [record(i, False, tokens_per_event=[1, 1, 1]) for i in range(2)]
+        caps = [capture_for(r, False) for r in recs]
+        # The client stamped its second event at an empty chunk 5 ms before the text came.
+        recs[1]["events"][1][0] -= 5_000
+        rc, out = self.audit(recs, caps, chat=False, delay=0)
+        self.assertEqual(rc, 1)
+        self.assertIn("id 1: events [1]", out)
 
     def test_tokens_not_from_the_server_fail(self):
         recs = [self.held(record(i, True)) for i in range(2)]
