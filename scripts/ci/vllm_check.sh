@@ -22,7 +22,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 2
 engines=$root/scripts/real-engines
 work=${VLLM_CHECK_DIR:-$root/results/vllm-check}
 case $work in

@@ -239,7 +239,8 @@ def cmd_run(args) -> int:
     # Input lengths: exact only if the tokenizer round-trips the synthetic prompt; a note, not a
     # failure, because the chat template adds tokens and BPE may merge across word boundaries.
     if ok and not chat:
-        off = [r for r in ok if (r.get("usage") or {}).get("prompt_tokens") != r.get("prompt_tokens")]
+        off = [r for r in ok
+               if (r.get("usage") or {}).get("prompt_tokens") != r.get("prompt_tokens")]
         c.note(f"prompt tokens: server counted the planned length for {len(ok) - len(off)} of "
                f"{len(ok)} requests" + (f" (e.g. id {off[0]['id']}: planned "
                                          f"{off[0].get('prompt_tokens')}, server "

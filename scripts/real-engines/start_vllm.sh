@@ -59,6 +59,7 @@ log "starting vLLM: $name from $model_dir on 127.0.0.1:$port (log: $logfile)"
 start=$(date +%s)
 # setsid: the server and the engine processes it spawns share one new process group, which
 # stop_vllm.sh ends as a whole. The pid is written from inside so it is the group's leader.
+# shellcheck disable=SC2016 # $$ and $1 are for the inner shell
 setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$venv/bin/python" "${args[@]}" \
     >"$logfile" 2>&1 </dev/null &
 launcher=$!

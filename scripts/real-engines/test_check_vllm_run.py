@@ -69,7 +69,8 @@ def capture_for(rec: dict, chat: bool, extra_kinds=(), held_ms=250.0) -> dict:
         events.append({"kind": "text", "completion_tokens": ct, "t_ns": us * 1000 - 200_000})
     events += [{"kind": "usage", "completion_tokens": ct}, {"kind": "done"}]
     return {"method": "POST", "path": "/v1/chat/completions" if chat else "/v1/completions",
-            "status": 200, "events": events, "headers_ns": rec["headers_ns"] - rec["sent_ns"] - 100_000,
+            "status": 200, "events": events,
+            "headers_ns": rec["headers_ns"] - rec["sent_ns"] - 100_000,
             "request": {"stream": True, "stream_options": {"include_usage": True,
                                                            "continuous_usage_stats": True}}}
 
