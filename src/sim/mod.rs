@@ -26,5 +26,5 @@ pub use catalog::{Catalog, CatalogError, GpuSpec, InstanceSpec, ModelSpec};
 pub use engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest, StepReport};
 pub use kv::PrefixSegment;
 pub use predict::{predict, predict_with, PredictOptions, Prediction, SimLoad};
-pub use profile::{BatchMode, EngineKind, EngineProfile, SchedulePolicy};
+pub use profile::{BatchMode, EngineKind, EngineProfile, OptionValue, SchedulePolicy};
 pub use serve::SimBackend;

@@ -216,6 +216,152 @@ impl EngineProfile {
     }
 }
 
+/// The engine flags [`EngineProfile::apply_option`] understands, vLLM and SGLang spellings.
+pub const OPTION_NAMES: &[&str] = &[
+    "max_num_seqs",
+    "max_running_requests",
+    "max_num_batched_tokens",
+    "chunked_prefill_size",
+    "max_prefill_tokens",
+    "gpu_memory_utilization",
+    "mem_fraction_static",
+    "block_size",
+    "page_size",
+    "enable_prefix_caching",
+    "disable_radix_cache",
+    "enable_chunked_prefill",
+    "schedule_policy",
+    "num_scheduler_steps",
+    "max_model_len",
+    "context_length",
+];
+
+/// A value given for an engine flag, from a TOML file or the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl OptionValue {
+    fn as_u32(&self, name: &str) -> Result<u32, String> {
+        match self {
+            OptionValue::Int(i) if *i > 0 && *i <= i64::from(u32::MAX) => Ok(*i as u32),
+            OptionValue::Str(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| format!("{name} must be a positive integer, not {s:?}")),
+            other => Err(format!("{name} must be a positive integer, not {other:?}")),
+        }
+    }
+
+    fn as_fraction(&self, name: &str) -> Result<f64, String> {
+        let v = match self {
+            OptionValue::Float(f) => *f,
+            OptionValue::Int(i) => *i as f64,
+            OptionValue::Str(s) => s
+                .parse::<f64>()
+                .map_err(|_| format!("{name} must be a number in (0, 1], not {s:?}"))?,
+            OptionValue::Bool(b) => return Err(format!("{name} must be a number, not {b}")),
+        };
+        if v > 0.0 && v <= 1.0 {
+            Ok(v)
+        } else {
+            Err(format!("{name} must lie in (0, 1], not {v}"))
+        }
+    }
+
+    fn as_bool(&self, name: &str) -> Result<bool, String> {
+        match self {
+            OptionValue::Bool(b) => Ok(*b),
+            OptionValue::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(format!("{name} must be true or false, not {s:?}")),
+            },
+            other => Err(format!("{name} must be true or false, not {other:?}")),
+        }
+    }
+}
+
+impl From<&toml::Value> for OptionValue {
+    fn from(v: &toml::Value) -> Self {
+        match v {
+            toml::Value::Integer(i) => OptionValue::Int(*i),
+            toml::Value::Float(f) => OptionValue::Float(*f),
+            toml::Value::Boolean(b) => OptionValue::Bool(*b),
+            toml::Value::String(s) => OptionValue::Str(s.clone()),
+            other => OptionValue::Str(other.to_string()),
+        }
+    }
+}
+
+impl EngineProfile {
+    /// Set one engine flag by its vLLM or SGLang name (`-` or `_`). The error names the flag
+    /// and, for an unknown one, lists those understood.
+    pub fn apply_option(&mut self, name: &str, value: &OptionValue) -> Result<(), String> {
+        let key = name.trim_start_matches('-').replace('-', "_");
+        match key.as_str() {
+            "max_num_seqs" | "max_running_requests" => self.max_running = value.as_u32(&key)?,
+            "max_num_batched_tokens" | "chunked_prefill_size" => {
+                self.max_batched_tokens = value.as_u32(&key)?;
+                if self.engine == EngineKind::Vllm {
+                    self.max_prefill_tokens = self.max_batched_tokens;
+                }
+            }
+            "max_prefill_tokens" => self.max_prefill_tokens = value.as_u32(&key)?,
+            "gpu_memory_utilization" | "mem_fraction_static" => {
+                self.memory_fraction = value.as_fraction(&key)?
+            }
+            "block_size" | "page_size" => self.block_size = value.as_u32(&key)?,
+            "enable_prefix_caching" => self.prefix_caching = value.as_bool(&key)?,
+            "disable_radix_cache" => self.prefix_caching = !value.as_bool(&key)?,
+            "enable_chunked_prefill" => {
+                self.chunked_prefill = value.as_bool(&key)?;
+                if self.engine == EngineKind::Vllm {
+                    self.batch_mode = if self.chunked_prefill {
+                        BatchMode::Mixed
+                    } else {
+                        BatchMode::PrefillFirst
+                    };
+                }
+            }
+            "schedule_policy" => {
+                self.schedule_policy = match value {
+                    OptionValue::Str(s) if s.eq_ignore_ascii_case("lpm") => {
+                        SchedulePolicy::LongestPrefixMatch
+                    }
+                    OptionValue::Str(s) if s.eq_ignore_ascii_case("fcfs") => SchedulePolicy::Fcfs,
+                    other => {
+                        return Err(format!(
+                            "schedule_policy must be \"lpm\" or \"fcfs\", not {other:?}"
+                        ))
+                    }
+                }
+            }
+            "num_scheduler_steps" => {
+                self.scheduler_steps = value.as_u32(&key)?;
+                if self.scheduler_steps > 1 && self.engine == EngineKind::Vllm {
+                    // Multi-step scheduling ran only with the V0 prefill-first scheduler.
+                    self.batch_mode = BatchMode::PrefillFirst;
+                    self.chunked_prefill = false;
+                }
+            }
+            "max_model_len" | "context_length" => self.max_model_len = Some(value.as_u32(&key)?),
+            _ => {
+                return Err(format!(
+                    "unknown engine option {name:?}; the simulator understands: {}",
+                    OPTION_NAMES.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +389,39 @@ mod tests {
         assert_eq!(h100.max_batched_tokens, 8192);
         assert_eq!(h100.memory_fraction, 0.85);
         assert_eq!(h100.schedule_policy, SchedulePolicy::LongestPrefixMatch);
+    }
+
+    #[test]
+    fn options_set_mechanisms_by_either_engines_name() {
+        let c = Catalog::builtin();
+        let mut p = EngineProfile::vllm(c.gpu("a10g").unwrap());
+        p.apply_option("--max-num-seqs", &OptionValue::Int(64))
+            .unwrap();
+        p.apply_option("gpu_memory_utilization", &OptionValue::Float(0.8))
+            .unwrap();
+        p.apply_option("enable_prefix_caching", &OptionValue::Bool(false))
+            .unwrap();
+        p.apply_option("num_scheduler_steps", &OptionValue::Int(10))
+            .unwrap();
+        assert_eq!(p.max_running, 64);
+        assert_eq!(p.memory_fraction, 0.8);
+        assert!(!p.prefix_caching);
+        assert_eq!(p.batch_mode, BatchMode::PrefillFirst);
+        let mut s = EngineProfile::sglang(c.gpu("a10g").unwrap(), 1);
+        s.apply_option("schedule-policy", &OptionValue::Str("fcfs".into()))
+            .unwrap();
+        s.apply_option("disable_radix_cache", &OptionValue::Str("true".into()))
+            .unwrap();
+        assert_eq!(s.schedule_policy, SchedulePolicy::Fcfs);
+        assert!(!s.prefix_caching);
+        let err = s
+            .apply_option("max_num_sqes", &OptionValue::Int(1))
+            .unwrap_err();
+        assert!(err.contains("max_num_seqs"), "{err}");
+        let err = s
+            .apply_option("mem_fraction_static", &OptionValue::Float(1.5))
+            .unwrap_err();
+        assert!(err.contains("(0, 1]"), "{err}");
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl MetricsState {
             .find(|&&(t, _, _)| t <= from)
             .map(|&(_, b, t)| (b, t))
             .unwrap_or((0.0, 0));
-        let window = (now_ns.min(RATE_WINDOW_NS).max(1)) as f64;
+        let window = now_ns.clamp(1, RATE_WINDOW_NS) as f64;
         let util = ((busy_now - busy_then) / window).clamp(0.0, 1.0);
         let tps = (tok_now - tok_then) as f64 / (window / 1e9);
         (util, tps)
@@ -364,6 +364,95 @@ impl Backend for SimBackend {
     }
 }
 
+/// Build and serve a simulator for a launcher `kind = "sim"` target: `engine` (default vllm),
+/// `gpu` (default A10G), `model` (default facebook/opt-125m) and `options`: `tp` (or
+/// `tensor_parallel_size`, `tp_size`) plus any engine flag [`EngineProfile::apply_option`]
+/// understands. Serves on a free 127.0.0.1 port; dropping the returned guard stops it.
+pub fn start(
+    catalog: &super::catalog::Catalog,
+    spec: &crate::launch::SimSpec,
+) -> anyhow::Result<crate::launch::InProcess> {
+    use super::profile::OptionValue;
+    let kind: EngineKind = spec
+        .engine
+        .as_deref()
+        .unwrap_or("vllm")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let gpu = catalog.gpu(spec.gpu.as_deref().unwrap_or("A10G"))?.clone();
+    let model = catalog
+        .model(spec.model.as_deref().unwrap_or("facebook/opt-125m"))?
+        .clone();
+    let is_tp = |k: &str| {
+        matches!(
+            k.replace('-', "_").as_str(),
+            "tp" | "tensor_parallel_size" | "tp_size"
+        )
+    };
+    let mut tp = 1u32;
+    for (k, v) in spec.options.iter().filter(|(k, _)| is_tp(k)) {
+        tp = match v {
+            toml::Value::Integer(i) if *i >= 1 && *i <= 64 => *i as u32,
+            other => anyhow::bail!("sim option {k} must be an integer from 1 to 64, not {other}"),
+        };
+    }
+    let mut profile = EngineProfile::for_engine(kind, &gpu, tp);
+    for (k, v) in spec.options.iter().filter(|(k, _)| !is_tp(k)) {
+        profile
+            .apply_option(k, &OptionValue::from(v))
+            .map_err(anyhow::Error::msg)?;
+    }
+    let served = spec.model.clone().unwrap_or_else(|| model.name.clone());
+    let engine = Engine::new(profile, gpu, model, tp)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("servebench-sim")
+        .enable_all()
+        .build()?;
+    let backend = {
+        let _in_runtime = rt.enter();
+        Arc::new(SimBackend::spawn(engine, &served))
+    };
+    let server = crate::server::spawn_dedicated(
+        backend.clone(),
+        crate::server::ServerOptions {
+            model: served,
+            max_model_len: backend.facts().max_model_len,
+            ..crate::server::ServerOptions::default()
+        },
+        2,
+    )?;
+    Ok(crate::launch::InProcess {
+        base_url: server.url().to_string(),
+        engine: format!("servebench-sim/{kind}"),
+        guard: Box::new(SimGuard {
+            server: Some(server),
+            runtime: Some(rt),
+        }),
+    })
+}
+
+/// A launcher factory over [`start`] with the given catalog (built-in plus the user's file).
+pub fn factory(catalog: super::catalog::Catalog) -> crate::launch::SimFactory {
+    Arc::new(move |spec: &crate::launch::SimSpec| start(&catalog, spec))
+}
+
+/// Stops the HTTP server, then the engine loop's runtime (without blocking, so it may be
+/// dropped inside async code).
+struct SimGuard {
+    server: Option<crate::server::RunningServer>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for SimGuard {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 struct Live {
     events: mpsc::UnboundedSender<GenEvent>,
     finish: FinishReason,
@@ -600,6 +689,41 @@ mod tests {
             .find(|l| l.starts_with("vllm:prefix_cache_hits_total{"))
             .unwrap();
         assert!(hits.ends_with(" 304"), "{hits}");
+    }
+
+    #[test]
+    fn the_launcher_factory_serves_the_spec_and_rejects_bad_options() {
+        let spec = crate::launch::SimSpec {
+            engine: Some("sglang".into()),
+            gpu: Some("l4".into()),
+            model: Some("meta-llama/Llama-3.2-1B".into()),
+            options: [(
+                "chunked_prefill_size".to_string(),
+                toml::Value::Integer(1024),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let running = start(&Catalog::builtin(), &spec).unwrap();
+        assert!(running.base_url.starts_with("http://127.0.0.1:"));
+        assert_eq!(running.engine, "servebench-sim/sglang");
+        drop(running);
+        let bad = crate::launch::SimSpec {
+            options: [("max_num_sqes".to_string(), toml::Value::Integer(8))]
+                .into_iter()
+                .collect(),
+            ..crate::launch::SimSpec::default()
+        };
+        let err = start(&Catalog::builtin(), &bad).unwrap_err().to_string();
+        assert!(err.contains("max_num_seqs"), "{err}");
+        let bad_gpu = crate::launch::SimSpec {
+            gpu: Some("b300".into()),
+            ..crate::launch::SimSpec::default()
+        };
+        let err = start(&Catalog::builtin(), &bad_gpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("A10G"), "{err}");
     }
 
     #[test]
