@@ -38,6 +38,22 @@ pub enum Command {
     },
     /// Predict a benchmark on the simulator in virtual time (same flags as `run`).
     Predict(Box<PredictArgs>),
+    /// Run a study (targets × workloads) from a TOML file and write its report. Without a
+    /// file: configs/quickstart.toml, the seed study on the simulator.
+    Suite(SuiteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// The suite file (default: configs/quickstart.toml).
+    pub config: Option<PathBuf>,
+    /// Rerun cells whose result file already exists (by default they are kept, so an
+    /// interrupted study resumes where it stopped).
+    #[arg(long)]
+    pub force: bool,
+    /// Write results here instead of the file's result_dir.
+    #[arg(long)]
+    pub result_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

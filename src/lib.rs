@@ -18,5 +18,6 @@ pub mod record;
 pub mod report;
 pub mod server;
 pub mod sim;
+pub mod suite;
 pub mod telemetry;
 pub mod workload;

@@ -74,6 +74,7 @@ pub fn main(cli: Cli) -> ExitStatus {
             command: crate::cli::SimCommand::Serve(args),
         } => sim::serve_command(&args),
         Command::Predict(args) => sim::predict_command(&args),
+        Command::Suite(args) => crate::suite::command(&args),
     };
     match result {
         Ok(status) => status,
@@ -88,6 +89,11 @@ mod calibrate;
 mod report;
 mod serve;
 pub mod sim;
+
+/// The client runtime, for orchestration outside this module (the suite).
+pub fn runtime_pub(threads: Option<usize>) -> Result<tokio::runtime::Runtime, AppError> {
+    runtime(threads, "servebench-client")
+}
 
 /// A multi-threaded tokio runtime with `threads` workers (default: one per core).
 pub(crate) fn runtime(

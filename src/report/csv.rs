@@ -208,6 +208,16 @@ pub fn append_csv_row(path: &Path, run: &RunInfo, s: &Summary) -> Result<(), Rep
     f.write_all(text.as_bytes()).map_err(write_err)
 }
 
+/// Write a whole CSV file (header + rows from [`csv_row`]) atomically, replacing any old one:
+/// the suite's combined CSV, rebuilt from every cell's result each time.
+pub fn write_csv(path: &Path, rows: &[Vec<String>]) -> Result<(), ReportError> {
+    let mut text = line(CSV_COLUMNS);
+    for r in rows {
+        text.push_str(&line(r));
+    }
+    super::write_atomic(path, text.as_bytes())
+}
+
 /// Read a CSV file written by [`append_csv_row`]: the header and the rows.
 pub fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ReportError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {

@@ -7,7 +7,7 @@ pub mod json;
 pub mod study;
 pub mod table;
 
-pub use csv::{append_csv_row, csv_row, read_csv, CSV_COLUMNS};
+pub use csv::{append_csv_row, csv_row, read_csv, write_csv, CSV_COLUMNS};
 pub use json::{
     default_result_filename, read_result, write_result, ResultFile, METRIC_DEFINITIONS,
 };

@@ -1,0 +1,296 @@
+//! The suite file: a matrix of targets × workloads (× repeats) in TOML. Unknown keys are
+//! rejected, not ignored: a typo in a study config must not silently change the study.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    pub title: String,
+    /// Where results go (relative paths are relative to the current directory).
+    #[serde(default = "default_result_dir")]
+    pub result_dir: PathBuf,
+    /// Instance type whose price (from the catalog) the cost figures use, e.g. `g5.xlarge`.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Your own hourly price instead of the catalog's.
+    #[serde(default)]
+    pub price: Option<crate::cost::PriceOverride>,
+    /// Each cell is run this many times; the report shows every repeat.
+    #[serde(default = "one")]
+    pub repeats: u32,
+    #[serde(default)]
+    pub seed: u64,
+    /// Values every workload inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: WorkloadDefaults,
+    #[serde(rename = "targets")]
+    pub targets: Vec<TargetConfig>,
+    #[serde(rename = "workloads")]
+    pub workloads: Vec<WorkloadConfig>,
+}
+
+fn default_result_dir() -> PathBuf {
+    PathBuf::from("results")
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A serving target: a framework label (`name`: `results/<name>/…`) and how to reach or start
+/// it. (One enum rather than a struct with a flattened kind, because serde cannot reject
+/// unknown keys through `flatten`.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// servebench's embedded engine simulator, served over HTTP in-process.
+    Sim {
+        name: String,
+        /// `vllm` or `sglang`.
+        engine: String,
+        gpu: String,
+        model: String,
+        #[serde(default = "one")]
+        tp: u32,
+    },
+    /// An engine already running.
+    External {
+        name: String,
+        base_url: String,
+        /// Model name to request (default: the first at /v1/models).
+        #[serde(default)]
+        model: Option<String>,
+        /// The GPU it runs on, for the report (e.g. `A10G`).
+        #[serde(default)]
+        gpu: Option<String>,
+    },
+}
+
+impl TargetConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            TargetConfig::Sim { name, .. } | TargetConfig::External { name, .. } => name,
+        }
+    }
+    pub fn is_simulated(&self) -> bool {
+        matches!(self, TargetConfig::Sim { .. })
+    }
+}
+
+/// Workload values shared by every workload unless overridden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadDefaults {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Prompt length in tokens.
+    #[serde(default = "default_input_len")]
+    pub input_len: u32,
+    #[serde(default = "default_warmups")]
+    pub warmups: u64,
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// Seconds before a request counts as timed out.
+    #[serde(default = "default_timeout")]
+    pub request_timeout: f64,
+}
+
+impl Default for WorkloadDefaults {
+    fn default() -> Self {
+        WorkloadDefaults {
+            endpoint: default_endpoint(),
+            input_len: default_input_len(),
+            warmups: default_warmups(),
+            ignore_eos: true,
+            request_timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_endpoint() -> String {
+    "/v1/completions".into()
+}
+fn default_input_len() -> u32 {
+    128
+}
+fn default_warmups() -> u64 {
+    2
+}
+fn default_timeout() -> f64 {
+    600.0
+}
+fn yes() -> bool {
+    true
+}
+
+/// One workload of the matrix (the seed's Small/Medium/Large rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    pub name: String,
+    /// Measured requests.
+    pub requests: u64,
+    /// `max_tokens` of each request.
+    pub max_tokens: u32,
+    /// Requests in flight (closed loop).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Open-loop rate, requests/s (with `concurrency` as an in-flight cap).
+    #[serde(default)]
+    pub request_rate: Option<f64>,
+    #[serde(default)]
+    pub input_len: Option<u32>,
+    #[serde(default)]
+    pub warmups: Option<u64>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// A suite file that could not be used: where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteConfigError {
+    #[error("cannot read the suite file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid suite file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid suite file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl SuiteConfig {
+    pub fn load(path: &Path) -> Result<SuiteConfig, SuiteConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        SuiteConfig::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<SuiteConfig, SuiteConfigError> {
+        let cfg: SuiteConfig = toml::from_str(text).map_err(|e| SuiteConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()
+            .map_err(|message| SuiteConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.targets.is_empty() {
+            return Err("no [[targets]]: add at least one (kind = \"sim\" | \"external\")".into());
+        }
+        if self.workloads.is_empty() {
+            return Err("no [[workloads]]: add at least one (name, requests, max_tokens)".into());
+        }
+        if self.repeats == 0 {
+            return Err("repeats = 0: use 1 or more".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.targets {
+            let name = t.name();
+            if !names.insert(name) {
+                return Err(format!(
+                    "target name `{name}` is used twice; names must be unique"
+                ));
+            }
+            if name.is_empty() || name.contains(['/', '\\']) {
+                return Err(format!(
+                    "target name `{name}` must be non-empty and contain no slash (it names a folder)"
+                ));
+            }
+        }
+        let mut wnames = std::collections::HashSet::new();
+        for w in &self.workloads {
+            if !wnames.insert(&w.name) {
+                return Err(format!("workload name `{}` is used twice", w.name));
+            }
+            if w.requests == 0 || w.max_tokens == 0 {
+                return Err(format!(
+                    "workload `{}`: requests and max_tokens must be at least 1",
+                    w.name
+                ));
+            }
+            if w.concurrency == Some(0) {
+                return Err(format!(
+                    "workload `{}`: concurrency must be at least 1",
+                    w.name
+                ));
+            }
+            if let Some(r) = w.request_rate {
+                if !(r.is_finite() && r > 0.0) {
+                    return Err(format!(
+                        "workload `{}`: request_rate {r} must be a positive number",
+                        w.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUICKSTART: &str = include_str!("../../configs/quickstart.toml");
+
+    #[test]
+    fn the_shipped_configs_parse() {
+        let c = SuiteConfig::parse(QUICKSTART, Path::new("quickstart.toml")).unwrap();
+        assert_eq!(c.targets.len(), 2);
+        let names: Vec<&str> = c.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert!(names.starts_with(&["Small", "Medium", "Large"]));
+        for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                SuiteConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_with_the_place() {
+        let base = r#"
+title = "t"
+[[targets]]
+name = "a"
+kind = "sim"
+engine = "vllm"
+gpu = "a10g"
+model = "facebook/opt-125m"
+[[workloads]]
+name = "w"
+requests = 1
+max_tokens = 1
+"#;
+        assert!(SuiteConfig::parse(base, Path::new("x.toml")).is_ok());
+        let typo = base.replace("max_tokens = 1", "max_token = 1");
+        let e = SuiteConfig::parse(&typo, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_token") && e.contains("x.toml"), "{e}");
+        let bad_kind = base.replace("kind = \"sim\"", "kind = \"cloud\"");
+        let e = SuiteConfig::parse(&bad_kind, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cloud"), "{e}");
+        let zero = base.replace("requests = 1", "requests = 0");
+        let e = SuiteConfig::parse(&zero, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("requests"), "{e}");
+        let extra = base.replace("gpu = \"a10g\"", "gpu = \"a10g\"\ncolour = \"red\"");
+        assert!(SuiteConfig::parse(&extra, Path::new("x.toml")).is_err());
+    }
+}
