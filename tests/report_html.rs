@@ -174,31 +174,44 @@ impl Trap {
         }
     }
 
-    /// Requests a page made: everything the trap saw except Chromium's own background calls
-    /// (clock sync, component updater, account check), which no page can cause and no flag
-    /// fully turns off. Font or CDN hosts (fonts.googleapis.com, …) are *not* excused.
-    fn page_requests(&self) -> Vec<String> {
-        const CHROMIUM_OWN: [&str; 3] = [
-            "http://clients2.google.com/time/",
-            "update.googleapis.com",
-            "accounts.google.com:443",
-        ];
+    /// Requests the page made: everything the trap saw except Chromium's own background calls
+    /// (clock sync, component updater, account check…), which no page causes and no flag fully
+    /// turns off. A request is excused only when its host is a Google service domain *and* the
+    /// page's source does not name that host, so a page linking Google Fonts or a CDN is still
+    /// caught.
+    fn page_requests(&self, page_source: &str) -> Vec<String> {
+        const CHROMIUM_SERVICE_DOMAINS: [&str; 4] =
+            ["google.com", "googleapis.com", "gstatic.com", "gvt1.com"];
+        let excused = |line: &str| {
+            let Some(host) = request_host(line) else {
+                return false;
+            };
+            let service = CHROMIUM_SERVICE_DOMAINS
+                .iter()
+                .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+            service && !page_source.contains(host)
+        };
         self.requests
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|line| {
-                !CHROMIUM_OWN.iter().any(|own| {
-                    line.split_whitespace().nth(1).is_some_and(|target| {
-                        target.starts_with(own)
-                            || target.starts_with(&format!("http://{own}"))
-                            || target == *own
-                    })
-                })
-            })
+            .filter(|line| !excused(line))
             .collect()
     }
+}
+
+/// The host of a proxy request line: `CONNECT host:443 HTTP/1.1` or `GET http://host/… HTTP/1.1`.
+fn request_host(line: &str) -> Option<&str> {
+    let target = line.split_whitespace().nth(1)?;
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .unwrap_or(target);
+    let authority = rest.split('/').next()?;
+    authority
+        .rsplit_once(':')
+        .map_or(Some(authority), |(h, _)| Some(h))
 }
 
 impl Drop for Trap {
@@ -230,6 +243,10 @@ fn run_chromium(bin: &Path, page: &Path, trap: &Trap, profile: &Path, extra: &[S
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        "--disable-default-apps",
+        "--disable-domain-reliability",
+        "--disable-client-side-phishing-detection",
+        "--no-pings",
         "--disable-extensions",
         "--hide-scrollbars",
         "--enable-logging=stderr",
@@ -311,7 +328,9 @@ fn report_html_renders_offline_in_headless_chromium() {
     let control = dir.path().join("control.html");
     std::fs::write(
         &control,
-        "<!DOCTYPE html><html><body><img src=\"http://example.invalid/x.png\">\
+        "<!DOCTYPE html><html><head>\
+         <link rel=\"stylesheet\" href=\"https://fonts.googleapis.com/css?family=Roboto\"></head>\
+         <body><img src=\"http://example.invalid/x.png\">\
          <script>console.error('control-error')</script></body></html>",
     )
     .expect("write control page");
@@ -320,9 +339,17 @@ fn report_html_renders_offline_in_headless_chromium() {
     let errors_seen =
         !console_errors(&run.stderr).is_empty() || run.stderr.contains("control-error");
     assert_eq!(
-        trap.page_requests(),
-        vec!["GET http://example.invalid/x.png HTTP/1.1".to_string()],
-        "the proxy trap should see exactly the control page's request; stderr:\n{}",
+        {
+            let mut seen = trap.page_requests(&std::fs::read_to_string(&control).unwrap_or_default());
+            seen.sort();
+            seen.dedup();
+            seen
+        },
+        vec![
+            "CONNECT fonts.googleapis.com:443 HTTP/1.1".to_string(),
+            "GET http://example.invalid/x.png HTTP/1.1".to_string(),
+        ],
+        "the proxy trap should see exactly the control page's requests (a Google-hosted font too); stderr:\n{}",
         run.stderr
     );
     trap.requests.lock().expect("trap lock").clear();
@@ -390,7 +417,7 @@ fn report_html_renders_offline_in_headless_chromium() {
         );
     }
     assert_eq!(
-        trap.page_requests(),
+        trap.page_requests(&std::fs::read_to_string(&files.html).unwrap_or_default()),
         Vec::<String>::new(),
         "report.html made network requests"
     );
