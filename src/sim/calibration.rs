@@ -196,6 +196,26 @@ mod tests {
         }
     }
 
+    /// `cargo test --lib calibration -- --ignored --nocapture` prints the error table.
+    #[test]
+    #[ignore = "prints the calibration table for docs/simulator.md"]
+    fn print_calibration_table() {
+        let catalog = Catalog::builtin();
+        for point in points() {
+            let r = run(&catalog, &point, 1).unwrap();
+            println!(
+                "| {} | {:.2} req/s, {:?} tok/s | {:.2} req/s, {:.0} tok/s | {:+.1} %, {:?} |",
+                point.name,
+                point.published_rps,
+                point.published_tps,
+                r.predicted_rps,
+                r.predicted_tps,
+                r.rps_error * 100.0,
+                r.tps_error.map(|e| format!("{:+.1} %", e * 100.0))
+            );
+        }
+    }
+
     #[test]
     fn the_calibration_does_not_hinge_on_the_seed() {
         let catalog = Catalog::builtin();

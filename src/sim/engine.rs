@@ -63,8 +63,10 @@ pub struct StepReport {
     pub end_ns: u64,
     pub time: StepTime,
     pub load: StepLoad,
-    /// Requests that produced a token at `end_ns` (one token each).
-    pub emitted: Vec<u64>,
+    /// Tokens that reach each request's stream at `end_ns`: (request, tokens). One token per
+    /// step, except under multi-step scheduling, where a round's tokens come out together at
+    /// the round's end (vLLM 0.6 streamed multi-step outputs that way).
+    pub emitted: Vec<(u64, u32)>,
     /// Requests that produced their last token at `end_ns`.
     pub finished: Vec<u64>,
     /// Requests dropped because they can never be scheduled.
@@ -167,6 +169,16 @@ pub fn admission_error(
     None
 }
 
+/// Add `more` (request, tokens) pairs into `into`, one entry per request.
+fn merge_tokens(into: &mut Vec<(u64, u32)>, more: Vec<(u64, u32)>) {
+    for (id, k) in more {
+        match into.iter_mut().find(|(i, _)| *i == id) {
+            Some(e) => e.1 += k,
+            None => into.push((id, k)),
+        }
+    }
+}
+
 /// SGLang's admission reserve for future tokens starts at 0.7 and decays to 0.7 × 0.14 over 600
 /// decode steps (`global_config.py`: default_init_new_token_ratio,
 /// default_min_new_token_ratio_factor, default_new_token_ratio_decay_steps).
@@ -202,6 +214,9 @@ pub struct Engine {
     new_token_ratio: f64,
     /// vLLM multi-step: decode steps left in the current round.
     multi_left: u32,
+    /// vLLM multi-step: tokens and finishes produced earlier in the current round.
+    held_emitted: Vec<(u64, u32)>,
+    held_finished: Vec<u64>,
     g: EngineGauges,
 }
 
@@ -292,6 +307,8 @@ impl Engine {
             chunked: None,
             new_token_ratio: SGLANG_INIT_RATIO,
             multi_left: 0,
+            held_emitted: Vec::new(),
+            held_finished: Vec::new(),
             g: EngineGauges::default(),
         })
     }
@@ -868,6 +885,19 @@ impl Engine {
         report.load = load;
         self.g.gpu_busy = time.busy_fraction();
         self.apply(&batch, &mut report);
+        if multi_step && decode_only && self.multi_left > 0 && !self.running.is_empty() {
+            // Mid-round: outputs are held until the round ends.
+            let emitted = std::mem::take(&mut report.emitted);
+            merge_tokens(&mut self.held_emitted, emitted);
+            self.held_finished.append(&mut report.finished);
+        } else if !self.held_emitted.is_empty() || !self.held_finished.is_empty() {
+            let mut emitted = std::mem::take(&mut self.held_emitted);
+            merge_tokens(&mut emitted, std::mem::take(&mut report.emitted));
+            report.emitted = emitted;
+            let mut finished = std::mem::take(&mut self.held_finished);
+            finished.append(&mut report.finished);
+            report.finished = finished;
+        }
         Some(report)
     }
 
@@ -914,7 +944,7 @@ impl Engine {
                 }
                 r.output += 1;
                 self.g.generation_tokens_total += 1;
-                report.emitted.push(id);
+                report.emitted.push((id, 1));
                 if r.output >= r.max_out {
                     report.finished.push(id);
                     self.g.requests_finished_total += 1;
@@ -1062,6 +1092,23 @@ mod tests {
             assert!(r.events.windows(2).all(|w| w[0].0 <= w[1].0));
             assert!(r.first_token_ns.unwrap() > r.sent_ns);
             assert!(r.finished_ns >= r.first_token_ns.unwrap());
+        }
+    }
+
+    #[test]
+    fn multi_step_rounds_stream_their_tokens_together() {
+        let c = Catalog::builtin();
+        let g = c.gpu("a100-80gb").unwrap().clone();
+        let m = c.model("llama-3.1-8b").unwrap().clone();
+        let p = crate::sim::calibration::vllm_060_multistep(&EngineProfile::vllm(&g));
+        let e = Engine::new(p, g, m, 1).unwrap();
+        let reqs = requests_from_lengths(&[(100, 41), (200, 41)]);
+        let pred = predict_with(e, &reqs, SimLoad::Open, 0);
+        for r in &pred.records {
+            assert_eq!(r.output_tokens, 41);
+            // The first token comes from the prefill step, then rounds of 10.
+            let counts: Vec<u32> = r.events.iter().map(|e| e.1).collect();
+            assert_eq!(counts, vec![1, 10, 10, 10, 10], "{counts:?}");
         }
     }
 

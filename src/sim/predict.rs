@@ -119,7 +119,8 @@ pub fn predict(
 struct Trace {
     req: SimRequest,
     scheduled_ns: u64,
-    emissions: Vec<u64>,
+    /// (when the client saw it, tokens in the event).
+    emissions: Vec<(u64, u32)>,
     rejected: Option<(u64, String)>,
     done: bool,
 }
@@ -242,9 +243,9 @@ pub fn simulate(
         now = rep.end_ns;
         let seen = rep.end_ns + lat;
         end_ns = end_ns.max(seen);
-        for &id in &rep.emitted {
+        for &(id, k) in &rep.emitted {
             if let Some(&i) = index.get(&id) {
-                traces[i].emissions.push(seen);
+                traces[i].emissions.push((seen, k));
             }
         }
         let mut freed = 0usize;
@@ -306,7 +307,7 @@ fn to_record(t: &Trace) -> RequestRecord {
         return r;
     }
     let micros = |ns: u64| (ns.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32;
-    let out = t.emissions.len() as u32;
+    let out: u32 = t.emissions.iter().map(|e| e.1).sum();
     let outcome = if t.done {
         Outcome::Success
     } else {
@@ -324,10 +325,10 @@ fn to_record(t: &Trace) -> RequestRecord {
         sent_ns: sent,
         // The engines send response headers as soon as the request is accepted.
         headers_ns: Some(sent),
-        first_token_ns: t.emissions.first().copied(),
-        first_content_ns: t.emissions.first().copied(),
-        finished_ns: t.emissions.last().copied().unwrap_or(sent),
-        events: t.emissions.iter().map(|&e| (micros(e), 1)).collect(),
+        first_token_ns: t.emissions.first().map(|e| e.0),
+        first_content_ns: t.emissions.first().map(|e| e.0),
+        finished_ns: t.emissions.last().map(|e| e.0).unwrap_or(sent),
+        events: t.emissions.iter().map(|&(at, k)| (micros(at), k)).collect(),
         prompt_tokens: t.req.prompt_tokens,
         max_tokens: t.req.max_output_tokens,
         usage: Some(Usage {

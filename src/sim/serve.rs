@@ -540,11 +540,11 @@ async fn engine_loop(
             rep.end_ns
         };
         let finished: std::collections::HashSet<u64> = rep.finished.iter().copied().collect();
-        for id in &rep.emitted {
+        for (id, count) in &rep.emitted {
             let done = finished.contains(id);
             if let Some(l) = live.get(id) {
                 let event = GenEvent::Tokens {
-                    count: 1,
+                    count: *count,
                     finish: done.then_some(l.finish),
                 };
                 if l.events.send(event).is_err() {
