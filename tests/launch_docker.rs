@@ -44,6 +44,7 @@ async fn the_simulator_image_runs_through_the_docker_launcher() {
     serves_answers_and_leaves_nothing(&docker, &image.tag, dir.path()).await;
     dropping_the_handle_removes_the_container(&docker, &image.tag, dir.path()).await;
     an_early_exit_reports_code_and_log(&docker, &image.tag, dir.path()).await;
+    leftovers_of_dead_runs_are_removed_and_live_ones_kept(&docker, &image.tag).await;
     println!("docker launcher checked with image {tag}");
 }
 
@@ -173,6 +174,40 @@ async fn an_early_exit_reports_code_and_log(docker: &Docker, image: &str, dir: &
         "a failed start left {} container(s)",
         left.len()
     );
+}
+
+async fn leftovers_of_dead_runs_are_removed_and_live_ones_kept(docker: &Docker, image: &str) {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+    // Above any pid_max Linux allows (2^22): no process has it.
+    let dead_pid = (1u32 << 22) + 7;
+    let mut ids = Vec::new();
+    for (suffix, pid) in [("dead", dead_pid), ("live", std::process::id())] {
+        let name = format!("servebench-leftover-{suffix}-{}", std::process::id());
+        let body = ContainerCreateBody {
+            image: Some(image.into()),
+            labels: Some(HashMap::from([
+                ("servebench".to_string(), "1".to_string()),
+                ("servebench.pid".to_string(), pid.to_string()),
+            ])),
+            ..ContainerCreateBody::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = docker.create_container(Some(options), body).await.unwrap();
+        ids.push((name, created.id));
+    }
+    let removed = docker::remove_leftovers().await.unwrap();
+    assert!(removed.contains(&ids[0].0), "{removed:?}");
+    assert!(
+        !removed.contains(&ids[1].0),
+        "a live run's container was removed: {removed:?}"
+    );
+    assert_gone(docker, &ids[0].1).await;
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    docker
+        .remove_container(&ids[1].1, Some(options))
+        .await
+        .unwrap();
 }
 
 async fn assert_gone(docker: &Docker, id: &str) {

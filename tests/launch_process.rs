@@ -338,6 +338,20 @@ fn targets_read_from_toml_reject_unknown_keys() {
 }
 
 #[tokio::test]
+async fn a_fixed_port_already_in_use_is_refused_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let mut t = target("fixed-port", server_with_worker(), Duration::from_secs(5));
+    if let LaunchSpec::Process(p) = &mut t.launch {
+        p.port = port;
+    }
+    let err = Launcher::new().start(&t, dir.path()).await.unwrap_err();
+    assert!(matches!(err, LaunchError::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("already in use"), "{err}");
+}
+
+#[tokio::test]
 async fn bad_names_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let t = target("../escape", server_with_worker(), Duration::from_secs(5));

@@ -11,7 +11,7 @@
 use super::logs::LogTail;
 use super::process::open_log;
 use super::readiness::Readiness;
-use super::secret::{self, redact_args, RedactedEnv, REDACTED};
+use super::secret::{self, redact_args, shell_join, RedactedEnv, REDACTED};
 use super::{Facts, Inner, LaunchError, Liveness, Running, ERROR_TAIL_LINES};
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, PortBinding};
@@ -253,6 +253,9 @@ pub struct HostInputs {
     pub default_hf_cache: Option<PathBuf>,
     /// Distinguishes this container's name from other runs' (pid and a random number).
     pub unique: String,
+    /// This process: its containers are labelled with it, so that [`remove_leftovers`] can
+    /// tell a dead run's containers from a live one's.
+    pub pid: u32,
 }
 
 impl fmt::Debug for HostInputs {
@@ -262,6 +265,7 @@ impl fmt::Debug for HostInputs {
             .field("tokens", &names)
             .field("default_hf_cache", &self.default_hf_cache)
             .field("unique", &self.unique)
+            .field("pid", &self.pid)
             .finish()
     }
 }
@@ -285,6 +289,7 @@ impl HostInputs {
             tokens,
             default_hf_cache,
             unique: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            pid: std::process::id(),
         }
     }
 }
@@ -440,6 +445,7 @@ pub fn plan(name: &str, spec: &DockerSpec, host: &HostInputs) -> Result<Containe
     let labels = HashMap::from([
         (LABEL.to_string(), "1".to_string()),
         (format!("{LABEL}.target"), name.to_string()),
+        (format!("{LABEL}.pid"), host.pid.to_string()),
     ]);
     let mut command_line = entrypoint.clone().unwrap_or_default();
     command_line.extend(cmd.iter().cloned());
@@ -721,7 +727,7 @@ pub(crate) async fn start(
         log,
         "# servebench: target `{name}`: image {}, command {}",
         plan.image,
-        plan.command_line.join(" ")
+        shell_join(&plan.command_line)
     );
     ensure_image(&docker, name, &plan.image, spec.pull, &mut log).await?;
     let digest = image_digest(&docker, &plan.image)
@@ -763,7 +769,7 @@ pub(crate) async fn start(
                     name: name.to_string(),
                     status: detail,
                     code,
-                    tail,
+                    tail: Box::new(tail),
                 },
                 _ => LaunchError::Docker {
                     name: name.to_string(),
@@ -960,8 +966,9 @@ fn remove_now(endpoint: &Endpoint, id: &str) {
     });
 }
 
-/// Removes every container labelled `servebench=1` (what killed runs left behind) and returns
-/// their names.
+/// Removes the containers that servebench runs left behind: labelled `servebench=1` and made
+/// by a process that is gone (a run killed with SIGKILL, or a crash). Containers of runs still
+/// going are left alone. Returns the names removed.
 pub async fn remove_leftovers() -> Result<Vec<String>, LaunchError> {
     let docker = connect().await?;
     let filters = HashMap::from([("label", vec!["servebench=1"])]);
@@ -976,6 +983,14 @@ pub async fn remove_leftovers() -> Result<Vec<String>, LaunchError> {
     let mut removed = Vec::new();
     for c in found {
         let Some(id) = c.id else { continue };
+        let owner = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&format!("{LABEL}.pid")))
+            .and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(process_alive) {
+            continue;
+        }
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
@@ -986,6 +1001,19 @@ pub async fn remove_leftovers() -> Result<Vec<String>, LaunchError> {
         }
     }
     Ok(removed)
+}
+
+/// Whether a process with this id exists on this host (EPERM: it exists, someone else's).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 checks existence only.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

@@ -232,15 +232,17 @@ pub enum LaunchError {
         name: String,
         status: String,
         code: Option<i64>,
-        tail: LogTail,
+        /// Boxed: keeps `Result<_, LaunchError>` small on the success path.
+        tail: Box<LogTail>,
     },
-    #[error("target `{name}`: {url} not ready after {:.0} s (last check: {last}); {tail}\nfix: read the log for the cause; if the server was still loading (model download, CUDA graph capture), raise readiness.timeout_s", timeout.as_secs_f64())]
+    #[error("target `{name}`: {url} not ready after {:.1} s (last check: {last}); {tail}\nfix: read the log for the cause; if the server was still loading (model download, CUDA graph capture), raise readiness.timeout_s", timeout.as_secs_f64())]
     NotReady {
         name: String,
         url: String,
         timeout: Duration,
         last: String,
-        tail: LogTail,
+        /// Boxed: keeps `Result<_, LaunchError>` small on the success path.
+        tail: Box<LogTail>,
     },
     #[error("docker is not available: {reason}; start the Docker daemon (or set DOCKER_HOST), or use a `process` or `external` target")]
     DockerUnavailable { reason: String },

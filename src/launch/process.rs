@@ -7,7 +7,7 @@
 
 use super::logs::LogTail;
 use super::readiness::Readiness;
-use super::secret::{redact_args, RedactedEnv};
+use super::secret::{redact_args, shell_join, RedactedEnv};
 use super::{Facts, Inner, LaunchError, Liveness, Running, ERROR_TAIL_LINES};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -139,6 +139,13 @@ pub(crate) async fn start(
     }
     let port = match spec.port {
         0 => free_port().map_err(|e| config(format!("cannot find a free port: {e}")))?,
+        // Something already listening there would pass the readiness check in the engine's
+        // place (a forgotten server from an earlier run, say).
+        p if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() => {
+            return Err(config(format!(
+                "port {p} is already in use on 127.0.0.1; stop what listens there, or set port = 0 to let servebench pick one"
+            )))
+        }
         p => p,
     };
     let argv = substitute(&spec.command, port);
@@ -152,7 +159,7 @@ pub(crate) async fn start(
     let _ = writeln!(
         log,
         "# servebench: target `{name}`: {} (port {port})",
-        redact_args(&argv).join(" ")
+        shell_join(&redact_args(&argv))
     );
     let child = spawn(name, &argv, &env, spec.workdir.as_deref(), &log)?;
     let started = Instant::now();

@@ -64,7 +64,7 @@ impl ReadyFailure {
                     name: name.to_string(),
                     status: l.to_string(),
                     code,
-                    tail,
+                    tail: Box::new(tail),
                 }
             }
             ReadyFailure::Timeout { last } => LaunchError::NotReady {
@@ -72,7 +72,7 @@ impl ReadyFailure {
                 url: base_url.to_string(),
                 timeout: readiness.timeout,
                 last,
-                tail,
+                tail: Box::new(tail),
             },
         }
     }

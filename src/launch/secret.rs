@@ -73,6 +73,23 @@ pub fn redact_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// A command line as one string a shell would split back the same way (for log headers).
+pub(crate) fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%{}".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Debug for an environment map that shows names and hides secret-looking values.
 pub(crate) struct RedactedEnv<'a>(pub &'a BTreeMap<String, String>);
 
@@ -122,6 +139,14 @@ mod tests {
                 "--port",
                 "8000"
             ])
+        );
+    }
+
+    #[test]
+    fn shell_join_quotes_what_needs_it() {
+        assert_eq!(
+            shell_join(&s(&["sh", "-c", "echo it's; exit 1", "--port", "8000"])),
+            r"sh -c 'echo it'\''s; exit 1' --port 8000"
         );
     }
 

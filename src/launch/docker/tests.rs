@@ -10,6 +10,7 @@ fn host() -> HostInputs {
         tokens: vec![("HF_TOKEN".into(), TOKEN.into())],
         default_hf_cache: Some("/home/u/.cache/huggingface".into()),
         unique: "42-abcd".into(),
+        pid: 42,
     }
 }
 
@@ -86,6 +87,7 @@ fn gpus_shm_cache_and_labels_for_an_engine() {
     );
     assert_eq!(j["Labels"]["servebench"], "1");
     assert_eq!(j["Labels"]["servebench.target"], "vllm");
+    assert_eq!(j["Labels"]["servebench.pid"], "42");
 
     let two = DockerSpec {
         gpus: Some(Gpus::Count(2)),
