@@ -258,20 +258,6 @@ impl Analysis {
         crate::cost::usd_per_million_tokens(hourly, tps)
     }
 
-    /// Mean E2E latency over every successful request of the basis workloads (exact: a
-    /// request-weighted mean of the workload means).
-    pub fn pooled_mean_latency(&self, framework: &str) -> Option<f64> {
-        let basis = self.basis(framework);
-        let n: u64 = basis.iter().map(|s| s.e2e.count).sum();
-        (n > 0).then(|| {
-            basis
-                .iter()
-                .map(|s| s.e2e.mean * s.e2e.count as f64)
-                .sum::<f64>()
-                / n as f64
-        })
-    }
-
     /// Workloads ordered by concurrency (then requests), for scaling statements.
     pub fn workloads_by_load(&self) -> Vec<&Stats> {
         let mut v: Vec<&Stats> = self.stats.iter().collect();
@@ -445,7 +431,8 @@ pub fn recommendations(a: &Analysis, gpu: &str) -> Vec<Recommendation> {
         choice: cost_choice,
         gpu: gpu.to_string(),
         rule: format!(
-            "the framework with the lowest mean cost per 1M output tokens over {basis}; {tie}"
+            "the framework with the lowest cost per 1M output tokens at its mean output throughput over \
+             {basis} (Table 5.3); {tie}"
         ),
         evidence: evidence(&cost, |v| format!("${v:.4}")),
     });

@@ -179,6 +179,14 @@ struct Bars<'a> {
     y_fmt: &'a dyn Fn(&f64) -> String,
 }
 
+/// Tick labels with enough decimals to tell ticks apart on an axis from 0 to `top`
+/// (about eight ticks): `0.25` steps need 2 decimals, `0.005` steps need 3.
+fn axis_format(top: f64) -> impl Fn(&f64) -> String {
+    let step = (top / 8.0).max(f64::MIN_POSITIVE);
+    let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
+    move |v: &f64| format!("{v:.decimals$}")
+}
+
 fn nice_max(v: f64) -> f64 {
     if !(v.is_finite() && v > 0.0) {
         return 1.0;
@@ -447,6 +455,7 @@ fn draw_ladders<DB: DrawingBackend>(
     let groups = a.workloads.len().max(1);
     let series = a.frameworks.len().max(1);
     let top = a.stats.iter().map(|s| pick(s).max).fold(0.0_f64, f64::max);
+    let y_fmt = axis_format(nice_max(top));
     let mut chart = ChartBuilder::on(area)
         .caption(title, bold(22.0))
         .margin(14)
@@ -460,7 +469,7 @@ fn draw_ladders<DB: DrawingBackend>(
         .x_labels(0)
         .y_labels(8)
         .y_desc(y_desc)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&y_fmt)
         .label_style(font(17.0))
         .axis_desc_style(font(19.0))
         .light_line_style(WHITE)
@@ -818,6 +827,16 @@ mod tests {
     #[test]
     fn the_embedded_fonts_load() {
         fonts().unwrap();
+    }
+
+    #[test]
+    fn axis_labels_have_enough_decimals() {
+        let f = axis_format(0.012);
+        assert_eq!(f(&0.002), "0.002");
+        let f = axis_format(1.2);
+        assert_eq!(f(&0.2), "0.2");
+        let f = axis_format(3500.0);
+        assert_eq!(f(&500.0), "500");
     }
 
     #[test]

@@ -370,7 +370,7 @@ fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             let p = |g: fn(&Stats) -> f64| a.framework_mean(f, |s| (s.e2e.count > 0).then(|| g(s)));
             vec![
                 framework_label(f),
-                or_na(a.pooled_mean_latency(f), fmt_s, none),
+                or_na(p(|s| s.e2e.mean), fmt_s, none),
                 or_na(p(|s| s.e2e.p50), fmt_s, none),
                 or_na(p(|s| s.e2e.p95), fmt_s, none),
                 or_na(p(|s| s.e2e.p99), fmt_s, none),
@@ -381,9 +381,10 @@ fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
         caption: caption(
             "5.2",
             &format!(
-                "End-to-end latency per framework over {}, in seconds. Avg is the mean over every successful \
-                 request; P50/P95/P99 are the means of the per-workload percentiles (percentiles of different \
-                 workloads cannot be pooled without the raw samples; per-workload values in Table 5.2b).",
+                "End-to-end latency per framework over {}, in seconds: each column is the mean, over these \
+                 workloads (equally weighted), of the per-workload figure in Table 5.2b. Percentiles of \
+                 different workloads cannot be pooled without the raw samples, and weighting the average by \
+                 request count would let the largest workload dominate it.",
                 a.basis_text()
             ),
             study,
@@ -757,10 +758,12 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
             a.basis_text()
         ))]);
     }
-    let mean_lat = per_framework(a, |a, f| a.pooled_mean_latency(f));
+    let mean_lat = per_framework(a, |a, f| {
+        a.framework_mean(f, |s| (s.e2e.count > 0).then_some(s.e2e.mean))
+    });
     if let Some(c) = compare(&mean_lat, Better::Lower, &|v| format!("{} s", fmt_s(v))) {
         items.push(vec![t(format!(
-            "Mean end-to-end latency over every successful request: {c}."
+            "Average end-to-end latency (mean over workloads): {c}."
         ))]);
     }
     let ttft = per_framework(a, |a, f| {
@@ -1081,7 +1084,7 @@ fn scalability(a: &Analysis) -> Vec<Vec<Inline>> {
             .find_map(|s| s.gpu_unavailable.clone())
             .unwrap_or_else(|| "no GPU telemetry".into());
         items.push(vec![t(format!(
-            "Memory efficiency under load: not measured ({why})."
+            "Memory efficiency under load: not measured: {why}."
         ))]);
     }
     items
@@ -1152,7 +1155,10 @@ fn conclusion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
                 b("Cost Efficiency:"),
                 t(format!(
                     " {}",
-                    line(find("Cost sensitive"), "mean cost per 1M output tokens")
+                    line(
+                        find("Cost sensitive"),
+                        "cost per 1M output tokens at mean throughput"
+                    )
                 )),
             ],
             vec![b("Reliability:"), t(format!(" {reliability}"))],
