@@ -36,12 +36,15 @@ pub enum Series {
     GenThroughputTps,
     /// GPU utilization, % (NVML `utilization.gpu`: the share of time a kernel was running).
     GpuUtilPct,
-    /// GPU memory in use, bytes.
+    /// GPU memory in use, bytes (as `nvidia-smi` counts it: allocations, not the driver's
+    /// own reservation).
     GpuMemUsedBytes,
     /// GPU memory free, bytes.
     GpuMemFreeBytes,
     /// GPU memory in total, bytes.
     GpuMemTotalBytes,
+    /// GPU memory the driver reserves for itself, bytes (NVML ≥ 510; not in `used`).
+    GpuMemReservedBytes,
 }
 
 impl Series {
@@ -61,6 +64,7 @@ impl Series {
             Series::GpuMemUsedBytes => "gpu_mem_used_bytes",
             Series::GpuMemFreeBytes => "gpu_mem_free_bytes",
             Series::GpuMemTotalBytes => "gpu_mem_total_bytes",
+            Series::GpuMemReservedBytes => "gpu_mem_reserved_bytes",
         }
     }
 
@@ -72,6 +76,7 @@ impl Series {
                 | Series::GpuMemUsedBytes
                 | Series::GpuMemFreeBytes
                 | Series::GpuMemTotalBytes
+                | Series::GpuMemReservedBytes
         )
     }
 }

@@ -59,6 +59,30 @@ struct Memory {
     used: c_ulonglong,
 }
 
+/// `nvmlMemory_v2_t`: bytes; `used` leaves out what the driver reserves for itself, as
+/// `nvidia-smi` (driver ≥ 510) reports it.
+#[repr(C)]
+struct MemoryV2 {
+    version: c_uint,
+    total: c_ulonglong,
+    reserved: c_ulonglong,
+    free: c_ulonglong,
+    used: c_ulonglong,
+}
+
+impl Default for MemoryV2 {
+    fn default() -> Self {
+        MemoryV2 {
+            // `NVML_STRUCT_VERSION(Memory, 2)`: the struct's size with the version in the top byte.
+            version: (std::mem::size_of::<MemoryV2>() as c_uint) | (2 << 24),
+            total: 0,
+            reserved: 0,
+            free: 0,
+            used: 0,
+        }
+    }
+}
+
 /// The NVML entry points used, resolved once.
 struct Api {
     init: unsafe extern "C" fn() -> NvmlReturn,
@@ -68,6 +92,8 @@ struct Api {
     handle_by_index: unsafe extern "C" fn(c_uint, *mut Device) -> NvmlReturn,
     utilization: unsafe extern "C" fn(Device, *mut Utilization) -> NvmlReturn,
     memory: unsafe extern "C" fn(Device, *mut Memory) -> NvmlReturn,
+    /// `nvmlDeviceGetMemoryInfo_v2`, where the driver has it (≥ 510).
+    memory_v2: Option<unsafe extern "C" fn(Device, *mut MemoryV2) -> NvmlReturn>,
     name: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> NvmlReturn,
     driver_version: unsafe extern "C" fn(*mut c_char, c_uint) -> NvmlReturn,
 }
@@ -109,6 +135,7 @@ impl Nvml {
                 handle_by_index: symbol(&lib, b"nvmlDeviceGetHandleByIndex_v2\0")?,
                 utilization: symbol(&lib, b"nvmlDeviceGetUtilizationRates\0")?,
                 memory: symbol(&lib, b"nvmlDeviceGetMemoryInfo\0")?,
+                memory_v2: symbol(&lib, b"nvmlDeviceGetMemoryInfo_v2\0").ok(),
                 name: symbol(&lib, b"nvmlDeviceGetName\0")?,
                 driver_version: symbol(&lib, b"nvmlSystemGetDriverVersion\0")?,
             }
@@ -164,10 +191,7 @@ impl Nvml {
             if rc != NVML_SUCCESS {
                 continue;
             }
-            let mut mem = Memory::default();
-            // SAFETY: valid handle and out-pointer.
-            let total =
-                (unsafe { (self.api.memory)(dev, &mut mem) } == NVML_SUCCESS).then_some(mem.total);
+            let total = self.memory(dev).ok().flatten().map(|m| m.total);
             self.gpus.push(GpuInfo {
                 index: index.to_string(),
                 name: self.device_name(dev),
@@ -223,23 +247,63 @@ impl Nvml {
                     first_error.get_or_insert(self.check("nvmlDeviceGetUtilizationRates", rc));
                 }
             }
-            let mut mem = Memory::default();
-            // SAFETY: valid handle and out-pointer.
-            match unsafe { (self.api.memory)(dev, &mut mem) } {
-                NVML_SUCCESS => {
+            match self.memory(dev) {
+                Ok(Some(mem)) => {
                     push(&mut out, Series::GpuMemUsedBytes, mem.used as f64);
                     push(&mut out, Series::GpuMemFreeBytes, mem.free as f64);
                     push(&mut out, Series::GpuMemTotalBytes, mem.total as f64);
+                    if let Some(reserved) = mem.reserved {
+                        push(&mut out, Series::GpuMemReservedBytes, reserved as f64);
+                    }
                 }
-                NVML_ERROR_NOT_SUPPORTED => {}
-                rc => {
-                    first_error.get_or_insert(self.check("nvmlDeviceGetMemoryInfo", rc));
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(Err(e));
                 }
             }
         }
         match first_error {
             Some(Err(e)) if out.is_empty() => Err(e),
             _ => Ok(out),
+        }
+    }
+}
+
+/// Device memory, bytes. `used` excludes the driver's reservation where NVML can say so.
+struct MemoryReading {
+    total: u64,
+    free: u64,
+    used: u64,
+    reserved: Option<u64>,
+}
+
+impl Nvml {
+    /// `Ok(None)` where the device does not report memory (NOT_SUPPORTED).
+    fn memory(&self, dev: Device) -> Result<Option<MemoryReading>, TelemetryError> {
+        if let Some(v2) = self.api.memory_v2 {
+            let mut mem = MemoryV2::default();
+            // SAFETY: valid handle; out-pointer to a struct carrying its version, as v2 requires.
+            if unsafe { v2(dev, &mut mem) } == NVML_SUCCESS {
+                return Ok(Some(MemoryReading {
+                    total: mem.total,
+                    free: mem.free,
+                    used: mem.used,
+                    reserved: Some(mem.reserved),
+                }));
+            }
+            // Any v2 failure (an older driver's version mismatch included) falls back to v1.
+        }
+        let mut mem = Memory::default();
+        // SAFETY: valid handle and out-pointer.
+        match unsafe { (self.api.memory)(dev, &mut mem) } {
+            NVML_SUCCESS => Ok(Some(MemoryReading {
+                total: mem.total,
+                free: mem.free,
+                used: mem.used,
+                reserved: None,
+            })),
+            NVML_ERROR_NOT_SUPPORTED => Ok(None),
+            rc => self.check("nvmlDeviceGetMemoryInfo", rc).map(|()| None),
         }
     }
 }

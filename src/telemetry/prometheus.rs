@@ -117,7 +117,8 @@ impl Exposition {
                 continue;
             };
             let declared = self.types.get(family) == Some(&MetricType::Histogram);
-            if !declared && !(part == Part::Bucket && s.labels.contains_key("le")) {
+            let looks_like_one = part == Part::Bucket && s.labels.contains_key("le");
+            if !(declared || looks_like_one) {
                 continue;
             }
             let mut labels = s.labels.clone();
