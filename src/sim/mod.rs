@@ -5,7 +5,7 @@
 //! - [`kv`]: paged KV blocks with hash-based prefix caching (vLLM) and the radix cache (SGLang).
 //! - [`profile`]: the engines' scheduling and memory mechanisms and their defaults.
 //! - [`engine`]: the iteration-level discrete-event engine model.
-//! - [`predict`]: run a workload through the model in virtual time, producing client records.
+//! - [`mod@predict`]: run a workload through the model in virtual time, producing client records.
 //! - [`sharegpt`]: a synthetic ShareGPT-like length distribution.
 //! - [`calibration`]: the published results the free constants were fitted to.
 //! - [`serve`]: the engine model behind the OpenAI-compatible server, in real time.

@@ -286,7 +286,7 @@ fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Shared-prefix identities from the prompt text: consecutive runs of [`SEGMENT_WORDS`]
+/// Shared-prefix identities from the prompt text: consecutive runs of 16
 /// whitespace-separated words (the server counts one token per word), each named by a hash of
 /// its words. Identical leading text gives identical leading segments.
 pub fn prefix_segments(prompt: &str, prompt_tokens: u32) -> Vec<PrefixSegment> {
