@@ -39,8 +39,26 @@ pub struct TelemetrySummary {
     pub gpu_samples: u64,
 }
 
-/// See the module docs for the rules.
+/// The order GPU sources are preferred in by [`summarize`]: measured before modelled.
+pub const GPU_SOURCE_ORDER: [TelemetrySource; 3] = [
+    TelemetrySource::Nvml,
+    TelemetrySource::Dcgm,
+    TelemetrySource::Simulated,
+];
+
+/// See the module docs for the rules; GPU sources in [`GPU_SOURCE_ORDER`].
 pub fn summarize(t: &Timeline, start_ns: u64, end_ns: u64) -> TelemetrySummary {
+    summarize_with_order(t, start_ns, end_ns, &GPU_SOURCE_ORDER)
+}
+
+/// [`summarize`] with GPU sources tried in `order`, and only those: a simulated target run on
+/// a GPU machine passes `[Simulated]` so the idle real GPU does not stand in for the model.
+pub fn summarize_with_order(
+    t: &Timeline,
+    start_ns: u64,
+    end_ns: u64,
+    order: &[TelemetrySource],
+) -> TelemetrySummary {
     let inside = |p: &&(u64, f64)| p.0 >= start_ns && p.0 <= end_ns;
     let window_values = |series: Series, source: TelemetrySource| -> Vec<f64> {
         t.series
@@ -50,13 +68,7 @@ pub fn summarize(t: &Timeline, start_ns: u64, end_ns: u64) -> TelemetrySummary {
             .collect()
     };
 
-    let gpu_source = [
-        TelemetrySource::Nvml,
-        TelemetrySource::Dcgm,
-        TelemetrySource::Simulated,
-    ]
-    .into_iter()
-    .find(|&src| {
+    let gpu_source = order.iter().copied().find(|&src| {
         !window_values(Series::GpuUtilPct, src).is_empty()
             || !window_values(Series::GpuMemUsedBytes, src).is_empty()
     });
@@ -283,6 +295,19 @@ mod tests {
             vec![],
         );
         assert_eq!(t.summarize(0, 100).source, Dcgm);
+    }
+
+    #[test]
+    fn a_simulated_target_can_ignore_the_real_gpu() {
+        let t = timeline(
+            vec![
+                series(Series::GpuUtilPct, Nvml, Some("0"), &[(10, 0.0)]),
+                series(Series::GpuUtilPct, Simulated, Some("0"), &[(10, 70.0)]),
+            ],
+            vec![],
+        );
+        let s = summarize_with_order(&t, 0, 100, &[Simulated]);
+        assert_eq!((s.source, s.gpu_util_mean_pct), (Simulated, Some(70.0)));
     }
 
     #[test]

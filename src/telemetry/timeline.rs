@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::normalize::Series;
-use super::summary::{summarize, TelemetrySummary};
+use super::summary::{summarize, summarize_with_order, TelemetrySummary};
 use super::{Labels, TelemetrySource};
 
 /// The `format` written into `telemetry.json`; bumped when the layout changes incompatibly.
@@ -113,6 +113,17 @@ impl Timeline {
     /// Figures over `[start_ns, end_ns]` (the measured phase), see [`TelemetrySummary`].
     pub fn summarize(&self, start_ns: u64, end_ns: u64) -> TelemetrySummary {
         summarize(self, start_ns, end_ns)
+    }
+
+    /// [`Timeline::summarize`] with GPU sources tried in `order` only (see
+    /// [`summarize_with_order`]).
+    pub fn summarize_with_order(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+        order: &[TelemetrySource],
+    ) -> TelemetrySummary {
+        summarize_with_order(self, start_ns, end_ns, order)
     }
 
     /// Write as JSON (`telemetry.json` beside the run's results).
