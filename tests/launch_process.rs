@@ -128,6 +128,47 @@ async fn dropping_the_handle_kills_the_group() {
     );
 }
 
+/// A servebench killed without running its destructors must not leave the engine behind: the
+/// kernel signals the engine when the thread that started it ends. Here that thread is one
+/// we end on purpose, with the handle leaked so that no destructor runs.
+#[test]
+fn an_engine_dies_with_the_thread_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let pgid = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // No worker beside it: only the leader gets the kernel's signal.
+        let cmd = vec![bin(), "serve".into(), "--port".into(), "{port}".into()];
+        let t = target("orphan", cmd, Duration::from_secs(30));
+        let running = rt.block_on(Launcher::new().start(&t, &path)).unwrap();
+        let pgid = running.facts().pid.unwrap();
+        std::mem::forget(running);
+        pgid
+    })
+    .join()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The leader (the server) goes; its reaped-by-nobody zombie may stay while we live, so
+    // look at its state rather than at its existence.
+    while leader_running(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !leader_running(pgid),
+        "the engine outlived the thread that started it"
+    );
+}
+
+fn leader_running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .is_some_and(|s| !s.trim_start().starts_with('Z') && !s.trim().is_empty())
+}
+
 #[tokio::test]
 async fn a_server_that_dies_is_told_from_a_slow_one() {
     let dir = tempfile::tempdir().unwrap();

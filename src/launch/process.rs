@@ -221,6 +221,18 @@ fn spawn(
     if let Some(dir) = workdir {
         cmd.current_dir(dir);
     }
+    // If servebench dies without running its destructors (SIGKILL, an abort), the engine gets
+    // SIGTERM from the kernel instead of running on, holding memory and the port. Linux sends
+    // it when the *thread* that spawned the child ends: start targets from async tasks on the
+    // runtime (whose worker threads live as long as it does), not from spawn_blocking.
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2), which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     cmd.spawn().map_err(spawn_err)
 }
 
