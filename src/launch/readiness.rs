@@ -262,6 +262,47 @@ mod tests {
         }
     }
 
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    fn quick() -> Readiness {
+        Readiness {
+            timeout: Duration::from_millis(400),
+            interval: Duration::from_millis(20),
+            ..Readiness::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_without_health_is_ready_through_models() {
+        use axum::routing::get;
+        let url = serve(axum::Router::new().route("/v1/models", get(|| async { "{}" }))).await;
+        assert_eq!(
+            quick().wait(&url, || async { Liveness::Alive }).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_loading_server_is_not_ready() {
+        use axum::http::StatusCode;
+        use axum::routing::get;
+        // llama.cpp answers 503 on /health while it loads the model.
+        let router = axum::Router::new()
+            .route("/health", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+            .route("/v1/models", get(|| async { "{}" }));
+        let url = serve(router).await;
+        let got = quick().wait(&url, || async { Liveness::Alive }).await;
+        match got {
+            Err(ReadyFailure::Timeout { last }) => assert!(last.contains("HTTP 503"), "{last}"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn an_exit_ends_the_wait_at_once() {
         let r = Readiness {
