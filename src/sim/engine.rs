@@ -30,6 +30,27 @@ pub struct SimRequest {
     pub prefix: Vec<PrefixSegment>,
 }
 
+impl SimRequest {
+    /// A request for a prompt given as text: its shared prefixes are derived from the words
+    /// exactly as the served simulator derives them ([`super::serve::prefix_segments`]), so a
+    /// workload predicted and the same workload served hit the prefix caches alike.
+    pub fn from_text(
+        id: u64,
+        arrival_ns: u64,
+        prompt: &str,
+        prompt_tokens: u32,
+        max_output_tokens: u32,
+    ) -> SimRequest {
+        SimRequest {
+            id,
+            arrival_ns,
+            prompt_tokens,
+            max_output_tokens,
+            prefix: super::serve::prefix_segments(prompt, prompt_tokens),
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum SimError {
     #[error(transparent)]

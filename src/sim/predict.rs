@@ -22,6 +22,16 @@ pub enum SimLoad {
     Closed { in_flight: usize },
     /// Send each request at its `arrival_ns`, whatever the engine does.
     Open,
+    /// Open loop with at most `max_in_flight` requests outstanding: a request due while the
+    /// cap is reached waits for a slot (its queue time is `sent − scheduled`).
+    OpenCapped { max_in_flight: usize },
+}
+
+impl SimLoad {
+    /// Sends are limited by free slots (closed loop or capped open loop).
+    fn has_slots(&self) -> bool {
+        !matches!(self, SimLoad::Open)
+    }
 }
 
 /// What to simulate.
@@ -119,6 +129,8 @@ pub fn predict(
 struct Trace {
     req: SimRequest,
     scheduled_ns: u64,
+    /// When the request was sent (a slot was free and it was due).
+    sent_ns: u64,
     /// (when the client saw it, tokens in the event).
     emissions: Vec<(u64, u32)>,
     rejected: Option<(u64, String)>,
@@ -157,6 +169,7 @@ pub fn simulate(
         .map(|r| Trace {
             req: r.clone(),
             scheduled_ns: r.arrival_ns,
+            sent_ns: r.arrival_ns,
             emissions: Vec::new(),
             rejected: None,
             done: false,
@@ -170,7 +183,7 @@ pub fn simulate(
 
     // The queue of requests not yet sent, in sending order.
     let mut pending: VecDeque<usize> = match load {
-        SimLoad::Open => {
+        SimLoad::Open | SimLoad::OpenCapped { .. } => {
             let mut order: Vec<usize> = (0..requests.len()).collect();
             order.sort_by_key(|&i| (requests[i].arrival_ns, i));
             order.into()
@@ -179,7 +192,9 @@ pub fn simulate(
     };
     // Closed loop: client-side instants at which a slot freed (non-decreasing).
     let mut slots: VecDeque<u64> = match load {
-        SimLoad::Closed { in_flight } => std::iter::repeat_n(0, in_flight.max(1)).collect(),
+        SimLoad::Closed { in_flight: n } | SimLoad::OpenCapped { max_in_flight: n } => {
+            std::iter::repeat_n(0, n.max(1)).collect()
+        }
         SimLoad::Open => VecDeque::new(),
     };
     // When the next unsent request is sent (client clock), if it can be sent at all.
@@ -188,6 +203,9 @@ pub fn simulate(
         match load {
             SimLoad::Open => Some(traces[i].req.arrival_ns),
             SimLoad::Closed { .. } => slots.front().copied(),
+            SimLoad::OpenCapped { .. } => slots
+                .front()
+                .map(|&free| free.max(traces[i].req.arrival_ns)),
         }
     };
 
@@ -213,15 +231,19 @@ pub fn simulate(
                 break;
             }
             let Some(i) = pending.pop_front() else { break };
-            if matches!(load, SimLoad::Closed { .. }) {
+            if load.has_slots() {
                 slots.pop_front();
             }
-            traces[i].scheduled_ns = sent;
+            if matches!(load, SimLoad::Closed { .. }) {
+                // Closed loop: the request was due when its slot freed.
+                traces[i].scheduled_ns = sent;
+            }
+            traces[i].sent_ns = sent;
             if let Err(r) = engine.submit(&traces[i].req) {
                 // The 400 reaches the client one latency later; its slot frees then.
                 let back = sent + 2 * lat;
                 reject(&mut traces, r, back);
-                if matches!(load, SimLoad::Closed { .. }) {
+                if load.has_slots() {
                     slots.push_back(back);
                 }
             }
@@ -259,7 +281,7 @@ pub fn simulate(
             reject(&mut traces, r, seen);
             freed += 1;
         }
-        if matches!(load, SimLoad::Closed { .. }) {
+        if load.has_slots() {
             slots.extend(std::iter::repeat_n(seen, freed));
         }
         if last_gauge.is_none_or(|t| now.saturating_sub(t) >= gauge_interval_ns) {
@@ -292,12 +314,12 @@ pub fn simulate(
 
 /// The record an ideal client would have written for this request.
 fn to_record(t: &Trace) -> RequestRecord {
-    let sent = t.scheduled_ns;
+    let sent = t.sent_ns;
     if let Some((at, reason)) = &t.rejected {
         let mut r = RequestRecord::failed_before_response(
             t.req.id,
             Phase::Measured,
-            (sent, sent, sent),
+            (t.scheduled_ns, sent, sent),
             *at,
             FailureKind::Http { status: 400 },
             reason.clone(),
@@ -320,7 +342,7 @@ fn to_record(t: &Trace) -> RequestRecord {
     RequestRecord {
         id: t.req.id,
         phase: Phase::Measured,
-        scheduled_ns: sent,
+        scheduled_ns: t.scheduled_ns,
         slot_ns: sent,
         sent_ns: sent,
         // The engines send response headers as soon as the request is accepted.
@@ -373,4 +395,72 @@ pub fn throughput(p: &Prediction) -> (f64, f64) {
     }
     let tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens)).sum();
     (ok.len() as f64 / secs, tokens as f64 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        PredictOptions::new(EngineKind::Vllm, "a10g", "facebook/opt-125m")
+            .engine(&Catalog::builtin())
+            .unwrap()
+    }
+
+    fn burst(n: u64) -> Vec<SimRequest> {
+        (0..n)
+            .map(|i| SimRequest {
+                id: i,
+                arrival_ns: i * 1_000_000,
+                prompt_tokens: 100,
+                max_output_tokens: 50,
+                prefix: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_capped_open_loop_queues_requests_at_the_client() {
+        let reqs = burst(20);
+        let p = simulate(
+            engine(),
+            &reqs,
+            SimLoad::OpenCapped { max_in_flight: 2 },
+            0,
+            0,
+        );
+        let queued = p
+            .records
+            .iter()
+            .filter(|r| r.sent_ns > r.scheduled_ns)
+            .count();
+        assert!(queued > 10, "{queued}");
+        for r in &p.records {
+            assert_eq!(r.scheduled_ns, reqs[r.id as usize].arrival_ns);
+            assert!(r.outcome.is_success());
+        }
+        // Never more than two in flight.
+        let mut edges: Vec<(u64, i32)> = p
+            .records
+            .iter()
+            .flat_map(|r| [(r.sent_ns, 1), (r.finished_ns, -1)])
+            .collect();
+        edges.sort_by_key(|&(t, d)| (t, d));
+        let mut live = 0;
+        for (_, d) in edges {
+            live += d;
+            assert!(live <= 2);
+        }
+        let open = simulate(engine(), &reqs, SimLoad::Open, 0, 0);
+        assert!(open.records.iter().all(|r| r.sent_ns == r.scheduled_ns));
+    }
+
+    #[test]
+    fn client_latency_shows_up_in_ttft_once_per_direction() {
+        let reqs = burst(1);
+        let ideal = simulate(engine(), &reqs, SimLoad::Open, 0, 0);
+        let slow = simulate(engine(), &reqs, SimLoad::Open, 0, 1_000_000);
+        let ttft = |p: &Prediction| p.records[0].first_token_ns.unwrap() - p.records[0].sent_ns;
+        assert_eq!(ttft(&slow), ttft(&ideal) + 2_000_000);
+    }
 }

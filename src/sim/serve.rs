@@ -327,13 +327,7 @@ impl Backend for SimBackend {
             .unwrap_or(Duration::ZERO)
             .as_nanos() as u64;
         let prompt_tokens = req.prompt_tokens.max(1);
-        let sim = SimRequest {
-            id: req.index,
-            arrival_ns,
-            prompt_tokens,
-            max_output_tokens: len,
-            prefix: prefix_segments(&req.prompt, prompt_tokens),
-        };
+        let sim = SimRequest::from_text(req.index, arrival_ns, &req.prompt, prompt_tokens, len);
         let submit = Submit {
             req: sim,
             finish,
