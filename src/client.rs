@@ -156,6 +156,36 @@ impl Client {
         self.inner.url.as_str()
     }
 
+    /// Open up to `n` keep-alive connections before the clock starts, so the first wave of
+    /// measured requests does not pay for TCP handshakes (connection setup is the client's
+    /// cost, not the server's latency). Sends `n` concurrent `GET /health` (answered by vLLM,
+    /// SGLang and servebench; any answer, even 404, leaves a reusable connection). Returns
+    /// how many got an answer; failures are ignored — the run reports its own.
+    pub async fn prewarm(&self, n: usize) -> usize {
+        let mut url = self.inner.url.clone();
+        url.set_path("/health");
+        url.set_query(None);
+        let gets = (0..n).map(|_| {
+            let req = self
+                .inner
+                .http
+                .get(url.clone())
+                .timeout(Duration::from_secs(10));
+            async move {
+                match req.send().await {
+                    // Read the body so the connection goes back to the pool.
+                    Ok(resp) => resp.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        });
+        futures_util::future::join_all(gets)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
+    }
+
     /// Sends one request and records what happened. Never fails: failures are records.
     ///
     /// Non-streamed requests have a single event at the arrival of the complete body, so their
@@ -536,6 +566,11 @@ fn is_json(resp: &reqwest::Response) -> bool {
 
 /// Reads what is left of a finished stream so the connection can be reused.
 async fn drain(resp: &mut reqwest::Response) {
+    use futures_util::FutureExt as _;
+    // Usually the end of the body arrived with `[DONE]`: take it without arming a timer.
+    if let Some(Ok(None) | Err(_)) = resp.chunk().now_or_never() {
+        return;
+    }
     let _ = tokio::time::timeout(DRAIN_GRACE, async {
         while let Ok(Some(_)) = resp.chunk().await {}
     })

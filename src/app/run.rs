@@ -122,6 +122,14 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let journal = JournalWriter::create(&journal_path, Some(&header))
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
 
+    // One idle connection per request that can be in flight at once, opened before the clock.
+    let warm_connections = match cfg.plan.mode {
+        load::LoadMode::Closed { concurrency } => concurrency.get(),
+        load::LoadMode::Open { max_in_flight, .. } => max_in_flight.map_or(64, |n| n.get()),
+    }
+    .min(1024);
+    client.prewarm(warm_connections).await;
+
     let interrupt = Interrupt::default();
     if interactive {
         let i = interrupt.clone();

@@ -21,6 +21,20 @@ pub struct Ladder {
 }
 
 impl Ladder {
+    /// The same ladder in another unit (e.g. × 1000 for seconds → milliseconds).
+    pub fn scaled(self, k: f64) -> Ladder {
+        Ladder {
+            count: self.count,
+            mean: self.mean * k,
+            min: self.min * k,
+            p50: self.p50 * k,
+            p90: self.p90 * k,
+            p95: self.p95 * k,
+            p99: self.p99 * k,
+            max: self.max * k,
+        }
+    }
+
     fn of(d: &crate::metrics::Distribution) -> Ladder {
         let s = |v: f64| v / 1000.0;
         let p = |q: f64| s(d.percentile(q).unwrap_or(0.0));

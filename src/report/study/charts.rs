@@ -182,8 +182,9 @@ struct Bars<'a> {
 /// Tick labels with enough decimals to tell ticks apart on an axis from 0 to `top`
 /// (about eight ticks): `0.25` steps need 2 decimals, `0.005` steps need 3.
 fn axis_format(top: f64) -> impl Fn(&f64) -> String {
-    let step = (top / 8.0).max(f64::MIN_POSITIVE);
-    let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
+    // Enough decimals that ticks a tenth of the range apart never print the same label.
+    let step = (top / 10.0).max(f64::MIN_POSITIVE);
+    let decimals = (-step.log10().floor() + 1.0).clamp(0.0, 6.0) as usize;
     move |v: &f64| format!("{v:.decimals$}")
 }
 
@@ -578,9 +579,10 @@ fn draw_latency<DB: DrawingBackend>(
     draw_ladders(
         &right,
         "Time to first token",
-        "Time to first token (s)",
+        // TTFT is tens of milliseconds where E2E is seconds: its own unit keeps the axis legible.
+        "Time to first token (ms)",
         a,
-        |s| s.ttft,
+        |s| s.ttft.scaled(1000.0),
     )
 }
 
