@@ -1,7 +1,7 @@
 //! Engines in Docker containers, through the Docker Engine API (bollard), not the docker CLI.
 //!
 //! [`plan`] turns a [`DockerSpec`] into the exact container configuration sent to the daemon
-//! (a pure function, tested without a daemon); [`start`] pulls the image when it is missing,
+//! (a pure function, tested without a daemon); `start` pulls the image when it is missing,
 //! records its digest, creates and starts the container, follows its logs into
 //! `<log_dir>/<name>.log` and waits for readiness. The port is published on 127.0.0.1 only.
 //! `HF_TOKEN` travels from our environment into the container's environment and nowhere else:
