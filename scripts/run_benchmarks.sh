@@ -322,5 +322,5 @@ if ((rc != 0)); then
     say "rerun the same command to resume: finished cells are kept (--force reruns them)"
 fi
 print_cost "$elapsed"
-say "copy the results home and TERMINATE the instance when done (docs/aws.md, steps 7-8)"
+say "copy the results home and TERMINATE the instance when done (docs/aws.md, steps 8 and 9)"
 exit "$rc"

@@ -302,9 +302,13 @@ check_docker() {
     local started=0
     if command -v systemctl >/dev/null 2>&1 && ! systemctl is-active --quiet docker; then
         say "the Docker daemon is not running: starting it (and enabling it at boot)"
-        as_root systemctl enable --now docker
-        changed "start the Docker daemon and enable it at boot"
-        started=1
+        if as_root systemctl enable --now docker; then
+            changed "start the Docker daemon and enable it at boot"
+            started=1
+        else
+            problem "could not start Docker (see the message above): sudo journalctl -u docker says why"
+            return 1
+        fi
     fi
     if ! ((dry_run)) && docker info >/dev/null 2>&1; then
         ok "docker answers for $(id -un)"
@@ -313,7 +317,10 @@ check_docker() {
     # The daemon runs but this user may not use its socket; servebench needs that socket.
     if [[ $(id -u) -ne 0 ]] && sudo -n docker info >/dev/null 2>&1; then
         say "$(id -un) may not use the Docker socket; servebench talks to it directly, so add $(id -un) to the docker group"
-        as_root usermod -aG docker "$(id -un)"
+        as_root usermod -aG docker "$(id -un)" || {
+            problem "could not add $(id -un) to the docker group (see above)"
+            return 1
+        }
         changed "add $(id -un) to the docker group (then log out and back in, or run 'newgrp docker', before scripts/run_benchmarks.sh)"
         docker_cmd=(sudo docker)
         return 0
@@ -336,9 +343,11 @@ check_toolkit() {
     fi
     if command -v nvidia-ctk >/dev/null 2>&1; then
         say "the toolkit is installed but not registered with Docker: registering it (restarts Docker)"
-        as_root nvidia-ctk runtime configure --runtime=docker
-        as_root systemctl restart docker
-        changed "register the nvidia runtime with Docker (nvidia-ctk) and restart Docker"
+        if as_root nvidia-ctk runtime configure --runtime=docker && as_root systemctl restart docker; then
+            changed "register the nvidia runtime with Docker (nvidia-ctk) and restart Docker"
+        else
+            problem "could not register the nvidia runtime with Docker (see above)"
+        fi
     elif command -v nvidia-container-cli >/dev/null 2>&1; then
         say "note: nvidia-container-cli is present but nvidia-ctk is not; the GPU check after the pulls decides"
     else
@@ -361,22 +370,32 @@ check_rust() {
     fi
     if ! command -v cc >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1; then
         say "a C/C++ compiler is missing (some dependencies compile C): installing build-essential"
-        as_root apt-get update
-        as_root apt-get install -y build-essential
-        changed "install build-essential (C/C++ compilers)"
+        if as_root apt-get update && as_root apt-get install -y build-essential; then
+            changed "install build-essential (C/C++ compilers)"
+        else
+            problem "could not install build-essential (see above); the build needs a C/C++ compiler"
+        fi
     fi
     if command -v cargo >/dev/null 2>&1; then
         if rust_version_ok; then
-            ok "$(cargo --version)"
+            ok "$(cargo --version 2>/dev/null) / $(rustc --version 2>/dev/null)"
             return
         fi
+        local have
+        have=$(rustc --version 2>/dev/null || true)
         if command -v rustup >/dev/null 2>&1; then
-            say "$(rustc --version) is older than $SB_MIN_RUST: updating the stable toolchain"
-            act rustup update stable
-            changed "update the stable Rust toolchain (rustup)"
+            if [[ -z $have ]]; then
+                say "rustup has no default toolchain: installing the stable one"
+                act rustup default stable || problem "rustup default stable failed (see above)"
+                changed "install the stable Rust toolchain (rustup default stable)"
+            else
+                say "$have is older than $SB_MIN_RUST: updating the stable toolchain"
+                act rustup update stable || problem "rustup update stable failed (see above)"
+                changed "update the stable Rust toolchain (rustup)"
+            fi
             return
         fi
-        problem "$(rustc --version) is older than $SB_MIN_RUST and not managed by rustup; remove the distribution's cargo/rustc packages and rerun (rustup is then installed)"
+        problem "${have:-rustc} is not Rust $SB_MIN_RUST or newer and not managed by rustup; remove the distribution's cargo/rustc packages and rerun (rustup is then installed)"
         return
     fi
     # No cargo: the official installer (the cloud machine has internet; nothing else is fetched
@@ -384,10 +403,12 @@ check_rust() {
     say "cargo not found: installing Rust with the official rustup installer (https://sh.rustup.rs)"
     if ((dry_run)); then
         say "would run: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal"
-    else
-        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    elif curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; then
         # shellcheck disable=SC1091
         . "$HOME/.cargo/env"
+    else
+        problem "the rustup installer failed (see above); install Rust from https://rustup.rs and rerun"
+        return
     fi
     changed "install Rust with rustup (~/.cargo; new shells get it from ~/.profile)"
 }
@@ -405,7 +426,10 @@ build_servebench() {
     local locked=()
     [[ -f $SB_ROOT/Cargo.lock ]] && locked=(--locked)
     # cargo itself is idempotent: an up-to-date build does nothing.
-    act cargo build --release "${locked[@]}" --manifest-path "$SB_ROOT/Cargo.toml"
+    if ! act cargo build --release "${locked[@]}" --manifest-path "$SB_ROOT/Cargo.toml"; then
+        problem "cargo build --release failed (see the compiler's message above)"
+        return
+    fi
     local built=$SB_ROOT/target/release/servebench
     local dest=$prefix/servebench
     if ((dry_run)); then
@@ -413,8 +437,11 @@ build_servebench() {
     elif [[ -f $dest ]] && cmp -s "$built" "$dest"; then
         ok "servebench $("$dest" --version 2>/dev/null | awk '{ print $2 }') already installed at $dest"
     else
-        act install -D -m 0755 "$built" "$dest"
-        changed "install servebench at $dest"
+        if act install -D -m 0755 "$built" "$dest"; then
+            changed "install servebench at $dest"
+        else
+            problem "could not install $built to $dest; choose another --prefix"
+        fi
     fi
     case ":$PATH:" in
         *":$prefix:"*) ;;
@@ -476,6 +503,15 @@ major, minor = torch.cuda.get_device_capability(0)
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}) ran a matmul on {torch.cuda.get_device_name(0)} (sm_{major}{minor})")
 EOF
 
+# The line of a command's output that says what went wrong: the last that mentions an error (a
+# Python traceback ends with the exception), else the last line.
+last_error() {
+    local line
+    line=$(printf '%s\n' "$1" | grep -E 'Error|error:' | tail -n 1 || true)
+    [[ -n $line ]] || line=$(printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n 1)
+    printf '%s' "$line"
+}
+
 gpu_container_check() {
     step "8/9 the GPU from inside the engine images"
     if ((skip_pull || skip_gpu_check)); then
@@ -494,7 +530,7 @@ gpu_container_check() {
             if out=$("${docker_cmd[@]}" run --rm --gpus all --entrypoint nvidia-smi "$image" -L 2>&1); then
                 ok "docker run --gpus all works: $(printf '%s' "$out" | head -n 1)"
             else
-                problem "docker run --gpus all fails: $(printf '%s' "$out" | tail -n 2 | paste -sd' ' -). Check the container toolkit (step 4): sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
+                problem "docker run --gpus all fails: $(last_error "$out"). Check the container toolkit (step 4): sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
                 return
             fi
         fi
@@ -505,7 +541,7 @@ gpu_container_check() {
         if out=$("${docker_cmd[@]}" run --rm --gpus all --entrypoint python3 "$image" -c "$py" 2>&1); then
             ok "$engine: $(printf '%s' "$out" | tail -n 1)"
         else
-            problem "$engine image $image cannot use the GPU: $(printf '%s' "$out" | tail -n 3 | paste -sd' ' -)"
+            problem "$engine image $image cannot use the GPU: $(last_error "$out")"
         fi
     done < <(sb_config_images "$config")
 }
@@ -517,7 +553,7 @@ check_hf() {
     if [[ -d $cache ]]; then
         ok "model cache $cache exists ($(sb_free_gb "$cache") GB free there)"
     else
-        act mkdir -p "$cache"
+        act mkdir -p "$cache" || problem "cannot create $cache"
         changed "create the model cache $cache (bound into the engine containers)"
     fi
     if [[ -n ${HF_TOKEN:-} ]]; then
