@@ -11,6 +11,16 @@ if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# The HTML report is checked in headless Chromium (tests/report_html.rs skips, saying why,
+# where it cannot be installed).
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (Debian package) for the HTML report test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "   could not install chromium; the HTML report test will be skipped"
+  fi
+fi
+
 echo "== cargo test"
 cargo test --all-targets 2>&1
 

@@ -161,6 +161,16 @@ pub struct RunArgs {
     /// it; `final` asks only for `include_usage`; `none` asks for neither.
     #[arg(long, default_value = "auto", help_heading = "Target")]
     pub usage: String,
+    /// Telemetry sampling interval in ms (Prometheus /metrics of the server, NVML GPUs);
+    /// 0 turns telemetry off.
+    #[arg(long, default_value_t = 500, help_heading = "Telemetry")]
+    pub telemetry_interval_ms: u64,
+    /// Also scrape an NVIDIA DCGM exporter, e.g. http://127.0.0.1:9400/metrics.
+    #[arg(long, help_heading = "Telemetry")]
+    pub dcgm_url: Option<String>,
+    /// Do not read this machine's GPUs through NVML (for a remote or simulated server).
+    #[arg(long, help_heading = "Telemetry")]
+    pub no_nvml: bool,
     /// A label for this target in result files (e.g. vllm, sglang). Default: from the server.
     #[arg(long, help_heading = "Target")]
     pub label: Option<String>,

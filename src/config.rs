@@ -94,6 +94,17 @@ pub enum UsageRequest {
     None,
 }
 
+/// What to sample beside the requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TelemetryConfig {
+    /// `None`: telemetry off.
+    pub interval: Option<Duration>,
+    /// Scrape the server's own `/metrics` (engines' Prometheus endpoint).
+    pub engine_metrics: bool,
+    pub dcgm_url: Option<String>,
+    pub nvml: bool,
+}
+
 /// Everything one `servebench run` needs, validated.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
@@ -127,6 +138,7 @@ pub struct RunConfig {
     pub result_filename: Option<String>,
     pub save_detailed: bool,
     pub progress: bool,
+    pub telemetry: TelemetryConfig,
 }
 
 fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Error> {
@@ -209,7 +221,14 @@ impl EmbeddedConfig {
             let p: f64 = p
                 .parse()
                 .map_err(|_| bad("--fault", item, "the fraction must be a number, e.g. 0.1"))?;
-            faults.insert(kind.to_string(), fraction("--fault", p)?);
+            if !(0.0..=1.0).contains(&p) {
+                return Err(bad(
+                    "--fault",
+                    item,
+                    "the fraction must be between 0 and 1, e.g. 0.1",
+                ));
+            }
+            faults.insert(kind.to_string(), p);
         }
         if a.tokens_per_chunk == 0 {
             return Err(bad("--tokens-per-chunk", 0, "must be at least 1"));
@@ -574,6 +593,22 @@ impl RunConfig {
             result_filename: o.result_filename,
             save_detailed: o.save_detailed,
             progress: o.progress,
+            telemetry: TelemetryConfig {
+                interval: (a.telemetry_interval_ms > 0)
+                    .then(|| Duration::from_millis(a.telemetry_interval_ms)),
+                engine_metrics: true,
+                dcgm_url: match &a.dcgm_url {
+                    Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                        return Err(bad(
+                            "--dcgm-url",
+                            u,
+                            "must be an http(s) URL, e.g. http://127.0.0.1:9400/metrics",
+                        ))
+                    }
+                    other => other.clone(),
+                },
+                nvml: !a.no_nvml,
+            },
         })
     }
 }

@@ -10,13 +10,16 @@ use super::serve::EmbeddedServer;
 use super::{runtime, AppError, ExitStatus};
 use crate::cli::RunArgs;
 use crate::client::{Client, ClientOptions};
-use crate::config::{RunConfig, Target, UsageRequest};
+use crate::config::{RunConfig, Target, TelemetryConfig, UsageRequest};
 use crate::journal::{JournalError, JournalHeader, JournalWriter};
 use crate::load::{self, Interrupt, LoadReport, PreparedRequest, StopReason};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions, Endpoint};
 use crate::record::{Phase, RequestRecord};
 use crate::report::{self, default_result_filename, ResultFile, RunInfo};
+use crate::telemetry::{
+    NvmlSampler, PrometheusSampler, Recorder, RecorderConfig, Sampler, TelemetrySummary, Timeline,
+};
 use crate::workload::PromptMaker;
 use anyhow::{anyhow, Context};
 use std::path::PathBuf;
@@ -35,6 +38,9 @@ pub struct RunOutcome {
     /// Faults the embedded server injected, by kind (`None` for an external server): the
     /// figure to hold `summary.errors_by_kind` against.
     pub faults_injected: Option<std::collections::BTreeMap<String, u64>>,
+    /// GPU and engine telemetry over the measured phase (`source: unavailable` with the
+    /// reason when there was none).
+    pub telemetry: TelemetrySummary,
 }
 
 pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
@@ -148,7 +154,18 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let cpu_before = process_cpu_seconds();
     let wall = Instant::now();
     let epoch = Instant::now();
+    let recorder = start_telemetry(&cfg.telemetry, &base_url, epoch);
     let load_report = load::run(cfg.plan, Arc::new(client), requests, tx, epoch, interrupt).await;
+    let load_end_ns = epoch.elapsed().as_nanos() as u64;
+    let timeline = match recorder {
+        Some(r) => r.stop().await,
+        None => Timeline::unavailable("telemetry turned off (--telemetry-interval-ms 0)"),
+    };
+    let telemetry = timeline.summarize(load_report.measured_start_ns, load_end_ns);
+    let telemetry_path = cfg.result_dir.join(format!("{stem}.telemetry.json"));
+    if let Err(e) = timeline.save(&telemetry_path) {
+        eprintln!("warning: could not save {}: {e}", telemetry_path.display());
+    }
     let (acc, journal_result) = consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
     let _ = producer.join();
     // A journal that failed mid-run is reported, but the summary is still written: the
@@ -174,6 +191,10 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         obj.insert(
             "load".into(),
             serde_json::to_value(load_report).unwrap_or_default(),
+        );
+        obj.insert(
+            "telemetry".into(),
+            serde_json::to_value(&telemetry).unwrap_or_default(),
         );
     }
     report::write_result(&summary_path, &ResultFile::new(&info, &summary))
@@ -209,7 +230,34 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         journal_path,
         status,
         faults_injected,
+        telemetry,
     })
+}
+
+/// Start sampling the server's `/metrics`, a DCGM exporter and local GPUs, as configured.
+/// `None` when telemetry is off. Samplers that cannot work here (no NVIDIA driver) report
+/// themselves unavailable; that is data, not an error.
+fn start_telemetry(cfg: &TelemetryConfig, base_url: &str, epoch: Instant) -> Option<Recorder> {
+    let interval = cfg.interval?;
+    let mut samplers: Vec<Box<dyn Sampler>> = Vec::new();
+    if cfg.engine_metrics {
+        if let Ok(s) = PrometheusSampler::new("engine", base_url) {
+            samplers.push(Box::new(s));
+        }
+    }
+    if let Some(url) = &cfg.dcgm_url {
+        if let Ok(s) = PrometheusSampler::new("dcgm", url) {
+            samplers.push(Box::new(s));
+        }
+    }
+    if cfg.nvml {
+        samplers.push(Box::new(NvmlSampler::new()));
+    }
+    let rc = RecorderConfig {
+        interval,
+        ..RecorderConfig::default()
+    };
+    Some(Recorder::start(epoch, rc, samplers))
 }
 
 /// The model name the embedded server answers to when `--model` is not given.

@@ -182,9 +182,8 @@ struct Bars<'a> {
 /// Tick labels with enough decimals to tell ticks apart on an axis from 0 to `top`
 /// (about eight ticks): `0.25` steps need 2 decimals, `0.005` steps need 3.
 fn axis_format(top: f64) -> impl Fn(&f64) -> String {
-    // Enough decimals that ticks a tenth of the range apart never print the same label.
-    let step = (top / 10.0).max(f64::MIN_POSITIVE);
-    let decimals = (-step.log10().floor() + 1.0).clamp(0.0, 6.0) as usize;
+    let step = (top / 8.0).max(f64::MIN_POSITIVE);
+    let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
     move |v: &f64| format!("{v:.decimals$}")
 }
 
