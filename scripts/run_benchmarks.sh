@@ -77,7 +77,10 @@ if ! [[ $min_free_gb =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
-# Relative paths in the suite file (result_dir) are relative to the repository root.
+# Paths given on the command line are relative to where you are; relative paths in the suite
+# file (result_dir) are relative to the repository root, where servebench runs.
+[[ -z $config_arg || $config_arg == /* ]] || config_arg=$PWD/$config_arg
+[[ -z $result_dir_arg || $result_dir_arg == /* ]] || result_dir_arg=$PWD/$result_dir_arg
 cd "$SB_ROOT"
 config=$(sb_resolve_config "$config_arg")
 if [[ ! -f $config ]]; then
