@@ -26,9 +26,7 @@ pub struct SuiteConfig {
     /// Values every workload inherits unless it sets its own.
     #[serde(default)]
     pub defaults: WorkloadDefaults,
-    #[serde(rename = "targets")]
     pub targets: Vec<TargetConfig>,
-    #[serde(rename = "workloads")]
     pub workloads: Vec<WorkloadConfig>,
 }
 
@@ -40,44 +38,14 @@ fn one() -> u32 {
     1
 }
 
-/// A serving target: a framework label (`name`: `results/<name>/…`) and how to reach or start
-/// it. (One enum rather than a struct with a flattened kind, because serde cannot reject
-/// unknown keys through `flatten`.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TargetConfig {
-    /// servebench's embedded engine simulator, served over HTTP in-process.
-    Sim {
-        name: String,
-        /// `vllm` or `sglang`.
-        engine: String,
-        gpu: String,
-        model: String,
-        #[serde(default = "one")]
-        tp: u32,
-    },
-    /// An engine already running.
-    External {
-        name: String,
-        base_url: String,
-        /// Model name to request (default: the first at /v1/models).
-        #[serde(default)]
-        model: Option<String>,
-        /// The GPU it runs on, for the report (e.g. `A10G`).
-        #[serde(default)]
-        gpu: Option<String>,
-    },
-}
+/// A serving target: `name` labels its results (`results/<name>/…`) and its server log;
+/// `[targets.launch]` says how to reach or start it (kind = "sim" | "external" | "process" |
+/// "docker"; see `crate::launch`).
+pub type TargetConfig = crate::launch::Target;
 
-impl TargetConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            TargetConfig::Sim { name, .. } | TargetConfig::External { name, .. } => name,
-        }
-    }
-    pub fn is_simulated(&self) -> bool {
-        matches!(self, TargetConfig::Sim { .. })
-    }
+/// Whether a target's numbers come from the simulator.
+pub fn is_simulated(t: &TargetConfig) -> bool {
+    matches!(t.launch, crate::launch::LaunchSpec::Sim(_))
 }
 
 /// Workload values shared by every workload unless overridden.
@@ -197,7 +165,25 @@ impl SuiteConfig {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.targets {
-            let name = t.name();
+            let name = t.name.as_str();
+            if let crate::launch::LaunchSpec::Sim(spec) = &t.launch {
+                for (field, v) in [
+                    ("engine", &spec.engine),
+                    ("gpu", &spec.gpu),
+                    ("model", &spec.model),
+                ] {
+                    if v.is_none() {
+                        return Err(format!(
+                            "target `{name}` (kind = \"sim\") needs `{field}` in [targets.launch], e.g. engine = \"vllm\", gpu = \"a10g\", model = \"facebook/opt-125m\""
+                        ));
+                    }
+                }
+                if let Some(k) = spec.options.keys().find(|k| k.as_str() != "tp") {
+                    return Err(format!(
+                        "target `{name}`: unknown simulator option `{k}` (known: tp)"
+                    ));
+                }
+            }
             if !names.insert(name) {
                 return Err(format!(
                     "target name `{name}` is used twice; names must be unique"
@@ -265,6 +251,7 @@ mod tests {
 title = "t"
 [[targets]]
 name = "a"
+[targets.launch]
 kind = "sim"
 engine = "vllm"
 gpu = "a10g"

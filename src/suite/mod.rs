@@ -2,9 +2,14 @@
 //! cell's result written as it completes, then the combined CSV, the charts and the report.
 //!
 //! Layout (the seed report's appendix B):
-//! `results/<framework>/benchmark_<workload>_<time>.json` (+ journal),
+//! `results/<framework>/benchmark_<workload>_<time>.json` (+ journal, telemetry, server log),
 //! `results/benchmark_results_combined.csv`, `results/report.md`, `results/report.html`,
 //! the four charts as PNG and SVG, and `results/study.json`.
+//!
+//! Targets start through `crate::launch` (simulator, local process, Docker container, or an
+//! existing URL). A cell whose result file exists is kept (resume) unless `--force`. A target
+//! that fails to start or dies is restarted once; if that fails its remaining cells are
+//! skipped and the report says why — the suite goes on with the next target.
 
 pub mod config;
 
@@ -13,75 +18,76 @@ use crate::app::{run_benchmark, AppError, ExitStatus};
 use crate::cli::{Cli, Command};
 use crate::config::RunConfig;
 use crate::cost::Price;
-use crate::report::study::{write_study, Cell, Environment, Study, WorkloadSpec};
-use crate::report::{csv_row, read_result, write_csv};
+use crate::launch::{InProcess, LaunchSpec, Launcher, Running, SimFactory, SimSpec};
+use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
+use crate::report::{csv_row, read_result, write_csv, ResultFile};
 use crate::sim::catalog::Catalog;
+use crate::telemetry::TelemetrySummary;
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use config::{SuiteConfig, TargetConfig, WorkloadConfig};
+use config::{is_simulated, SuiteConfig, TargetConfig, WorkloadConfig};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The config `servebench suite` runs when given none.
 pub const DEFAULT_CONFIG: &str = "configs/quickstart.toml";
 
-/// A target, started: where to send requests and what to call the model.
-enum Started {
-    Sim {
-        server: SimServer,
-        model: String,
-    },
-    External {
-        base_url: String,
-        model: Option<String>,
-    },
+/// Options of one suite invocation.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub config: PathBuf,
+    /// Rerun cells whose result file already exists.
+    pub force: bool,
+    pub result_dir: Option<PathBuf>,
 }
 
-impl Started {
-    fn base_url(&self) -> &str {
-        match self {
-            Started::Sim { server, .. } => server.url(),
-            Started::External { base_url, .. } => base_url,
-        }
-    }
-    fn model(&self) -> Option<&str> {
-        match self {
-            Started::Sim { model, .. } => Some(model),
-            Started::External { model, .. } => model.as_deref(),
-        }
-    }
+/// What a suite produced.
+#[derive(Debug)]
+pub struct SuiteOutcome {
+    pub report: PathBuf,
+    pub cells_run: usize,
+    pub cells_kept: usize,
+    pub cells_skipped: usize,
+    pub interrupted: bool,
 }
 
-fn start(target: &TargetConfig, catalog: &Catalog) -> Result<Started, AppError> {
-    match target {
-        TargetConfig::Sim {
-            name,
-            engine,
-            gpu,
-            model,
-            tp,
-        } => {
-            let t = SimTarget {
-                engine: parse_engine(engine).map_err(AppError::usage)?,
-                gpu: gpu.clone(),
-                model: model.clone(),
-                tp: *tp,
-                catalog: catalog.clone(),
-            };
-            t.options()
-                .engine(catalog)
-                .map_err(|e| AppError::usage(anyhow!("target `{name}`: {e}")))?;
-            let server = SimServer::start(&t, model).map_err(AppError::failed)?;
-            Ok(Started::Sim {
-                server,
-                model: model.clone(),
-            })
-        }
-        TargetConfig::External {
-            base_url, model, ..
-        } => Ok(Started::External {
-            base_url: base_url.trim_end_matches('/').to_string(),
+/// The simulator behind `kind = "sim"` targets: the engine model served over HTTP in-process.
+fn sim_factory(catalog: Catalog) -> SimFactory {
+    Arc::new(move |spec: &SimSpec| {
+        let (engine, gpu, model) = match (&spec.engine, &spec.gpu, &spec.model) {
+            (Some(e), Some(g), Some(m)) => (e, g, m),
+            _ => return Err(anyhow!("a sim target needs engine, gpu and model")),
+        };
+        let tp = match spec.options.get("tp") {
+            None => 1,
+            Some(v) => v
+                .as_integer()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| anyhow!("tp must be a positive integer, got {v}"))?
+                as u32,
+        };
+        let t = SimTarget {
+            engine: parse_engine(engine)?,
+            gpu: gpu.clone(),
             model: model.clone(),
-        }),
+            tp,
+            catalog: catalog.clone(),
+        };
+        let server = SimServer::start(&t, model)?;
+        Ok(InProcess {
+            base_url: server.url().to_string(),
+            engine: format!("servebench-sim ({engine} profile)"),
+            guard: Box::new(server),
+        })
+    })
+}
+
+/// The model a target's requests name (`None`: the first at /v1/models).
+fn target_model(t: &TargetConfig) -> Option<String> {
+    match &t.launch {
+        LaunchSpec::Sim(s) => s.model.clone(),
+        LaunchSpec::Docker(d) => d.model.clone(),
+        LaunchSpec::External(_) | LaunchSpec::Process(_) => None,
     }
 }
 
@@ -90,7 +96,7 @@ fn cell_argv(
     suite: &SuiteConfig,
     w: &WorkloadConfig,
     target: &TargetConfig,
-    started: &Started,
+    base_url: &str,
     dir: &Path,
     file: &str,
     seed: u64,
@@ -101,11 +107,11 @@ fn cell_argv(
         v.push(k.into());
         v.push(val);
     };
-    push("--base-url", started.base_url().to_string());
-    if let Some(m) = started.model() {
-        push("--model", m.to_string());
+    push("--base-url", base_url.to_string());
+    if let Some(m) = target_model(target) {
+        push("--model", m);
     }
-    push("--label", target.name().to_string());
+    push("--label", target.name.clone());
     push(
         "--endpoint",
         w.endpoint.clone().unwrap_or_else(|| d.endpoint.clone()),
@@ -121,6 +127,8 @@ fn cell_argv(
     push("--seed", seed.to_string());
     push("--result-dir", dir.display().to_string());
     push("--result-filename", file.to_string());
+    // Short cells still get several samples inside the measured window.
+    push("--telemetry-interval-ms", "100".into());
     if let Some(c) = w.concurrency {
         push("--max-concurrency", c.to_string());
     }
@@ -129,6 +137,10 @@ fn cell_argv(
     }
     if d.ignore_eos {
         v.push("--ignore-eos".into());
+    }
+    if is_simulated(target) {
+        // The machine's own GPU (if any) has nothing to do with a simulated one.
+        v.push("--no-nvml".into());
     }
     v.push("--no-progress".into());
     v
@@ -144,17 +156,17 @@ fn run_config(argv: &[String]) -> Result<RunConfig, AppError> {
     }
 }
 
-/// Options of one suite invocation.
-#[derive(Debug, Clone)]
-pub struct SuiteOptions {
-    pub config: PathBuf,
-    /// Rerun cells whose result file already exists.
-    pub force: bool,
-    pub result_dir: Option<PathBuf>,
+/// One cell of the matrix, planned.
+struct PlannedCell<'a> {
+    workload: &'a WorkloadConfig,
+    repeat: u32,
+    stem: String,
+    /// Its result from an earlier invocation (resume), unless `--force`.
+    done_before: Option<PathBuf>,
 }
 
 /// Run a study; returns where its report went.
-pub fn run_suite(opts: &SuiteOptions) -> Result<PathBuf, AppError> {
+pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
     let suite =
         SuiteConfig::load(&opts.config).map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
     let catalog = Catalog::builtin();
@@ -179,119 +191,149 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<PathBuf, AppError> {
         .with_context(|| format!("creating {}", root.display()))
         .map_err(AppError::failed)?;
     let rt = crate::app::runtime_pub(None)?;
-    let all_sim = suite.targets.iter().all(TargetConfig::is_simulated);
+    let launcher = Launcher::with_sim(sim_factory(catalog.clone()));
     let mut study = Study::new(
         suite.title.clone(),
         chrono::Utc::now(),
-        all_sim,
+        suite.targets.iter().all(is_simulated),
         environment(&suite, &catalog, price.clone()),
     );
-    let mut csv_rows: Vec<Vec<String>> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let total = suite.targets.len() * suite.workloads.len() * suite.repeats as usize;
+    let mut out = SuiteOutcome {
+        report: PathBuf::new(),
+        cells_run: 0,
+        cells_kept: 0,
+        cells_skipped: 0,
+        interrupted: false,
+    };
     let mut n = 0;
-    for target in &suite.targets {
-        let dir = root.join(target.name());
+    'targets: for target in &suite.targets {
+        let dir = root.join(&target.name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(AppError::failed)?;
-        let started = start(target, &catalog)?;
-        let simulated = target.is_simulated();
-        for w in &suite.workloads {
-            for repeat in 0..suite.repeats {
-                n += 1;
-                let stem = if suite.repeats > 1 {
-                    format!("benchmark_{}_r{}", w.name.to_lowercase(), repeat + 1)
-                } else {
-                    format!("benchmark_{}", w.name.to_lowercase())
-                };
-                // A cell done before (any time stamp) is kept unless --force: an interrupted
-                // study resumes where it stopped.
-                let done_before = if opts.force {
-                    None
-                } else {
-                    find_cell(&dir, &stem)
-                };
-                let file = done_before
-                    .as_ref()
-                    .and_then(|p| p.file_name())
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| {
-                        format!("{stem}_{}.json", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
-                    });
-                let path = dir.join(&file);
-                let argv = cell_argv(
-                    &suite,
-                    w,
-                    target,
-                    &started,
-                    &dir,
-                    &file,
-                    suite.seed + repeat as u64,
-                );
-                let result = if done_before.is_some() {
-                    eprintln!(
-                        "[{n}/{total}] {} × {}: done before, kept ({}; --force reruns)",
-                        target.name(),
-                        w.name,
-                        path.display()
-                    );
-                    read_result(&path).map_err(|e| AppError::failed(anyhow::Error::new(e)))?
-                } else {
-                    eprintln!("[{n}/{total}] {} × {} …", target.name(), w.name);
-                    let cfg = run_config(&argv)?;
-                    let outcome = rt.block_on(run_benchmark(&cfg, false))?;
-                    eprintln!(
-                        "[{n}/{total}] {} × {}: {} ok, {} failed, {:.1} tok/s, mean E2E {:.3} s",
-                        target.name(),
-                        w.name,
-                        outcome.summary.completed,
-                        outcome.summary.failed,
-                        outcome.summary.output_throughput,
-                        outcome.summary.e2el_ms.mean / 1000.0
-                    );
-                    read_result(&outcome.summary_path)
-                        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?
-                };
-                let mut run = result.run.clone();
-                run.simulated = simulated;
-                run.workload = Some(w.name.clone());
-                csv_rows.push(csv_row(&run, &result.summary));
-                let spec = WorkloadSpec {
-                    requests: w.requests,
-                    max_tokens: u64::from(w.max_tokens),
-                    concurrency: w.concurrency.map(|c| c as u64),
-                    warmup_requests: w.warmups.unwrap_or(suite.defaults.warmups),
-                    request_rate: w.request_rate,
-                    prompt: Some(format!(
-                        "random, {} tokens",
-                        w.input_len.unwrap_or(suite.defaults.input_len)
-                    )),
-                    structured_output: false,
-                };
-                let rel = path
-                    .strip_prefix(&root)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(path.clone());
-                let mut cell = Cell::new(
-                    target.name().to_string(),
-                    w.name.clone(),
-                    spec,
-                    result.summary.clone(),
-                    simulated,
-                    rel.display().to_string(),
-                );
-                cell.repeat = repeat;
-                cell.gpu_unavailable =
-                    Some("GPU telemetry is not wired into the suite yet (see issue 4)".into());
-                if let Some(p) = &price {
-                    cell = cell.priced(p);
+        let plan = plan_cells(&suite, &dir, opts.force);
+        let mut running: Option<Running> = None;
+        let mut given_up: Option<String> = None;
+        for cell in plan {
+            n += 1;
+            let tag = format!("[{n}/{total}] {} × {}", target.name, cell.workload.name);
+            let path = match &cell.done_before {
+                Some(p) => {
+                    eprintln!("{tag}: done before, kept ({}; --force reruns)", p.display());
+                    out.cells_kept += 1;
+                    p.clone()
                 }
-                study.cells.push(cell);
-            }
+                None => {
+                    if let Some(why) = &given_up {
+                        eprintln!("{tag}: skipped — {why}");
+                        out.cells_skipped += 1;
+                        continue;
+                    }
+                    // (Re)start the target when it is not running (first cell, or it died).
+                    let alive = match &running {
+                        Some(r) => rt.block_on(r.is_alive()),
+                        None => false,
+                    };
+                    if !alive {
+                        if running.is_some() {
+                            eprintln!("{tag}: the server of `{}` died; restarting it", target.name);
+                            study.notes.push(format!(
+                                "The `{}` server died during the study and was restarted before the {} workload.",
+                                target.name, cell.workload.name
+                            ));
+                        }
+                        drop(running.take());
+                        match rt.block_on(launcher.start(target, &dir)) {
+                            Ok(r) => running = Some(r),
+                            Err(e) => {
+                                let why = format!("`{}` could not be started: {e}", target.name);
+                                eprintln!("{tag}: {why}");
+                                study
+                                    .notes
+                                    .push(format!("{why}; its remaining cells were not run."));
+                                given_up = Some(why);
+                                out.cells_skipped += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    let base_url = running
+                        .as_ref()
+                        .map(|r| r.base_url().to_string())
+                        .unwrap_or_default();
+                    let file = format!(
+                        "{}_{}.json",
+                        cell.stem,
+                        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+                    );
+                    let argv = cell_argv(
+                        &suite,
+                        cell.workload,
+                        target,
+                        &base_url,
+                        &dir,
+                        &file,
+                        suite.seed + u64::from(cell.repeat),
+                    );
+                    eprintln!("{tag} …");
+                    let cfg = run_config(&argv)?;
+                    let result = rt.block_on(async {
+                        tokio::select! {
+                            r = run_benchmark(&cfg, false) => Some(r),
+                            _ = tokio::signal::ctrl_c() => None,
+                        }
+                    });
+                    let outcome = match result {
+                        None => {
+                            eprintln!("\ninterrupted: stopping `{}` and writing the report of the cells done", target.name);
+                            if let Some(r) = running.take() {
+                                rt.block_on(r.stop());
+                            }
+                            out.interrupted = true;
+                            study.notes.push(
+                                "The study was interrupted (Ctrl-C); cells not run are missing."
+                                    .into(),
+                            );
+                            break 'targets;
+                        }
+                        Some(Err(e)) => {
+                            eprintln!("{tag}: failed: {e}");
+                            study.notes.push(format!(
+                                "{} × {}: the run could not be done: {e}",
+                                target.name, cell.workload.name
+                            ));
+                            out.cells_skipped += 1;
+                            continue;
+                        }
+                        Some(Ok(o)) => o,
+                    };
+                    let s = &outcome.summary;
+                    eprintln!(
+                        "{tag}: {} ok, {} failed, {:.1} tok/s, mean E2E {:.3} s",
+                        s.completed,
+                        s.failed,
+                        s.output_throughput,
+                        s.e2el_ms.mean / 1000.0
+                    );
+                    out.cells_run += 1;
+                    outcome.summary_path
+                }
+            };
+            let result = read_result(&path).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+            let (row, c) = to_cell(&suite, target, &cell, &result, &path, &root, price.as_ref());
+            rows.push(row);
+            study.cells.push(c);
         }
-        drop(started);
+        if let Some(r) = running.take() {
+            if let Some(log) = r.log_path() {
+                eprintln!("server log of `{}`: {}", target.name, log.display());
+            }
+            rt.block_on(r.stop());
+        }
     }
-    write_csv(&root.join("benchmark_results_combined.csv"), &csv_rows)
+    write_csv(&root.join("benchmark_results_combined.csv"), &rows)
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     let files = write_study(&study, &root).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     eprintln!(
@@ -300,7 +342,97 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<PathBuf, AppError> {
         files.html.display(),
         root.join("benchmark_results_combined.csv").display()
     );
-    Ok(files.markdown)
+    out.report = files.markdown;
+    Ok(out)
+}
+
+fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<PlannedCell<'a>> {
+    let mut cells = Vec::new();
+    for w in &suite.workloads {
+        for repeat in 0..suite.repeats {
+            let stem = if suite.repeats > 1 {
+                format!("benchmark_{}_r{}", w.name.to_lowercase(), repeat + 1)
+            } else {
+                format!("benchmark_{}", w.name.to_lowercase())
+            };
+            let done_before = if force { None } else { find_cell(dir, &stem) };
+            cells.push(PlannedCell {
+                workload: w,
+                repeat,
+                stem,
+                done_before,
+            });
+        }
+    }
+    cells
+}
+
+/// The study cell and the CSV row of one result file.
+fn to_cell(
+    suite: &SuiteConfig,
+    target: &TargetConfig,
+    cell: &PlannedCell<'_>,
+    result: &ResultFile,
+    path: &Path,
+    root: &Path,
+    price: Option<&Price>,
+) -> (Vec<String>, Cell) {
+    let w = cell.workload;
+    let simulated = is_simulated(target);
+    let mut run = result.run.clone();
+    run.simulated = simulated;
+    run.workload = Some(w.name.clone());
+    let row = csv_row(&run, &result.summary);
+    let spec = WorkloadSpec {
+        requests: w.requests,
+        max_tokens: u64::from(w.max_tokens),
+        concurrency: w.concurrency.map(|c| c as u64),
+        warmup_requests: w.warmups.unwrap_or(suite.defaults.warmups),
+        request_rate: w.request_rate,
+        prompt: Some(format!(
+            "random, {} tokens",
+            w.input_len.unwrap_or(suite.defaults.input_len)
+        )),
+        structured_output: false,
+    };
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut c = Cell::new(
+        target.name.clone(),
+        w.name.clone(),
+        spec,
+        result.summary.clone(),
+        simulated,
+        rel.display().to_string(),
+    );
+    c.repeat = cell.repeat;
+    let telemetry: Option<TelemetrySummary> = result
+        .run
+        .config
+        .get("telemetry")
+        .and_then(|t| serde_json::from_value(t.clone()).ok());
+    match telemetry {
+        Some(t) => match (t.gpu_util_mean_pct, t.gpu_util_max_pct) {
+            (Some(mean), Some(max)) => {
+                c.gpu = Some(GpuSummary {
+                    util_mean_pct: mean,
+                    util_max_pct: max,
+                    mem_max_gb: t.gpu_mem_max_gb.unwrap_or(0.0),
+                    source: t.source.to_string(),
+                })
+            }
+            _ => {
+                c.gpu_unavailable = Some(
+                    t.unavailable_reason
+                        .unwrap_or_else(|| format!("no GPU reading ({})", t.source)),
+                )
+            }
+        },
+        None => c.gpu_unavailable = Some("the result file has no telemetry".into()),
+    }
+    if let Some(p) = price {
+        c = c.priced(p);
+    }
+    (row, c)
 }
 
 fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> Environment {
@@ -311,53 +443,45 @@ fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> 
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_string()),
-        price,
         ..Environment::default()
     };
+    if let Some(p) = &price {
+        env.gpu = Some(p.gpu.clone()).filter(|g| !g.is_empty());
+        env.gpu_count = Some(p.gpu_count);
+        env.region = Some(p.region.clone()).filter(|r| !r.is_empty());
+    }
+    env.price = price;
     for t in &suite.targets {
-        match t {
-            TargetConfig::Sim {
-                name,
-                engine,
-                gpu,
-                model,
-                tp,
-            } => {
-                env.gpu = Some(
-                    catalog
-                        .gpu(gpu)
-                        .map(|g| g.name.clone())
-                        .unwrap_or(gpu.clone()),
-                );
-                env.gpu_count = Some(*tp);
-                env.model = model.clone();
-                env.engines.insert(
-                    name.clone(),
-                    format!(
-                        "servebench simulator, {engine} profile (v{})",
-                        env!("CARGO_PKG_VERSION")
-                    ),
-                );
-            }
-            TargetConfig::External {
-                name,
-                base_url,
-                model,
-                gpu,
-            } => {
-                if let Some(g) = gpu {
-                    env.gpu = Some(g.clone());
+        let engine = match &t.launch {
+            LaunchSpec::Sim(s) => {
+                if let Some(g) = &s.gpu {
+                    env.gpu = Some(catalog.gpu(g).map(|g| g.name.clone()).unwrap_or(g.clone()));
                 }
-                if let Some(m) = model {
+                if let Some(m) = &s.model {
                     env.model = m.clone();
                 }
-                env.engines
-                    .insert(name.clone(), format!("external server at {base_url}"));
+                format!(
+                    "servebench simulator, {} profile (v{})",
+                    s.engine.as_deref().unwrap_or("?"),
+                    env!("CARGO_PKG_VERSION")
+                )
             }
-        }
-    }
-    if let Some(p) = &env.price {
-        env.region = Some(p.region.clone()).filter(|r| !r.is_empty());
+            LaunchSpec::Docker(d) => {
+                if let Some(m) = &d.model {
+                    env.model = m.clone();
+                }
+                format!(
+                    "Docker image {}",
+                    d.image
+                        .clone()
+                        .or_else(|| d.engine.default_image().map(String::from))
+                        .unwrap_or_else(|| "(custom, no image given)".into())
+                )
+            }
+            LaunchSpec::Process(p) => format!("local process: {}", p.command.join(" ")),
+            LaunchSpec::External(e) => format!("external server at {}", e.base_url),
+        };
+        env.engines.insert(t.name.clone(), engine);
     }
     env
 }
@@ -372,7 +496,7 @@ fn find_cell(dir: &Path, stem: &str) -> Option<PathBuf> {
             p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
                 f.starts_with(&prefix)
                     && f.ends_with(".json")
-                    && !f.ends_with(".journal.json")
+                    && !f.ends_with(".telemetry.json")
                     && f[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
             })
         })
@@ -403,10 +527,14 @@ pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppErr
             config.display()
         )));
     }
-    run_suite(&SuiteOptions {
+    let out = run_suite(&SuiteOptions {
         config,
         force: args.force,
         result_dir: args.result_dir.clone(),
     })?;
-    Ok(ExitStatus::Success)
+    Ok(if out.interrupted {
+        ExitStatus::Interrupted
+    } else {
+        ExitStatus::Success
+    })
 }
