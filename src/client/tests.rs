@@ -753,6 +753,162 @@ fn base_urls_are_validated_and_normalized() {
     assert!(matches!(e, ClientError::ApiKey));
 }
 
+// ---- against the embedded server ----------------------------------------------------------
+
+/// The client and `servebench serve` agree: token counts per chunk, and every injected fault
+/// counted as exactly one failure of the matching kind.
+mod embedded {
+    use super::*;
+    use crate::openai::{build_body, BodyOptions};
+    use crate::server::{
+        spawn_local, FaultConfig, FaultKind, FaultPlan, FixedTiming, FixedTimingConfig,
+        ServerOptions,
+    };
+    use std::collections::BTreeMap;
+
+    fn body(endpoint: Endpoint, max_tokens: u32, stream: bool, continuous: bool) -> Bytes {
+        let opts = BodyOptions {
+            model: ServerOptions::default().model,
+            stream,
+            ignore_eos: true,
+            continuous_usage_stats: continuous,
+            ..BodyOptions::default()
+        };
+        build_body(endpoint, "hello there", max_tokens, &opts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multi_token_chunks_are_counted_as_the_server_sent_them() {
+        let backend = FixedTiming::new(FixedTimingConfig {
+            ttft: Duration::from_millis(2),
+            itl: Duration::from_millis(1),
+            tokens_per_chunk: 4,
+            output_cap: None,
+        });
+        let server = spawn_local(Arc::new(backend), ServerOptions::default())
+            .await
+            .unwrap();
+        for endpoint in [Endpoint::Completions, Endpoint::ChatCompletions] {
+            let client = |stream| {
+                Client::new(ClientOptions {
+                    base_url: server.url().to_string(),
+                    endpoint,
+                    api_key: None,
+                    request_timeout: Duration::from_secs(10),
+                    stream,
+                })
+                .unwrap()
+            };
+            let epoch = Instant::now();
+            let exact = client(true)
+                .send(body(endpoint, 10, true, true), ctx(epoch))
+                .await;
+            assert_eq!(exact.outcome, Outcome::Success, "{endpoint}");
+            assert_eq!(tokens(&exact), vec![4, 4, 2], "{endpoint}");
+            assert_eq!(exact.token_source, TokenSource::UsageDelta);
+            assert_eq!(exact.usage.map(|u| u.completion_tokens), Some(10));
+            assert_ordered(&exact);
+
+            let spread = client(true)
+                .send(body(endpoint, 10, true, false), ctx(epoch))
+                .await;
+            assert_eq!(spread.outcome, Outcome::Success);
+            assert_eq!((spread.events.len(), spread.output_tokens), (3, 10));
+            assert_eq!(spread.token_source, TokenSource::UsageFinal);
+
+            let whole = client(false)
+                .send(body(endpoint, 10, false, false), ctx(epoch))
+                .await;
+            assert_eq!(whole.outcome, Outcome::Success);
+            assert_eq!(tokens(&whole), vec![10]);
+        }
+        server.shutdown().await;
+    }
+
+    /// What the client must record for each injected fault.
+    fn label_of(kind: FaultKind) -> &'static str {
+        match kind {
+            FaultKind::Http500 => "http_500",
+            FaultKind::Http503 => "http_503",
+            FaultKind::Http429 => "http_429",
+            FaultKind::Disconnect | FaultKind::NoDone => "disconnect",
+            FaultKind::Stall => "timeout",
+            FaultKind::MalformedChunk => "parse",
+            FaultKind::ErrorEvent | FaultKind::Error200 => "server_error",
+            FaultKind::HugeChunk => "ok",
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_injected_fault_is_counted_once_with_its_kind() {
+        let n = 300u64;
+        let mut faults = FaultConfig {
+            after_tokens: 2,
+            stall_for: Duration::from_secs(10),
+            huge_chunk_bytes: 256 << 10,
+            ..FaultConfig::default()
+        };
+        for kind in FaultKind::ALL {
+            faults = faults.with(kind, 0.07);
+        }
+        let opts = ServerOptions {
+            faults: faults.clone(),
+            seed: 11,
+            ..ServerOptions::default()
+        };
+        let backend = FixedTiming::new(FixedTimingConfig::default());
+        let server = spawn_local(Arc::new(backend), opts).await.unwrap();
+        let client = Client::new(ClientOptions {
+            base_url: server.url().to_string(),
+            endpoint: Endpoint::ChatCompletions,
+            api_key: None,
+            request_timeout: Duration::from_millis(1500),
+            stream: true,
+        })
+        .unwrap();
+        let next = Arc::new(AtomicUsize::new(0));
+        let epoch = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (client, next) = (client.clone(), Arc::clone(&next));
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < n as usize {
+                    let r = client
+                        .send(body(Endpoint::ChatCompletions, 8, true, true), ctx(epoch))
+                        .await;
+                    out.push(r);
+                }
+                out
+            }));
+        }
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        for t in tasks {
+            for r in t.await.unwrap() {
+                let label = match &r.outcome {
+                    Outcome::Success => {
+                        assert_eq!(r.output_tokens, 8, "{r:?}");
+                        "ok".to_string()
+                    }
+                    Outcome::Failed { kind, .. } => kind.label(),
+                };
+                *seen.entry(label).or_default() += 1;
+            }
+        }
+        let planned = FaultPlan::new(&faults, 11).expected_counts(n);
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        let mut faulted = 0;
+        for (kind, count) in &planned {
+            assert_eq!(server.stats().faults_injected(*kind), *count, "{kind:?}");
+            *expected.entry(label_of(*kind).to_string()).or_default() += count;
+            faulted += count;
+        }
+        *expected.entry("ok".into()).or_default() += n - faulted;
+        assert_eq!(seen, expected);
+        server.shutdown().await;
+    }
+}
+
 // ---- capacity (not a test of speed: run by hand, prints figures) ----------------------------
 
 /// A response of `tokens` one-token SSE events (vLLM completions shape), each its own HTTP chunk.
