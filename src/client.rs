@@ -190,6 +190,11 @@ impl Client {
     ///
     /// Non-streamed requests have a single event at the arrival of the complete body, so their
     /// TTFT is the time to the whole answer (there is no earlier token to see).
+    ///
+    /// `sent_ns` is read just before the request is handed to the connection pool, after
+    /// everything that allocates; a client too busy to write the request at once (hundreds of
+    /// sends in the same instant on one thread) therefore shows up in TTFT, as it would for a
+    /// user. Must run on a tokio runtime with the time driver enabled (the request timeout).
     pub async fn send(&self, body: Bytes, ctx: SendContext) -> RequestRecord {
         let inner = &*self.inner;
         let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
