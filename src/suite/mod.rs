@@ -160,6 +160,10 @@ fn run_config(argv: &[String]) -> Result<RunConfig, AppError> {
 struct PlannedCell<'a> {
     workload: &'a WorkloadConfig,
     repeat: u32,
+    /// The cell's workload seed: the same for every target (each framework sees the same
+    /// prompts), different for every workload and repeat — one target's server serves all its
+    /// workloads in turn, and repeated prompts would be served from its prefix cache.
+    seed: u64,
     stem: String,
     /// Its result from an earlier invocation (resume), unless `--force`.
     done_before: Option<PathBuf>,
@@ -275,7 +279,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         &base_url,
                         &dir,
                         &file,
-                        suite.seed + u64::from(cell.repeat),
+                        cell.seed,
                     );
                     eprintln!("{tag} …");
                     let cfg = run_config(&argv)?;
@@ -348,7 +352,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
 
 fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<PlannedCell<'a>> {
     let mut cells = Vec::new();
-    for w in &suite.workloads {
+    for (wi, w) in suite.workloads.iter().enumerate() {
         for repeat in 0..suite.repeats {
             let stem = if suite.repeats > 1 {
                 format!("benchmark_{}_r{}", w.name.to_lowercase(), repeat + 1)
@@ -359,6 +363,10 @@ fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<Planne
             cells.push(PlannedCell {
                 workload: w,
                 repeat,
+                seed: suite
+                    .seed
+                    .wrapping_add((wi as u64) << 32)
+                    .wrapping_add(u64::from(repeat)),
                 stem,
                 done_before,
             });

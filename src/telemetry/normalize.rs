@@ -191,9 +191,15 @@ fn gpu_series(
     for &(name, series, scale) in map {
         // Several samples for one device (an exporter labelling per pod) fold to the largest.
         let mut per_gpu: Vec<(String, f64)> = Vec::new();
+        // servebench's simulator speaks DCGM's names so dashboards work unchanged, but marks
+        // its gauges `simulated="true"`: they must never be reported as a measurement.
+        let mut source = source;
         for (i, s) in matching(exp, name).enumerate() {
             if s.value.is_nan() {
                 continue;
+            }
+            if s.labels.get("simulated").is_some_and(|v| v == "true") {
+                source = TelemetrySource::Simulated;
             }
             let gpu = s
                 .labels
@@ -410,6 +416,17 @@ mod tests {
                 .map(|x| (x.1, x.3))
         };
         assert_eq!(gpu(GpuUtilPct, "0"), Some((Dcgm, 87.0)));
+        // The simulator's DCGM-named gauges carry simulated="true" and are labelled so.
+        let sim =
+            parse("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",modelName=\"A10G\",simulated=\"true\"} 6\n");
+        let samples = normalize(&sim, &mut CounterState::default());
+        assert!(samples.iter().any(|s| matches!(
+            s.metric,
+            Metric::Normalized {
+                series: GpuUtilPct,
+                source: TelemetrySource::Simulated
+            }
+        )));
         assert_eq!(gpu(GpuUtilPct, "1"), Some((Dcgm, 3.0)));
         assert_eq!(gpu(GpuMemUsedBytes, "0"), Some((Dcgm, 21064.0 * MIB)));
         assert_eq!(gpu(GpuMemFreeBytes, "1"), Some((Dcgm, 22000.0 * MIB)));
