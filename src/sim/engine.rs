@@ -8,11 +8,12 @@
 //! (`serve`).
 
 use super::catalog::{CatalogError, GpuSpec, ModelSpec};
+use super::kv::HashMap;
 use super::kv::{PagedKv, PrefixSegment, RadixKv, RadixSlot, SeqIdentity};
 use super::profile::{BatchMode, EngineKind, EngineProfile, SchedulePolicy};
 use super::roofline::{CpuOverhead, Hardware, StepLoad, StepTime};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use thiserror::Error;
 
 /// One request as the engine receives it.
@@ -322,7 +323,7 @@ impl Engine {
             hw: Hardware { gpu, model, tp },
             facts,
             kv,
-            reqs: HashMap::new(),
+            reqs: HashMap::default(),
             waiting: VecDeque::new(),
             running: Vec::new(),
             chunked: None,

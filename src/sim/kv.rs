@@ -8,7 +8,37 @@
 //! the segment containing `p`.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast hasher for the simulator's integer keys (request ids, block hashes that are already
+/// well mixed). The keys are not attacker-controlled, so SipHash's protection buys nothing here
+/// and costs a good part of a step's time.
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A `HashMap` with [`IntHasher`].
+pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// A run of prompt tokens whose content is identified by `hash` (the same hash and length at the
 /// same position after the same earlier segments means the same tokens).
@@ -105,7 +135,7 @@ impl PagedKv {
             head: NIL,
             tail: NIL,
             free_len: 0,
-            cached: HashMap::new(),
+            cached: HashMap::default(),
             caching,
         };
         for b in 0..blocks {
@@ -300,7 +330,7 @@ impl RadixKv {
             ident: 0,
             start: 0,
             len: 0,
-            children: HashMap::new(),
+            children: HashMap::default(),
             lock: 1,
             last: 0,
             in_leaves: false,
@@ -411,7 +441,7 @@ impl RadixKv {
             ident,
             start,
             len,
-            children: HashMap::new(),
+            children: HashMap::default(),
             lock: 0,
             last: t,
             in_leaves: false,

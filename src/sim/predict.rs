@@ -8,10 +8,11 @@
 
 use super::catalog::Catalog;
 use super::engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest};
+use super::kv::HashMap;
 use super::profile::{EngineKind, EngineProfile};
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord, TokenSource, Usage};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// How requests are offered to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -453,6 +454,37 @@ mod tests {
         }
         let open = simulate(engine(), &reqs, SimLoad::Open, 0, 0);
         assert!(open.records.iter().all(|r| r.sent_ns == r.scheduled_ns));
+    }
+
+    /// `cargo test --release --lib speed -- --ignored --nocapture`: virtual vs wall time of the
+    /// seed's Large workload (100 requests, 1024 + 256 tokens, 10 in flight) on vLLM/A10G/opt-125m.
+    #[test]
+    #[ignore = "prints a speed measurement"]
+    fn speed_of_the_large_workload() {
+        let reqs: Vec<SimRequest> = (0..100)
+            .map(|i| SimRequest {
+                id: i,
+                arrival_ns: 0,
+                prompt_tokens: 1024,
+                max_output_tokens: 256,
+                prefix: Vec::new(),
+            })
+            .collect();
+        let opts = PredictOptions::new(EngineKind::Vllm, "a10g", "facebook/opt-125m");
+        let catalog = Catalog::builtin();
+        let mut best = f64::MAX;
+        let mut virtual_s = 0.0;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let p = predict(&catalog, &opts, &reqs, SimLoad::Closed { in_flight: 10 }).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+            virtual_s = p.duration_ns as f64 / 1e9;
+        }
+        println!(
+            "large workload: {virtual_s:.2} s virtual in {:.2} ms wall: {:.0}x real time",
+            best * 1e3,
+            virtual_s / best
+        );
     }
 
     #[test]
