@@ -197,7 +197,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             serde_json::to_value(&telemetry).unwrap_or_default(),
         );
     }
-    report::write_result(&summary_path, &ResultFile::new(&info, &summary))
+    let mut result = ResultFile::new(&info, &summary);
+    if cfg.save_detailed {
+        add_detailed(&mut result, &journal_path);
+    }
+    report::write_result(&summary_path, &result)
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     report::append_csv_row(&cfg.result_dir.join("results.csv"), &info, &summary)
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
@@ -258,6 +262,85 @@ fn start_telemetry(cfg: &TelemetryConfig, base_url: &str, epoch: Instant) -> Opt
         ..RecorderConfig::default()
     };
     Some(Recorder::start(epoch, rc, samplers))
+}
+
+/// `--save-detailed`: vLLM's per-request arrays (seconds, in request order, measured phase)
+/// written flat into the result file, read back from the journal just written.
+fn add_detailed(result: &mut ResultFile, journal_path: &std::path::Path) {
+    let journal = match crate::journal::read_journal(journal_path) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("warning: --save-detailed: cannot read the journal back: {e}");
+            return;
+        }
+    };
+    let mut recs: Vec<&RequestRecord> = journal
+        .records
+        .iter()
+        .filter(|r| r.phase == Phase::Measured)
+        .collect();
+    recs.sort_by_key(|r| r.id);
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let col = |f: &dyn Fn(&RequestRecord) -> serde_json::Value| -> serde_json::Value {
+        recs.iter().map(|r| f(r)).collect()
+    };
+    let ok = |r: &RequestRecord| r.outcome.is_success();
+    let put = |result: &mut ResultFile, k: &str, v: serde_json::Value| {
+        result.stats.insert(k.to_string(), v);
+    };
+    put(result, "input_lens", col(&|r| r.input_tokens().into()));
+    put(
+        result,
+        "output_lens",
+        col(&|r| {
+            if ok(r) {
+                r.output_tokens.into()
+            } else {
+                0.into()
+            }
+        }),
+    );
+    put(
+        result,
+        "ttfts",
+        col(&|r| match (ok(r), r.first_token_ns) {
+            (true, Some(t)) => secs(t.saturating_sub(r.sent_ns)).into(),
+            _ => 0.0.into(),
+        }),
+    );
+    put(
+        result,
+        "e2els",
+        col(&|r| {
+            if ok(r) {
+                secs(r.finished_ns.saturating_sub(r.sent_ns)).into()
+            } else {
+                0.0.into()
+            }
+        }),
+    );
+    // vLLM's `itls`: per request, the gaps between consecutive chunks (our ICL), in seconds.
+    put(
+        result,
+        "itls",
+        col(&|r| {
+            r.events
+                .windows(2)
+                .map(|w| f64::from(w[1].0.saturating_sub(w[0].0)) / 1e6)
+                .collect::<Vec<f64>>()
+                .into()
+        }),
+    );
+    put(
+        result,
+        "errors",
+        col(&|r| match &r.outcome {
+            crate::record::Outcome::Success => "".into(),
+            crate::record::Outcome::Failed { kind, message } => {
+                format!("{}: {message}", kind.label()).into()
+            }
+        }),
+    );
 }
 
 /// The model name the embedded server answers to when `--model` is not given.
