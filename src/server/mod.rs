@@ -32,6 +32,8 @@ pub mod timer;
 mod wire;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 
 use std::future::Future;
@@ -284,14 +286,20 @@ impl Drop for RunningServer {
     }
 }
 
-fn bind_loopback() -> anyhow::Result<std::net::TcpListener> {
+/// Accept queue length: a load generator opens hundreds of connections at once, and an
+/// overflowing queue turns into connect delays of a second (SYN retransmission).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind 127.0.0.1 on a free port. Must run inside a tokio runtime context (the listener is
+/// registered with that runtime's reactor).
+fn bind_loopback() -> anyhow::Result<tokio::net::TcpListener> {
     use anyhow::Context as _;
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .context("could not bind the embedded server to a free port on 127.0.0.1; is the loopback interface up?")?;
-    listener
-        .set_nonblocking(true)
-        .context("could not make the embedded server's socket non-blocking")?;
-    Ok(listener)
+    let hint = "could not bind the embedded server to a free port on 127.0.0.1; is the loopback interface up?";
+    let socket = tokio::net::TcpSocket::new_v4().context(hint)?;
+    socket
+        .bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))
+        .context(hint)?;
+    socket.listen(LISTEN_BACKLOG).context(hint)
 }
 
 /// Start the server on a free port of 127.0.0.1, on the current tokio runtime.
@@ -300,17 +308,18 @@ pub async fn spawn_local(
     opts: ServerOptions,
 ) -> anyhow::Result<RunningServer> {
     opts.validate()?;
-    let std_listener = bind_loopback()?;
-    let addr = std_listener.local_addr()?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let listener = bind_loopback()?;
+    let addr = listener.local_addr()?;
     let (router, control) = app_with_control(backend, opts);
     let handle = tokio::spawn(serve_until(listener, router, control.signal()));
-    Ok(RunningServer {
+    let server = RunningServer {
         url: format!("http://{addr}"),
         addr,
         control,
         task: Some(ServerTask::Local(handle)),
-    })
+    };
+    await_ready(addr).await?;
+    Ok(server)
 }
 
 /// Start the server on a free port of 127.0.0.1 on its own runtime, in a thread of its own
@@ -324,8 +333,6 @@ pub fn spawn_dedicated(
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context as _;
     opts.validate()?;
-    let std_listener = bind_loopback()?;
-    let addr = std_listener.local_addr()?;
     let (router, control) = app_with_control(backend, opts);
     let runtime = if worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -339,25 +346,83 @@ pub fn spawn_dedicated(
             .build()
     }
     .context("could not start a runtime for the embedded server")?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        bind_loopback()?
+    };
+    let addr = listener.local_addr()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let signal = control.signal();
     std::thread::Builder::new()
         .name("servebench-server".into())
         .spawn(move || {
             runtime.block_on(async move {
-                if let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) {
-                    let _ = serve_until(listener, router, signal).await;
-                }
+                let _ = serve_until(listener, router, signal).await;
             });
             let _ = done_tx.send(());
         })
         .context("could not start the embedded server's thread")?;
-    Ok(RunningServer {
+    let server = RunningServer {
         url: format!("http://{addr}"),
         addr,
         control,
         task: Some(ServerTask::Thread(done_rx)),
-    })
+    };
+    await_ready_blocking(addr)?;
+    Ok(server)
+}
+
+/// Readiness: one `GET /health` answered with 200. Besides proving the server is up, it runs
+/// the accept and HTTP code paths once, so the first measured requests do not pay for a cold
+/// start.
+const HEALTH_REQUEST: &[u8] =
+    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn check_health(addr: SocketAddr, answer: io::Result<Vec<u8>>) -> anyhow::Result<()> {
+    match answer {
+        Ok(bytes) if bytes.starts_with(b"HTTP/1.1 200") => Ok(()),
+        Ok(bytes) => anyhow::bail!(
+            "the embedded server on {addr} answered /health with {:?} instead of 200",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "the embedded server on {addr} did not answer /health"
+        ))),
+    }
+}
+
+async fn await_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.write_all(HEALTH_REQUEST).await?;
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await?;
+        Ok(answer)
+    };
+    let answer = tokio::time::timeout(READY_TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer within 5 s",
+            ))
+        });
+    check_health(addr, answer)
+}
+
+fn await_ready_blocking(addr: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let ask = || -> io::Result<Vec<u8>> {
+        let mut tcp = std::net::TcpStream::connect_timeout(&addr, READY_TIMEOUT)?;
+        tcp.set_read_timeout(Some(READY_TIMEOUT))?;
+        tcp.write_all(HEALTH_REQUEST)?;
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer)?;
+        Ok(answer)
+    };
+    check_health(addr, ask())
 }
 
 fn unix_now() -> u64 {
