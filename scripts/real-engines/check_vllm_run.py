@@ -13,6 +13,13 @@ Subcommands (stdlib only, so it runs with any python3):
   metrics the server's own counter: `vllm:generation_tokens_total` grew by at least the output
           tokens the journals report.
   metric  print one metric's value (summed over its labels) from a /metrics scrape.
+  suite   the result folder of `servebench suite` against a real engine: every file of the
+          seed's appendix (per-cell JSON and journal, combined CSV, report.md/.html, the four
+          charts as PNG and SVG, study.json); every cell's journal as `run` checks it; the CSV
+          agrees with the journals; the report has no placeholder or blank, is labelled
+          measured, and says GPU telemetry was not measured; the server log shows vLLM started;
+          and no process of that server is left.
+  suite-selftest  `suite` must fail on copies of a result folder, each with one mistake made.
 
 Each check prints `ok` or `FAIL` with the numbers behind it; with --tally FILE the counts are
 added to FILE so a driver script can print one total. Exit status 1 when any check failed.
@@ -21,9 +28,16 @@ added to FILE so a driver script can print one total. Exit status 1 when any che
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import json
 import math
+import re
+import shutil
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
 TEXT_SOURCES = {"usage-delta", "usage-final"}
@@ -490,6 +504,333 @@ def cmd_metrics(args) -> int:
     return c.finish(args.tally)
 
 
+# ---------------------------------------------------------------------------------------------
+# `servebench suite` against a real engine: the study's files, its report, and the teardown.
+
+# Words a filled-in report must not contain: the seed's blanks and numbers that are not numbers.
+PLACEHOLDERS = [r"\[VALUE\]", r"\[Framework\]", r"\bTBD\b", r"\bNaN\b", r"\bnan\b", r"\binf\b",
+                r"\[[A-Z][A-Z0-9_ ]{2,}\]"]
+CHARTS = ["throughput_comparison", "latency_distribution", "cost_comparison",
+          "gpu_utilization_heatmap"]
+SIMULATED_LABELS = ["Simulated results", "Partly simulated", "(simulated)",
+                    "simulated (servebench"]
+
+
+def parse_workload(text: str) -> tuple[str, int, int]:
+    """`Small:10:32` -> ("Small", requests 10, max_tokens 32)."""
+    try:
+        name, requests, max_tokens = text.rsplit(":", 2)
+        return name, int(requests), int(max_tokens)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workload `{text}`: write NAME:REQUESTS:MAX_TOKENS")
+
+
+def cell_files(target_dir: Path, workload: str) -> list[Path]:
+    """`benchmark_<workload>_<YYYYmmdd-HHMMSS>.json` result files (not journals, telemetry)."""
+    pat = re.compile(rf"benchmark_{re.escape(workload.lower())}_\d{{8}}-\d{{6}}\.json")
+    return sorted(p for p in target_dir.glob("benchmark_*.json") if pat.fullmatch(p.name))
+
+
+def table_rows(md: str) -> list[list[str]]:
+    """The cells of every markdown table row (separator rows excluded)."""
+    rows = []
+    for line in md.splitlines():
+        line = line.strip()
+        if not (line.startswith("|") and line.endswith("|")):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line[1:-1])]
+        if all(re.fullmatch(r":?-+:?", c) for c in cells):
+            continue
+        rows.append(cells)
+    return rows
+
+
+def placeholder_problems(md: str) -> list[str]:
+    """Blanks in a report: the seed's placeholders, NaN/inf, empty table cells, empty `()`."""
+    found = []
+    for pat in PLACEHOLDERS:
+        m = re.search(pat, md)
+        if m and f"`{m.group(0)}`" not in found:
+            found.append(f"`{m.group(0)}`")
+    blank = [cells for cells in table_rows(md) if any(c == "" for c in cells)]
+    found += [f"an empty table cell in `| {' | '.join(cells)} |`" for cells in blank[:3]]
+    m = re.search(r".{0,30}\(\s*\).{0,10}", md)
+    if m:
+        found.append(f"empty parentheses in `{m.group(0)}`")
+    return found
+
+
+def processes() -> list[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process, from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # it ended while we looked
+        out.append((int(d.name), pgrp, cmd.strip()))
+    return out
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cmd_suite(args) -> int:
+    root, target = args.result_dir, args.target
+    c = Checks(f"suite results in {root} (target `{target}`)")
+    tdir = root / target
+    workloads = args.workload
+
+    # ---- the files, laid out as the seed's appendix ----
+    cells: dict[str, Path] = {}
+    for name, _, _ in workloads:
+        found = cell_files(tdir, name)
+        if c.check(len(found) == 1, f"{target}/benchmark_{name.lower()}_<time>.json exists",
+                   ", ".join(p.name for p in found) or "none"):
+            cells[name] = found[0]
+            journal = found[0].with_suffix(".journal.jsonl")
+            c.check(journal.is_file() and journal.stat().st_size > 0,
+                    f"and its journal {journal.name}")
+    for f in ["benchmark_results_combined.csv", "report.md", "report.html", "study.json"]:
+        p = root / f
+        c.check(p.is_file() and p.stat().st_size > 0, f"{f} exists")
+    for chart in CHARTS:
+        png, svg = root / f"{chart}.png", root / f"{chart}.svg"
+        c.check(png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+                and png.stat().st_size > 10_000, f"{chart}.png is a PNG image",
+                f"{png.stat().st_size} bytes" if png.is_file() else "missing")
+        text = svg.read_text(encoding="utf-8", errors="replace") if svg.is_file() else ""
+        c.check("<svg" in text and "</svg>" in text, f"{chart}.svg is an SVG document",
+                f"{len(text)} chars" if text else "missing")
+
+    # ---- every cell: the journal is the server's (delegated to `run`) ----
+    journal_sums: dict[str, tuple[int, int]] = {}
+    for name, requests, max_tokens in workloads:
+        if name not in cells:
+            continue
+        summary = cells[name]
+        journal = summary.with_suffix(".journal.jsonl")
+        if not journal.is_file():
+            continue
+        print(f"  -- {name}:")
+        rc = cmd_run(argparse.Namespace(summary=summary, journal=journal,
+                                        endpoint=args.endpoint, num_prompts=requests,
+                                        expect_output_len=max_tokens, tally=args.tally))
+        # `run` tallied its own checks; this one carries its verdict into our exit status.
+        c.check(rc == 0, f"{name}: the journal checks above passed")
+        records, _ = load_journal(journal)
+        ok = [r for r in records if is_measured(r) and is_success(r)]
+        journal_sums[name] = (sum(completion_tokens(r) or 0 for r in ok),
+                              sum((r.get("usage") or {}).get("prompt_tokens") or 0 for r in ok))
+        try:
+            res = json.loads(summary.read_text(encoding="utf-8"))
+            version = (((res.get("config") or {}).get("server") or {}).get("version") or {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            res, version = {}, {}
+        c.check(bool(isinstance(version, dict) and version.get("version")),
+                f"{summary.name} records the engine's version from /version", str(version))
+        c.check(res.get("simulated") is False, f"{summary.name} is not marked simulated",
+                f"simulated={res.get('simulated')}")
+
+    # ---- the combined CSV: one row per cell, every request a success, the server's tokens ----
+    csv_path = root / "benchmark_results_combined.csv"
+    rows: list[dict] = []
+    if csv_path.is_file():
+        with csv_path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    c.check(len(rows) == len(workloads), "combined CSV: one row per cell",
+            f"{len(rows)} rows for {len(workloads)} cells")
+    for name, requests, max_tokens in workloads:
+        row = next((r for r in rows if r.get("workload") == name), None)
+        if not c.check(row is not None, f"combined CSV has the {name} row"):
+            continue
+        bad_numbers = [k for k, v in row.items() if v in ("NaN", "nan", "-nan")]
+        c.check(row.get("label") == target and row.get("simulated") == "false"
+                and not bad_numbers,
+                f"CSV {name}: label `{target}`, simulated false, no NaN",
+                f"label={row.get('label')} simulated={row.get('simulated')} NaN in {bad_numbers}")
+        c.check(row.get("completed") == str(requests) and row.get("failed") == "0"
+                and row.get("attempted") == str(requests),
+                f"CSV {name}: every request succeeded",
+                f"attempted={row.get('attempted')} completed={row.get('completed')} "
+                f"failed={row.get('failed')}, expected {requests}")
+        if name in journal_sums:
+            out_tok, in_tok = journal_sums[name]
+            c.check(row.get("total_output_tokens") == str(out_tok) == str(requests * max_tokens),
+                    f"CSV {name}: output tokens == the server's usage in the journal",
+                    f"CSV {row.get('total_output_tokens')}, journal {out_tok}, "
+                    f"asked {requests}×{max_tokens}")
+            c.check(row.get("total_input_tokens") == str(in_tok),
+                    f"CSV {name}: prompt tokens == the server's usage in the journal",
+                    f"CSV {row.get('total_input_tokens')}, journal {in_tok}")
+
+    # ---- study.json ----
+    study: dict = {}
+    try:
+        study = json.loads((root / "study.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        c.check(False, "study.json parses", str(e))
+    if study:
+        scells = study.get("cells") or []
+        c.check(study.get("simulated") is False and bool(scells)
+                and all(x.get("simulated") is False for x in scells),
+                "study.json: not simulated, nor is any cell",
+                f"study {study.get('simulated')}, cells {[x.get('simulated') for x in scells]}")
+        c.check(sorted(x.get("workload") for x in scells) == sorted(w[0] for w in workloads),
+                "study.json: one cell per workload", str([x.get("workload") for x in scells]))
+        c.check(bool(scells) and all(x.get("gpu") is None and x.get("gpu_unavailable")
+                                     for x in scells),
+                "study.json: GPU telemetry marked unavailable in every cell (no GPU here)",
+                "; ".join(f"{x.get('workload')}: {x.get('gpu_unavailable')}" for x in scells))
+        model = (study.get("environment") or {}).get("model")
+        c.check(bool(model), "study.json: the environment names the model served",
+                f"model={model!r}")
+
+    # ---- report.md ----
+    md = (root / "report.md").read_text(encoding="utf-8") if (root / "report.md").is_file() else ""
+    if md:
+        found = placeholder_problems(md)
+        c.check(not found, "report.md has no placeholder or blank", "; ".join(found))
+        labels = [lab for lab in SIMULATED_LABELS if lab in md]
+        data = next((r[1] for r in table_rows(md) if len(r) == 2 and r[0] == "Data"), None)
+        c.check(not labels and data == "measured",
+                "report.md is labelled measured, not simulated",
+                f"Data row: {data!r}" + (f"; found {labels}" if labels else ""))
+        missing = [name for name, _, _ in workloads
+                   if not any(len(r) >= 3 and r[1] == name and r[2].startswith("not measured:")
+                              for r in table_rows(md))]
+        c.check(not missing, "report.md says GPU telemetry was not measured, per workload "
+                "(Table 5.4b)", f"no `not measured:` row for {missing}" if missing else "")
+        if "{port}" in md:
+            c.note("report.md shows the configured command with `{port}`, not the port used")
+    html_path = root / "report.html"
+    html = html_path.read_text(encoding="utf-8", errors="replace") if html_path.is_file() else ""
+    if html:
+        imgs = html.count('src="data:image/')
+        external = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//[^"' >]+""", html)
+        found = placeholder_problems(re.sub(r"<[^>]+>", " ", html.split("<body", 1)[-1]))
+        c.check(imgs >= len(CHARTS) and not external and "Simulated results" not in html,
+                "report.html: charts inline, no external resource, not labelled simulated",
+                f"{imgs} inline images, external {external[:3]}")
+        c.check(not found, "report.html has no placeholder", "; ".join(found))
+
+    # ---- the server: it ran, and it is gone ----
+    log = tdir / f"{target}.log"
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    c.check(text.startswith(f"# servebench: target `{target}`"),
+            f"server log {target}/{log.name} exists with servebench's header",
+            text.splitlines()[0][:160] if text else "missing")
+    started = [s for s in ("Starting vLLM server on", "Application startup complete")
+               if s in text]
+    c.check(len(started) == 2, "the server log shows vLLM started and served",
+            f"found {started}")
+    if "Shutting down" in text:
+        c.note("the server log shows vLLM shutting down (stopped gracefully)")
+    pids = sorted({int(p) for p in re.findall(r"\(APIServer pid=(\d+)\)", text)})
+    port_m = re.search(r"\(port (\d+)\)", text.splitlines()[0] if text else "")
+    procs = processes()
+    left = [(pid, cmd[:120]) for pid, pgrp, cmd in procs
+            if pgrp in pids or (args.model_dir and "vllm.entrypoints" in cmd
+                                and str(args.model_dir) in cmd)]
+    c.check(bool(pids) and not left,
+            "no process of the suite's vLLM is left (its process group, or its command line)",
+            f"API server pid {pids}" + (f"; still running: {left[:3]}" if left else ""))
+    if port_m:
+        port = int(port_m.group(1))
+        c.check(not port_open(port), f"nothing listens on the server's port {port} any more")
+    others = [pid for pid, _, cmd in procs if "vllm.entrypoints" in cmd and (pid, cmd[:120])
+              not in left]
+    if others:
+        c.note(f"other vLLM servers on this machine (not the suite's): pids {others[:5]}")
+    return c.finish(args.tally)
+
+
+def cmd_suite_selftest(args) -> int:
+    """The suite check must fail each mistake it exists to catch: each is made in a copy of a
+    good result folder (which must itself pass), one at a time."""
+    c = Checks(f"suite checker self-test on copies of {args.result_dir}")
+    t = args.target
+
+    def first(folder: Path, pattern: str) -> Path:
+        return min((folder / t).glob(pattern))
+
+    def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+        text = path.read_text(encoding="utf-8")
+        if old not in text:
+            raise ValueError(f"{path.name} has no `{old[:40]}` to change")
+        path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+    def journal_edit(folder: Path) -> None:
+        # A measured record whose tokens are not the server's usage.
+        j = first(folder, "benchmark_*.journal.jsonl")
+        lines = j.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            obj = json.loads(line)
+            if "id" in obj and obj.get("phase", "measured") == "measured":
+                obj["output_tokens"] = (obj.get("output_tokens") or 0) + 1
+                lines[i] = json.dumps(obj)
+                break
+        j.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    faults = {
+        "a placeholder in report.md": lambda d: edit(d / "report.md", "| Data |",
+                                                     "| Notes | [VALUE] |\n| Data |"),
+        "TBD in report.md": lambda d: edit(d / "report.md", "## 6. Discussion",
+                                           "## 6. Discussion\n\nTBD\n"),
+        "an empty table cell": lambda d: edit(d / "report.md", "| Data |", "| Owner |  |\n| Data |"),
+        "report.md labelled simulated": lambda d: edit(
+            d / "report.md", "## Environment", "> **Simulated results.** Not measured.\n\n"
+            "## Environment"),
+        "a missing chart": lambda d: (d / "cost_comparison.svg").unlink(),
+        "a missing result file": lambda d: first(d, "benchmark_medium_*[0-9].json").unlink(),
+        "a failed request in the CSV": lambda d: edit(
+            d / "benchmark_results_combined.csv", ",false,10,10,0,", ",false,10,9,1,"),
+        "journal tokens not the server's": journal_edit,
+        "GPU telemetry made up": lambda d: edit(d / "report.md", "| Small | not measured:",
+                                                "| Small | 42.0 % | (was: not measured:"),
+        "no server log": lambda d: (d / t / f"{t}.log").unlink(),
+    }
+    base = argparse.Namespace(**vars(args))
+
+    def failures(folder: Path) -> tuple[int, set[str]]:
+        base.result_dir, base.tally = folder, None
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            rc = cmd_suite(base)
+        # Whole lines, details included: a fault may fail a check that already fails, for a
+        # new reason (a second placeholder).
+        return rc, {x.strip().replace(str(folder), "<dir>") for x in out.getvalue().splitlines()
+                    if x.strip().startswith("FAIL")}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        good = Path(tmp) / "good"
+        shutil.copytree(args.result_dir, good)
+        _, known = failures(good)
+        if known:
+            # Each fault must still add a failure of its own.
+            c.note(f"the unchanged copy already fails {len(known)} check(s): "
+                   + "; ".join(sorted(known))[:300])
+        for what, fault in faults.items():
+            d = Path(tmp) / re.sub(r"\W+", "-", what)
+            shutil.copytree(good, d)
+            try:
+                fault(d)
+            except (OSError, ValueError, IndexError) as e:
+                c.check(False, f"make the fault: {what}", str(e))
+                continue
+            rc, fails = failures(d)
+            new_fails = sorted(fails - known)
+            c.check(rc == 1 and bool(new_fails), f"fails on {what}",
+                    new_fails[0][:140] if new_fails else "no new failure: the checker let it pass")
+    return c.finish(args.tally)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -516,15 +857,33 @@ def main(argv: list[str]) -> int:
     m.add_argument("--allow-extra", type=int,
                    help="fail when the counter grew by more than the journals' tokens plus this")
 
+    suite_parsers = []
     v = sub.add_parser("metric", help="print a metric's value from a /metrics scrape")
     v.add_argument("scrape", type=Path)
     v.add_argument("--name", default="vllm:generation_tokens_total")
 
-    for p in (r, a, m):
+    suite_help = {
+        "suite": "check a `servebench suite` result folder from a real engine: files, report, "
+                 "CSV, journals, teardown",
+        "suite-selftest": "the suite check must fail on doctored copies of a good result folder",
+    }
+    for name, helptext in suite_help.items():
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--result-dir", type=Path, required=True)
+        s.add_argument("--target", required=True, help="the target's name in the suite file")
+        s.add_argument("--workload", type=parse_workload, action="append", required=True,
+                       help="NAME:REQUESTS:MAX_TOKENS, once per workload (ignore_eos assumed)")
+        s.add_argument("--endpoint", default="/v1/completions")
+        s.add_argument("--model-dir", type=Path,
+                       help="the model folder the server was started with (to find leftovers)")
+        suite_parsers.append(s)
+
+    for p in (r, a, m, *suite_parsers):
         p.add_argument("--tally", type=Path, help="add 'passed failed' counts to this file")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "audit": cmd_audit, "metrics": cmd_metrics,
-            "metric": cmd_metric}[args.cmd](args)
+            "metric": cmd_metric, "suite": cmd_suite,
+            "suite-selftest": cmd_suite_selftest}[args.cmd](args)
 
 
 if __name__ == "__main__":
