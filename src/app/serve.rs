@@ -39,54 +39,79 @@ fn options(cfg: &EmbeddedConfig, model: &str) -> ServerOptions {
     }
 }
 
+/// `--host`, as an address.
+pub(super) fn parse_host(host: &str) -> Result<std::net::IpAddr, AppError> {
+    host.parse().map_err(|_| {
+        AppError::usage(ConfigError {
+            field: "--host".into(),
+            value: host.to_string(),
+            problem: "not an IP address; use 127.0.0.1 (or ::1)".into(),
+        })
+    })
+}
+
+/// Bind `ip:port`, print the URL on stdout (scripts read it) and `banner(url)` on stderr, and
+/// serve `router` until Ctrl-C. Runs inside a runtime (`build_router` may spawn tasks on it).
+pub(super) async fn serve_until_ctrl_c(
+    ip: std::net::IpAddr,
+    port: u16,
+    build_router: impl FnOnce() -> (axum::Router, String),
+) -> Result<(), AppError> {
+    let listener = tokio::net::TcpListener::bind((ip, port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {ip}:{port}; is the port in use? pick another with --port (0 = any)"
+            )
+        })
+        .map_err(AppError::failed)?;
+    let addr = listener.local_addr().map_err(AppError::failed)?;
+    let (router, banner) = build_router();
+    println!("http://{addr}");
+    eprintln!("{banner} at http://{addr}; Ctrl-C stops");
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    server::serve_until(listener, router, stop)
+        .await
+        .map_err(AppError::failed)
+}
+
 pub(super) fn command(args: &ServeArgs) -> Result<ExitStatus, AppError> {
     let cfg = EmbeddedConfig::from_args(&args.embedded).map_err(AppError::usage)?;
     let opts = options(&cfg, &args.model);
     opts.validate().map_err(AppError::usage)?;
-    let ip: std::net::IpAddr = args.host.parse().map_err(|_| {
-        AppError::usage(ConfigError {
-            field: "--host".into(),
-            value: args.host.clone(),
-            problem: "not an IP address; use 127.0.0.1 (or ::1)".into(),
-        })
-    })?;
+    let ip = parse_host(&args.host)?;
     let rt = super::runtime(Some(cfg.server_threads), "servebench-server")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((ip, args.port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {ip}:{}; is the port in use? pick another with --port (0 = any)",
-                    args.port
-                )
-            })
-            .map_err(AppError::failed)?;
-        let addr = listener.local_addr().map_err(AppError::failed)?;
-        let backend = Arc::new(FixedTiming::new(cfg.timing()));
-        let (router, control) = server::app_with_control(backend, opts);
-        // The URL goes to stdout (scripts read it); the rest to stderr.
-        println!("http://{addr}");
-        eprintln!(
-            "serving model `{}` on http://{addr} (ttft {:?}, itl {:?}, {} tokens/chunk); Ctrl-C stops",
-            args.model, cfg.ttft, cfg.itl, cfg.tokens_per_chunk
-        );
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        server::serve_until(listener, router, stop)
-            .await
-            .map_err(AppError::failed)?;
-        let stats = control.stats();
-        let faults: Vec<String> = stats
-            .fault_counts()
-            .iter()
-            .map(|(k, n)| format!("{}={n}", k.label()))
-            .collect();
-        eprintln!(
-            "stopped: {} output tokens served; faults injected: {}",
-            stats.generation_tokens(),
-            if faults.is_empty() { "none".to_string() } else { faults.join(" ") }
-        );
+        let mut stats = None;
+        serve_until_ctrl_c(ip, args.port, || {
+            let backend = Arc::new(FixedTiming::new(cfg.timing()));
+            let (router, control) = server::app_with_control(backend, opts);
+            stats = Some(Arc::clone(control.stats()));
+            let banner = format!(
+                "serving model `{}` (ttft {:?}, itl {:?}, {} tokens/chunk)",
+                args.model, cfg.ttft, cfg.itl, cfg.tokens_per_chunk
+            );
+            (router, banner)
+        })
+        .await?;
+        if let Some(stats) = stats {
+            let faults: Vec<String> = stats
+                .fault_counts()
+                .iter()
+                .map(|(k, n)| format!("{}={n}", k.label()))
+                .collect();
+            eprintln!(
+                "stopped: {} output tokens served; faults injected: {}",
+                stats.generation_tokens(),
+                if faults.is_empty() {
+                    "none".to_string()
+                } else {
+                    faults.join(" ")
+                }
+            );
+        }
         Ok(ExitStatus::Success)
     })
 }

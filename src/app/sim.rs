@@ -115,6 +115,8 @@ impl SimServer {
                     let backend = SimBackend::spawn(engine, &served);
                     let opts = ServerOptions {
                         model: served.clone(),
+                        // Requests over the simulated context are refused as the engine would.
+                        max_model_len: backend.facts().max_model_len,
                         ..ServerOptions::default()
                     };
                     match server::spawn_local(Arc::new(backend), opts).await {
@@ -160,13 +162,7 @@ impl Drop for SimServer {
 
 pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError> {
     let target = SimTarget::from_args(&args.target)?;
-    let ip: std::net::IpAddr = args.host.parse().map_err(|_| {
-        AppError::usage(ConfigError {
-            field: "--host".into(),
-            value: args.host.clone(),
-            problem: "not an IP address; use 127.0.0.1 (or ::1)".into(),
-        })
-    })?;
+    let ip = super::serve::parse_host(&args.host)?;
     let served = args
         .served_model_name
         .clone()
@@ -175,43 +171,28 @@ pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError>
         .options()
         .engine(&target.catalog)
         .map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
+    // One thread: the engine loop and the HTTP server share it, as in `SimServer`.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(AppError::failed)?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((ip, args.port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {ip}:{}; pick another port with --port (0 = any)",
-                    args.port
-                )
-            })
-            .map_err(AppError::failed)?;
-        let addr = listener.local_addr().map_err(AppError::failed)?;
+    rt.block_on(super::serve::serve_until_ctrl_c(ip, args.port, || {
         let backend = SimBackend::spawn(engine, &served);
-        let facts = backend.facts();
-        let opts = ServerOptions {
-            model: served.clone(),
-            ..ServerOptions::default()
-        };
-        let router = server::app(Arc::new(backend), opts);
-        println!("http://{addr}");
-        eprintln!(
-            "simulating {} on {} ×{} serving `{served}` at http://{addr} ({facts:?}); Ctrl-C stops",
+        let banner = format!(
+            "simulating {} on {} ×{} serving `{served}` ({:?})",
             target.engine.as_str(),
             target.gpu,
-            target.tp
+            target.tp,
+            backend.facts()
         );
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let opts = ServerOptions {
+            model: served.clone(),
+            max_model_len: backend.facts().max_model_len,
+            ..ServerOptions::default()
         };
-        server::serve_until(listener, router, stop)
-            .await
-            .map_err(AppError::failed)?;
-        Ok(ExitStatus::Success)
-    })
+        (server::app(Arc::new(backend), opts), banner)
+    }))?;
+    Ok(ExitStatus::Success)
 }
 
 pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError> {
