@@ -87,12 +87,6 @@ if [[ ! -f $config ]]; then
     say "suite file not found: $config"
     exit 2
 fi
-if [[ $config == *.pending ]]; then
-    say "$config is pending: this servebench does not accept kind = \"docker\" targets in a suite"
-    say "yet. When it does, the file is renamed to ${config%.pending}; until then run a copy with"
-    say "--config (servebench reports exactly what it cannot parse)."
-    exit 2
-fi
 result_dir=${result_dir_arg:-$(sb_config_value "$config" result_dir)}
 result_dir=${result_dir:-results}
 
@@ -321,6 +315,13 @@ if [[ -n $engine_logs ]]; then
     printf '%s\n' "$engine_logs" | sed 's/^/[run]     /'
 fi
 say "this script's log: $log"
+# The suite goes on past a target that cannot start (and notes it in the report): say so here
+# too, since the exit status alone does not.
+not_run=$(grep -cE 'could not be started|: skipped' "$log" || true)
+if ((not_run > 0)); then
+    say "WARNING: $not_run cell(s) did not run (an engine could not start or died); the engine logs"
+    say "         and the report's notes say why. Fix it and rerun: finished cells are kept."
+fi
 if ((rc != 0)); then
     say "rerun the same command to resume: finished cells are kept (--force reruns them)"
 fi

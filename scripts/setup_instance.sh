@@ -49,22 +49,13 @@ sb_default_image() {
     sed -nE "s/^pub const ${const}: &str = \"([^\"]+)\";.*/\\1/p" "$SB_LAUNCH_SOURCE" | head -n 1
 }
 
-# The suite file to use when none is given: the seed config, or its `.pending` twin while the
-# suite does not yet accept docker targets.
+# The suite file to use when none is given: the seed study against real engines.
 sb_resolve_config() {
-    local given=${1:-}
-    if [[ -n $given ]]; then
-        printf '%s\n' "$given"
-    elif [[ -f $SB_ROOT/$SB_DEFAULT_CONFIG ]]; then
-        printf '%s\n' "$SB_ROOT/$SB_DEFAULT_CONFIG"
-    elif [[ -f $SB_ROOT/$SB_DEFAULT_CONFIG.pending ]]; then
-        printf '%s\n' "$SB_ROOT/$SB_DEFAULT_CONFIG.pending"
-    else
-        printf '%s\n' "$SB_ROOT/$SB_DEFAULT_CONFIG"
-    fi
+    printf '%s\n' "${1:-$SB_ROOT/$SB_DEFAULT_CONFIG}"
 }
 
-# One line per docker target of a suite file: "<engine> <image>". A simple line reader for the
+# One line per docker target of a suite file: "<engine> <image>". A target is `[[targets]]` with
+# its launch spec in `[targets.launch]` (kind, engine, image, ...). A simple line reader for the
 # TOML this project writes (`key = "value"`, one per line), not a general TOML parser.
 sb_config_images() {
     local config=$1
@@ -79,13 +70,14 @@ sb_config_images() {
                 if (img == "") img = "?"
                 print engine, img
             }
-            kind = ""; engine = ""; image = ""; in_target = 0; in_sub = 0
+            kind = ""; engine = ""; image = ""; in_target = 0; section = ""
         }
         /^[[:space:]]*#/ { next }
-        /^[[:space:]]*\[\[targets\]\]/ { flush(); in_target = 1; next }
-        /^[[:space:]]*\[targets\./ { in_sub = 1; next }
+        /^[[:space:]]*\[\[targets\]\]/ { flush(); in_target = 1; section = "top"; next }
+        /^[[:space:]]*\[targets\.launch\][[:space:]]*(#.*)?$/ { section = "launch"; next }
+        /^[[:space:]]*\[targets\./ { section = "other"; next }
         /^[[:space:]]*\[/ { flush(); next }
-        in_target && !in_sub && /=/ {
+        in_target && section == "launch" && /=/ {
             k = key($0)
             if (k == "kind") kind = val($0)
             else if (k == "engine") engine = val($0)
