@@ -877,15 +877,19 @@ impl Engine {
             }
         }
         if batch.is_empty() {
-            if self.running.is_empty() {
-                // The head of the queue cannot be admitted even into an empty engine.
-                if let Some(id) = self.waiting.pop_front() {
-                    self.abort(id);
-                    report.rejected.push(Rejection {
-                        id,
-                        reason: "the request's KV cache does not fit in the engine's memory".into(),
-                    });
-                }
+            // No progress is possible: drop one request with a reason so the run always ends.
+            // (Not expected: a lone request always fits, as max_model_len ≤ the KV capacity.)
+            let stuck = if self.running.is_empty() {
+                self.waiting.front().copied()
+            } else {
+                self.running.last().copied()
+            };
+            if let Some(id) = stuck {
+                self.abort(id);
+                report.rejected.push(Rejection {
+                    id,
+                    reason: "the request's KV cache does not fit in the engine's memory".into(),
+                });
             }
             return Some(report);
         }
