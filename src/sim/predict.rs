@@ -487,6 +487,54 @@ mod tests {
         );
     }
 
+    /// Every catalog GPU with every catalog model, both engines, TP 1 and (where the heads
+    /// divide) 8: the engine either refuses to start with a reason or serves every request.
+    #[test]
+    fn every_catalog_combination_serves_or_explains() {
+        let catalog = Catalog::builtin();
+        let reqs = crate::sim::predict::requests_from_lengths(
+            &crate::sim::sharegpt::sharegpt_like(40, 1, 202.0, 179.0),
+        );
+        let mut served = 0;
+        for gpu in catalog.gpus() {
+            for model in catalog.models() {
+                for engine in [EngineKind::Vllm, EngineKind::Sglang] {
+                    for tp in [1, 8] {
+                        let mut opts = PredictOptions::new(engine, &gpu.name, &model.name);
+                        opts.tp = tp;
+                        match predict(&catalog, &opts, &reqs, SimLoad::Closed { in_flight: 16 }) {
+                            Ok(p) => {
+                                served += 1;
+                                for r in &p.records {
+                                    match &r.outcome {
+                                        crate::record::Outcome::Success => {}
+                                        crate::record::Outcome::Failed { message, .. } => {
+                                            // Only requests longer than the context may fail.
+                                            assert!(
+                                                message.contains("context length"),
+                                                "{} {} {engine} tp{tp}: {message}",
+                                                gpu.name,
+                                                model.name
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let msg = e.to_string();
+                                assert!(
+                                    msg.contains("does not fit") || msg.contains("does not divide"),
+                                    "{msg}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(served > 100, "{served}");
+    }
+
     #[test]
     fn client_latency_shows_up_in_ttft_once_per_direction() {
         let reqs = burst(1);
