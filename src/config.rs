@@ -139,6 +139,11 @@ pub struct RunConfig {
     pub save_detailed: bool,
     pub progress: bool,
     pub telemetry: TelemetryConfig,
+    /// What the caller knows about the target that the run cannot see (the suite puts the
+    /// launcher's facts here: image and digest, command line, pid). Goes into the result's
+    /// environment fingerprint.
+    #[serde(skip)]
+    pub environment: serde_json::Value,
 }
 
 fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Error> {
@@ -609,6 +614,7 @@ impl RunConfig {
                 },
                 nvml: !a.no_nvml,
             },
+            environment: serde_json::Value::Null,
         })
     }
 }

@@ -142,9 +142,7 @@ pub(super) fn command(args: &CalibrateArgs) -> Result<ExitStatus, AppError> {
     let rt = runtime(Some(args.client_threads), "servebench-client")?;
     let mut out = Calibration {
         servebench_version: env!("CARGO_PKG_VERSION").into(),
-        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
+        host: super::hostname().unwrap_or_default(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         client_threads: args.client_threads,
         server_threads: args.server_threads,

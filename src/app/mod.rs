@@ -90,6 +90,25 @@ mod report;
 mod serve;
 pub mod sim;
 
+/// The git commit servebench was built from, when it runs beside its source tree.
+pub fn servebench_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// This machine's name, for result fingerprints.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
 /// The client runtime, for orchestration outside this module (the suite).
 pub fn runtime_pub(threads: Option<usize>) -> Result<tokio::runtime::Runtime, AppError> {
     runtime(threads, "servebench-client")

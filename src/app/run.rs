@@ -196,6 +196,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             "telemetry".into(),
             serde_json::to_value(&telemetry).unwrap_or_default(),
         );
+        obj.insert(
+            "environment".into(),
+            serde_json::json!({
+                "servebench_version": env!("CARGO_PKG_VERSION"),
+                "servebench_commit": super::servebench_commit(),
+                "host": super::hostname(),
+                "server_version": facts.version,
+                "gpus": timeline.gpus,
+                "target": cfg.environment,
+            }),
+        );
     }
     let mut result = ResultFile::new(&info, &summary);
     if cfg.save_detailed {

@@ -282,7 +282,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         cell.seed,
                     );
                     eprintln!("{tag} …");
-                    let cfg = run_config(&argv)?;
+                    let mut cfg = run_config(&argv)?;
+                    if let Some(r) = &running {
+                        cfg.environment = serde_json::to_value(r.facts()).unwrap_or_default();
+                    }
                     let result = rt.block_on(async {
                         tokio::select! {
                             r = run_benchmark(&cfg, false) => Some(r),
@@ -447,10 +450,8 @@ fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> 
     let mut env = Environment {
         instance: suite.instance.clone(),
         servebench_version: env!("CARGO_PKG_VERSION").into(),
-        servebench_commit: git_commit(),
-        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_string()),
+        servebench_commit: crate::app::servebench_commit(),
+        host: crate::app::hostname(),
         ..Environment::default()
     };
     if let Some(p) = &price {
@@ -513,17 +514,6 @@ fn find_cell(dir: &Path, stem: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppError> {
     let config = args
         .config
@@ -540,9 +530,19 @@ pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppErr
         force: args.force,
         result_dir: args.result_dir.clone(),
     })?;
-    Ok(if out.interrupted {
-        ExitStatus::Interrupted
-    } else {
-        ExitStatus::Success
-    })
+    if out.interrupted {
+        return Ok(ExitStatus::Interrupted);
+    }
+    if out.cells_skipped > 0 {
+        // The report is written and says which cells are missing and why; the status says the
+        // study is incomplete, so a script does not take it for a full one.
+        eprintln!(
+            "error: {} of {} cells could not be run (see the notes in {})",
+            out.cells_skipped,
+            out.cells_run + out.cells_kept + out.cells_skipped,
+            out.report.display()
+        );
+        return Ok(ExitStatus::Failed);
+    }
+    Ok(ExitStatus::Success)
 }
