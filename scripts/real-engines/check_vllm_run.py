@@ -736,17 +736,19 @@ def cmd_suite(args) -> int:
     pids = sorted({int(p) for p in re.findall(r"\(APIServer pid=(\d+)\)", text)})
     port_m = re.search(r"\(port (\d+)\)", text.splitlines()[0] if text else "")
     procs = processes()
+    # An API server for this run's model folder (it may not have logged its pid yet).
+    ours = re.compile(r"-m vllm\.entrypoints\S* .*--model " + re.escape(str(args.model_dir))
+                      + r"( |$)") if args.model_dir else None
     left = [(pid, cmd[:120]) for pid, pgrp, cmd in procs
-            if pgrp in pids or (args.model_dir and "vllm.entrypoints" in cmd
-                                and str(args.model_dir) in cmd)]
+            if pgrp in pids or (ours and ours.search(cmd))]
     c.check(bool(pids) and not left,
             "no process of the suite's vLLM is left (its process group, or its command line)",
             f"API server pid {pids}" + (f"; still running: {left[:3]}" if left else ""))
     if port_m:
         port = int(port_m.group(1))
         c.check(not port_open(port), f"nothing listens on the server's port {port} any more")
-    others = [pid for pid, _, cmd in procs if "vllm.entrypoints" in cmd and (pid, cmd[:120])
-              not in left]
+    others = [pid for pid, _, cmd in procs if "-m vllm.entrypoints" in cmd
+              and (pid, cmd[:120]) not in left]
     if others:
         c.note(f"other vLLM servers on this machine (not the suite's): pids {others[:5]}")
     return c.finish(args.tally)
