@@ -536,6 +536,15 @@ mod tests {
     }
 
     #[test]
+    fn a_prediction_round_trips_through_json() {
+        let p = simulate(engine(), &burst(3), SimLoad::Open, 0, 0);
+        let text = serde_json::to_string(&p).unwrap();
+        assert!(text.contains("\"simulated\":true"));
+        let back: Prediction = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.records, p.records);
+    }
+
+    #[test]
     fn client_latency_shows_up_in_ttft_once_per_direction() {
         let reqs = burst(1);
         let ideal = simulate(engine(), &reqs, SimLoad::Open, 0, 0);
