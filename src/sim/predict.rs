@@ -461,13 +461,11 @@ mod tests {
     #[test]
     #[ignore = "prints a speed measurement"]
     fn speed_of_the_large_workload() {
-        let reqs: Vec<SimRequest> = (0..100)
-            .map(|i| SimRequest {
-                id: i,
-                arrival_ns: 0,
-                prompt_tokens: 1024,
-                max_output_tokens: 256,
-                prefix: Vec::new(),
+        // Random prompts as text, so the prefix identities are derived as `serve` derives them.
+        let reqs: Vec<SimRequest> = (0..100u64)
+            .map(|i| {
+                let prompt: Vec<String> = (0..1024).map(|w| format!("r{i}w{w}")).collect();
+                SimRequest::from_text(i, 0, &prompt.join(" "), 1024, 256)
             })
             .collect();
         let opts = PredictOptions::new(EngineKind::Vllm, "a10g", "facebook/opt-125m");
