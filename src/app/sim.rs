@@ -9,7 +9,7 @@ use crate::config::{ConfigError, LoadConfig, MetricConfig, OutputConfig, Workloa
 use crate::load::{LoadMode, Pacing, Stop};
 use crate::metrics::summarize;
 use crate::report::{self, ResultFile, RunInfo};
-use crate::server::{self, RunningServer, ServerOptions};
+use crate::server::{self, ServerOptions};
 use crate::sim::catalog::Catalog;
 use crate::sim::engine::SimRequest;
 use crate::sim::predict::{predict, PredictOptions, SimLoad};
@@ -80,86 +80,6 @@ pub fn parse_engine(s: &str) -> Result<EngineKind, ConfigError> {
     }
 }
 
-/// The simulated engine served over HTTP on a free 127.0.0.1 port, on a runtime thread of its
-/// own (the engine loop and the server share it; the client never does). Stops when dropped.
-pub struct SimServer {
-    running: Option<RunningServer>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    url: String,
-}
-
-impl SimServer {
-    pub fn start(target: &SimTarget, served_model: &str) -> anyhow::Result<SimServer> {
-        let engine = target
-            .options()
-            .engine(&target.catalog)
-            .map_err(|e| anyhow!("building the simulated engine: {e}"))?;
-        let served = served_model.to_string();
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("servebench-sim".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = url_tx.send(Err(anyhow!("sim runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let backend = SimBackend::spawn(engine, &served);
-                    let opts = ServerOptions {
-                        model: served.clone(),
-                        // Requests over the simulated context are refused as the engine would.
-                        max_model_len: backend.facts().max_model_len,
-                        ..ServerOptions::default()
-                    };
-                    match server::spawn_local(Arc::new(backend), opts).await {
-                        Ok(running) => {
-                            let _ = url_tx.send(Ok(running.url().to_string()));
-                            let _ = stop_rx.await;
-                            running.shutdown().await;
-                        }
-                        Err(e) => {
-                            let _ = url_tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .context("starting the simulator thread")?;
-        let url = url_rx
-            .recv()
-            .map_err(|_| anyhow!("the simulator thread ended before it served"))??;
-        Ok(SimServer {
-            running: None,
-            thread: Some(thread),
-            stop: Some(stop_tx),
-            url,
-        })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for SimServer {
-    fn drop(&mut self) {
-        drop(self.running.take());
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError> {
     let target = SimTarget::from_args(&args.target)?;
     let ip = super::serve::parse_host(&args.host)?;
@@ -195,6 +115,16 @@ pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError>
     Ok(ExitStatus::Success)
 }
 
+/// An open loop in the simulator, with the in-flight cap when there is one.
+fn open_load(cap: Option<std::num::NonZeroUsize>) -> SimLoad {
+    match cap {
+        Some(n) => SimLoad::OpenCapped {
+            max_in_flight: n.get(),
+        },
+        None => SimLoad::Open,
+    }
+}
+
 pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError> {
     let target = SimTarget::from_args(&args.target)?;
     let w = WorkloadConfig::from_args(&args.workload).map_err(AppError::usage)?;
@@ -223,26 +153,14 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             Box::new(std::iter::repeat(0)),
         ),
         LoadMode::Open {
-            max_in_flight: Some(_),
-            ..
-        } => {
-            return Err(AppError::usage(ConfigError {
-                field: "--max-concurrency".into(),
-                value: format!("{:?}", l.max_concurrency),
-                problem: "predict models a closed loop (--max-concurrency alone) or an open loop \
-                          (--request-rate alone), not a rate with an in-flight cap"
-                    .into(),
-            }))
-        }
-        LoadMode::Open {
             pacing: Pacing::AllAtOnce,
-            ..
-        } => (SimLoad::Open, Box::new(std::iter::repeat(0))),
+            max_in_flight,
+        } => (open_load(max_in_flight), Box::new(std::iter::repeat(0))),
         LoadMode::Open {
             pacing: Pacing::Rate { rate, arrival },
-            ..
+            max_in_flight,
         } => (
-            SimLoad::Open,
+            open_load(max_in_flight),
             Box::new(
                 Schedule::new(rate, arrival, w.seed).map_err(|e| AppError::usage(anyhow!(e)))?,
             ),

@@ -178,11 +178,6 @@ impl SuiteConfig {
                         ));
                     }
                 }
-                if let Some(k) = spec.options.keys().find(|k| k.as_str() != "tp") {
-                    return Err(format!(
-                        "target `{name}`: unknown simulator option `{k}` (known: tp)"
-                    ));
-                }
             }
             if !names.insert(name) {
                 return Err(format!(

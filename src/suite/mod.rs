@@ -13,12 +13,11 @@
 
 pub mod config;
 
-use crate::app::sim::{parse_engine, SimServer, SimTarget};
 use crate::app::{run_benchmark, AppError, ExitStatus};
 use crate::cli::{Cli, Command};
 use crate::config::RunConfig;
 use crate::cost::Price;
-use crate::launch::{InProcess, LaunchSpec, Launcher, Running, SimFactory, SimSpec};
+use crate::launch::{LaunchSpec, Launcher, Running};
 use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
 use crate::report::{csv_row, read_result, write_csv, ResultFile};
 use crate::sim::catalog::Catalog;
@@ -27,7 +26,6 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 use config::{is_simulated, SuiteConfig, TargetConfig, WorkloadConfig};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The config `servebench suite` runs when given none.
 pub const DEFAULT_CONFIG: &str = "configs/quickstart.toml";
@@ -49,37 +47,6 @@ pub struct SuiteOutcome {
     pub cells_kept: usize,
     pub cells_skipped: usize,
     pub interrupted: bool,
-}
-
-/// The simulator behind `kind = "sim"` targets: the engine model served over HTTP in-process.
-fn sim_factory(catalog: Catalog) -> SimFactory {
-    Arc::new(move |spec: &SimSpec| {
-        let (engine, gpu, model) = match (&spec.engine, &spec.gpu, &spec.model) {
-            (Some(e), Some(g), Some(m)) => (e, g, m),
-            _ => return Err(anyhow!("a sim target needs engine, gpu and model")),
-        };
-        let tp = match spec.options.get("tp") {
-            None => 1,
-            Some(v) => v
-                .as_integer()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| anyhow!("tp must be a positive integer, got {v}"))?
-                as u32,
-        };
-        let t = SimTarget {
-            engine: parse_engine(engine)?,
-            gpu: gpu.clone(),
-            model: model.clone(),
-            tp,
-            catalog: catalog.clone(),
-        };
-        let server = SimServer::start(&t, model)?;
-        Ok(InProcess {
-            base_url: server.url().to_string(),
-            engine: format!("servebench-sim ({engine} profile)"),
-            guard: Box::new(server),
-        })
-    })
 }
 
 /// The model a target's requests name (`None`: the first at /v1/models).
@@ -195,7 +162,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
         .with_context(|| format!("creating {}", root.display()))
         .map_err(AppError::failed)?;
     let rt = crate::app::runtime_pub(None)?;
-    let launcher = Launcher::with_sim(sim_factory(catalog.clone()));
+    let launcher = Launcher::with_sim(crate::sim::serve::factory(catalog.clone()));
     let mut study = Study::new(
         suite.title.clone(),
         chrono::Utc::now(),
@@ -329,6 +296,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                 }
             };
             let result = read_result(&path).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+            // Process and external targets learn their model from the server (/v1/models).
+            if study.environment.model.is_empty() {
+                study.environment.model = result.run.model_id.clone();
+            }
             let (row, c) = to_cell(&suite, target, &cell, &result, &path, &root, price.as_ref());
             rows.push(row);
             study.cells.push(c);

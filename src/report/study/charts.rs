@@ -176,7 +176,8 @@ struct Bars<'a> {
     values: Vec<Vec<Option<f64>>>,
     label: &'a dyn Fn(f64) -> String,
     /// Tick labels of the value axis.
-    y_fmt: &'a dyn Fn(&f64) -> String,
+    /// Put before each axis label (`$`); the decimals follow the axis range.
+    y_prefix: &'a str,
 }
 
 /// Tick labels with enough decimals to tell ticks apart on an axis from 0 to `top`
@@ -205,6 +206,8 @@ fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Bars<'_>) ->
         .flatten()
         .copied()
         .fold(0.0_f64, f64::max);
+    // Decimals from the range, so small costs ($0.01–0.03) do not print one label thrice.
+    let y_fmt = axis_format(nice_max(top));
     let mut chart = ChartBuilder::on(area)
         .caption(p.title, bold(22.0))
         .margin(14)
@@ -217,7 +220,7 @@ fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Bars<'_>) ->
         .disable_x_mesh()
         .x_labels(0)
         .y_labels(8)
-        .y_label_formatter(p.y_fmt)
+        .y_label_formatter(&|v| format!("{}{}", p.y_prefix, y_fmt(v)))
         .y_desc(p.y_desc)
         .label_style(font(17.0))
         .axis_desc_style(font(19.0))
@@ -371,7 +374,7 @@ fn draw_throughput<DB: DrawingBackend>(
             workload_notes: workload_notes(a),
             values: matrix(a, |s| Some(s.output_tps)),
             label: &tok,
-            y_fmt: &|v| format!("{v:.0}"),
+            y_prefix: "",
         },
     )?;
     draw_bars(
@@ -383,7 +386,7 @@ fn draw_throughput<DB: DrawingBackend>(
             workload_notes: workload_notes(a),
             values: matrix(a, |s| Some(s.rps)),
             label: &req,
-            y_fmt: &|v| format!("{v:.1}"),
+            y_prefix: "",
         },
     )
 }
@@ -438,7 +441,7 @@ fn draw_cost<DB: DrawingBackend>(
             workload_notes: workload_notes(a),
             values,
             label: &usd,
-            y_fmt: &|v| format!("${v:.2}"),
+            y_prefix: "$",
         },
     )
 }
