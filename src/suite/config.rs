@@ -64,6 +64,9 @@ pub struct WorkloadDefaults {
     /// Seconds before a request counts as timed out.
     #[serde(default = "default_timeout")]
     pub request_timeout: f64,
+    /// A local tokenizer.json of the served model, for exact prompt lengths (`run --tokenizer`).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for WorkloadDefaults {
@@ -74,6 +77,7 @@ impl Default for WorkloadDefaults {
             warmups: default_warmups(),
             ignore_eos: true,
             request_timeout: default_timeout(),
+            tokenizer: None,
         }
     }
 }

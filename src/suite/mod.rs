@@ -102,6 +102,10 @@ fn cell_argv(
     if let Some(r) = w.request_rate {
         push("--request-rate", r.to_string());
     }
+    if let Some(t) = &d.tokenizer {
+        v.push("--tokenizer".into());
+        v.push(t.display().to_string());
+    }
     if d.ignore_eos {
         v.push("--ignore-eos".into());
     }
@@ -217,7 +221,22 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         }
                         drop(running.take());
                         match rt.block_on(launcher.start(target, &dir)) {
-                            Ok(r) => running = Some(r),
+                            Ok(r) => {
+                                // What actually ran (the port filled in, the image's digest).
+                                let f = r.facts();
+                                let what = match (&f.image, &f.image_digest) {
+                                    (Some(i), Some(d)) => format!("Docker image {i} ({d})"),
+                                    (Some(i), None) => format!("Docker image {i}"),
+                                    _ if !f.command.is_empty() => {
+                                        format!("{}: {}", f.kind, f.command.join(" "))
+                                    }
+                                    _ => f.engine.clone(),
+                                };
+                                if f.kind != "sim" {
+                                    study.environment.engines.insert(target.name.clone(), what);
+                                }
+                                running = Some(r)
+                            }
                             Err(e) => {
                                 let why = format!("`{}` could not be started: {e}", target.name);
                                 eprintln!("{tag}: {why}");
