@@ -297,8 +297,9 @@ pub struct EmbeddedArgs {
     /// Seed for fault selection (which requests get which fault).
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
-    /// Worker threads of the embedded server's own runtime.
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads of the embedded server's own runtime (2: a burst of hundreds of new
+    /// requests is accepted without delaying the first tokens).
+    #[arg(long, default_value_t = 2)]
     pub server_threads: usize,
 }
 

@@ -33,7 +33,7 @@ echo "machine: $(uname -m), $CPUS CPUs, $(grep -m1 'model name' /proc/cpuinfo | 
 for tpc in 1 4; do
   d=$OUT/accuracy-tpc$tpc
   "$BIN" run --num-prompts 2000 --max-concurrency 256 --random-input-len 32 --random-output-len 64 \
-    --ignore-eos --ttft-ms 50 --itl-ms 10 --tokens-per-chunk "$tpc" --server-threads 1 \
+    --ignore-eos --ttft-ms 50 --itl-ms 10 --tokens-per-chunk "$tpc" --server-threads 2 \
     --no-progress --result-dir "$d" >/dev/null 2>&1
   f=$(latest "$d")
   printf 'accuracy (%s token/chunk): mean TTFT %.3f ms, mean ITL %.3f ms, mean ICL %.3f ms, failed %s\n' \
