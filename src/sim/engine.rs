@@ -113,7 +113,9 @@ pub struct EngineGauges {
     pub requests_finished_total: u64,
     /// Fraction of the last step the GPU was busy.
     pub gpu_busy: f64,
-    /// Bytes in use per GPU: weights, reserves and the KV cache actually held.
+    /// Bytes in use per GPU as the driver (nvidia-smi, NVML, DCGM) reports them: weights,
+    /// reserves and the whole KV pool, which both engines allocate at start-up whatever it
+    /// holds. The part of the pool holding live tokens is `kv_usage`.
     pub gpu_memory_used_bytes: f64,
 }
 
@@ -376,7 +378,7 @@ impl Engine {
         g.kv_usage = self.kv_usage();
         g.gpu_memory_used_bytes = self.facts.weights_bytes_per_gpu
             + self.facts.reserve_bytes_per_gpu
-            + self.kv_used_tokens() as f64 * self.facts.kv_bytes_per_token_per_gpu;
+            + self.facts.kv_capacity_tokens as f64 * self.facts.kv_bytes_per_token_per_gpu;
         g
     }
 
