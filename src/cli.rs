@@ -188,6 +188,25 @@ pub struct WorkloadArgs {
     /// recorded either way).
     #[arg(long, help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,
+    /// The workload: `random` (independent prompts, as vLLM) or `generated-shared-prefix`
+    /// (groups of requests sharing a system prompt, as SGLang's bench_serving; --gsp-*).
+    #[arg(long, default_value = "random", help_heading = "Workload")]
+    pub dataset_name: String,
+    /// Shared-prefix groups (`generated-shared-prefix`).
+    #[arg(long, default_value_t = 64, help_heading = "Workload")]
+    pub gsp_num_groups: u32,
+    /// Requests per shared-prefix group; groups × this is the default --num-prompts.
+    #[arg(long, default_value_t = 16, help_heading = "Workload")]
+    pub gsp_prompts_per_group: u32,
+    /// Tokens of each group's shared system prompt.
+    #[arg(long, default_value_t = 2048, help_heading = "Workload")]
+    pub gsp_system_prompt_len: u32,
+    /// Tokens of each request's own question.
+    #[arg(long, default_value_t = 128, help_heading = "Workload")]
+    pub gsp_question_len: u32,
+    /// Output tokens of each shared-prefix request.
+    #[arg(long, default_value_t = 256, help_heading = "Workload")]
+    pub gsp_output_len: u32,
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 1024, help_heading = "Workload")]
     pub random_input_len: u32,

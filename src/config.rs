@@ -8,7 +8,7 @@ use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
 use crate::metrics::Slo;
 use crate::openai::Endpoint;
 use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
-use crate::workload::{LengthDist, RandomSpec};
+use crate::workload::{LengthDist, RandomSpec, SharedPrefixSpec, Workload};
 use serde::Serialize;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -119,7 +119,7 @@ pub struct RunConfig {
     pub usage: UsageRequest,
     pub label: Option<String>,
     pub tokenizer: Option<PathBuf>,
-    pub workload: RandomSpec,
+    pub workload: Workload,
     pub ignore_eos: bool,
     pub min_tokens: Option<u32>,
     pub seed: u64,
@@ -357,7 +357,7 @@ fn nonzero(field: &str, n: usize) -> Result<NonZeroUsize, ConfigError> {
 /// The workload flags, validated (shared by `run` and `predict`).
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
-    pub spec: RandomSpec,
+    pub spec: Workload,
     pub tokenizer: Option<PathBuf>,
     pub ignore_eos: bool,
     pub min_tokens: Option<u32>,
@@ -397,8 +397,38 @@ impl WorkloadConfig {
                 ));
             }
         }
+        let spec = match a.dataset_name.as_str() {
+            "random" => Workload::Random(RandomSpec { input, output }),
+            "generated-shared-prefix" | "shared-prefix" => {
+                for (field, v) in [
+                    ("--gsp-num-groups", a.gsp_num_groups),
+                    ("--gsp-prompts-per-group", a.gsp_prompts_per_group),
+                    ("--gsp-system-prompt-len", a.gsp_system_prompt_len),
+                    ("--gsp-question-len", a.gsp_question_len),
+                    ("--gsp-output-len", a.gsp_output_len),
+                ] {
+                    if v == 0 {
+                        return Err(bad(field, 0, "must be at least 1"));
+                    }
+                }
+                Workload::SharedPrefix(SharedPrefixSpec {
+                    groups: a.gsp_num_groups,
+                    prompts_per_group: a.gsp_prompts_per_group,
+                    system_prompt_len: a.gsp_system_prompt_len,
+                    question_len: a.gsp_question_len,
+                    output_len: a.gsp_output_len,
+                })
+            }
+            other => {
+                return Err(bad(
+                    "--dataset-name",
+                    other,
+                    "use random or generated-shared-prefix",
+                ))
+            }
+        };
         Ok(WorkloadConfig {
-            spec: RandomSpec { input, output },
+            spec,
             tokenizer: a.tokenizer.clone(),
             ignore_eos: a.ignore_eos,
             min_tokens: a.min_tokens,
@@ -460,6 +490,20 @@ impl LoadConfig {
             max_concurrency: a.max_concurrency,
             num_prompts: a.num_prompts,
         })
+    }
+}
+
+impl LoadConfig {
+    /// Without --num-prompts or --duration, a workload with a natural size (groups × prompts
+    /// per group) runs that many requests instead of vLLM's default 1000.
+    pub fn sized_for(mut self, w: &Workload) -> LoadConfig {
+        if self.num_prompts.is_none() && matches!(self.stop, Stop::Requests(_)) {
+            if let Some(n) = w.natural_count() {
+                self.stop = Stop::Requests(n);
+                self.num_prompts = Some(n);
+            }
+        }
+        self
     }
 }
 
@@ -556,7 +600,7 @@ impl RunConfig {
             nonzero("--client-threads", t)?;
         }
         let w = WorkloadConfig::from_args(&a.workload)?;
-        let l = LoadConfig::from_args(&a.load)?;
+        let l = LoadConfig::from_args(&a.load)?.sized_for(&w.spec);
         let m = MetricConfig::from_args(&a.metrics)?;
         let o = OutputConfig::from_args(&a.output)?;
         let warmup_concurrency = l
@@ -723,6 +767,21 @@ mod tests {
                 "/no/such",
             ),
             (&["--usage", "always"], "--usage", "always"),
+            (
+                &["--dataset-name", "sharegpt-v9"],
+                "--dataset-name",
+                "sharegpt-v9",
+            ),
+            (
+                &[
+                    "--dataset-name",
+                    "generated-shared-prefix",
+                    "--gsp-num-groups",
+                    "0",
+                ],
+                "--gsp-num-groups",
+                "0",
+            ),
             (
                 &["--min-tokens", "500", "--random-output-len", "10"],
                 "--min-tokens",

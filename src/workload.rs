@@ -11,7 +11,7 @@
 //!   GPT-2, OPT, Llama and Mistral vocabularies, so the word count is the token count to within
 //!   a few percent; the server's `usage.prompt_tokens` (recorded per request) is the truth.
 
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -77,6 +77,93 @@ pub struct WorkItem {
 pub struct RandomSpec {
     pub input: LengthDist,
     pub output: LengthDist,
+}
+
+/// Groups of requests that share a long system prompt, so prefix caching (vLLM's automatic
+/// prefix caching, SGLang's radix cache) shows. SGLang's `bench_serving
+/// --dataset-name generated-shared-prefix` and its `--gsp-*` parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SharedPrefixSpec {
+    pub groups: u32,
+    pub prompts_per_group: u32,
+    /// Tokens of each group's shared system prompt.
+    pub system_prompt_len: u32,
+    /// Tokens of each request's own question, after the shared part.
+    pub question_len: u32,
+    pub output_len: u32,
+}
+
+/// What to send: the kinds of workload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "dataset")]
+pub enum Workload {
+    /// Independent random prompts (`vllm bench serve --dataset-name random`).
+    Random(RandomSpec),
+    /// Groups sharing a system prompt (SGLang's `generated-shared-prefix`).
+    SharedPrefix(SharedPrefixSpec),
+}
+
+impl Workload {
+    /// Requests in one pass over the workload (`None`: as many as asked).
+    pub fn natural_count(&self) -> Option<u64> {
+        match self {
+            Workload::Random(_) => None,
+            Workload::SharedPrefix(s) => Some(u64::from(s.groups) * u64::from(s.prompts_per_group)),
+        }
+    }
+
+    /// Mean output tokens asked per request.
+    pub fn mean_output(&self) -> f64 {
+        match self {
+            Workload::Random(r) => r.output.mean(),
+            Workload::SharedPrefix(s) => f64::from(s.output_len),
+        }
+    }
+
+    /// An endless, seeded stream of work items.
+    pub fn items<'a>(
+        &'a self,
+        maker: &'a PromptMaker,
+        seed: u64,
+    ) -> Box<dyn Iterator<Item = WorkItem> + Send + 'a> {
+        match self {
+            Workload::Random(r) => Box::new(r.items(maker, seed)),
+            Workload::SharedPrefix(s) => Box::new(s.items(maker, seed)),
+        }
+    }
+}
+
+impl SharedPrefixSpec {
+    /// Every group's system prompt is made once; each request is its group's system prompt
+    /// followed by a question of its own. Requests go round the groups in an order shuffled
+    /// afresh for every round (so a group's requests are spread over the run, not back to
+    /// back), and every question is new, so no two requests are identical.
+    pub fn items<'a>(
+        &'a self,
+        maker: &'a PromptMaker,
+        seed: u64,
+    ) -> impl Iterator<Item = WorkItem> + Send + 'a {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let groups = self.groups.max(1) as usize;
+        let systems: Vec<(String, u32)> = (0..groups)
+            .map(|_| maker.make(self.system_prompt_len.max(1), &mut rng))
+            .collect();
+        let mut order: Vec<usize> = Vec::new();
+        std::iter::from_fn(move || {
+            if order.is_empty() {
+                order = (0..groups).collect();
+                order.shuffle(&mut rng);
+            }
+            let g = order.pop().unwrap_or(0);
+            let (system, system_tokens) = &systems[g];
+            let (question, question_tokens) = maker.make(self.question_len.max(1), &mut rng);
+            Some(WorkItem {
+                prompt: format!("{system}{question}"),
+                prompt_tokens: system_tokens + question_tokens,
+                max_tokens: self.output_len.max(1),
+            })
+        })
+    }
 }
 
 /// Builds prompts of planned token lengths. Cheap to clone the vocabulary it draws from.
@@ -416,7 +503,7 @@ impl RandomSpec {
         &'a self,
         maker: &'a PromptMaker,
         seed: u64,
-    ) -> impl Iterator<Item = WorkItem> + 'a {
+    ) -> impl Iterator<Item = WorkItem> + Send + 'a {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         std::iter::from_fn(move || {
             let input = self.input.sample(&mut rng).max(1);
@@ -500,6 +587,45 @@ mod tests {
         let p = dir.join("tokenizer.json");
         std::fs::write(&p, serde_json::to_vec(&json).unwrap()).unwrap();
         p
+    }
+
+    #[test]
+    fn shared_prefix_groups_share_their_system_prompt_and_nothing_else() {
+        let maker = PromptMaker::approximate();
+        let spec = SharedPrefixSpec {
+            groups: 4,
+            prompts_per_group: 8,
+            system_prompt_len: 50,
+            question_len: 10,
+            output_len: 7,
+        };
+        let w = Workload::SharedPrefix(spec.clone());
+        assert_eq!(w.natural_count(), Some(32));
+        let items: Vec<WorkItem> = w.items(&maker, 9).take(32).collect();
+        let prefix = |i: &WorkItem| {
+            i.prompt
+                .split_whitespace()
+                .take(50)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let groups: std::collections::HashMap<String, usize> =
+            items.iter().fold(Default::default(), |mut m, i| {
+                *m.entry(prefix(i)).or_default() += 1;
+                m
+            });
+        assert_eq!(groups.len(), 4);
+        assert!(groups.values().all(|&n| n == 8), "{groups:?}");
+        let whole: std::collections::HashSet<&str> =
+            items.iter().map(|i| i.prompt.as_str()).collect();
+        assert_eq!(whole.len(), 32, "no two requests are identical");
+        assert!(items
+            .iter()
+            .all(|i| i.prompt_tokens == 60 && i.max_tokens == 7));
+        // Each round visits every group once.
+        let first_round: std::collections::HashSet<String> =
+            items[..4].iter().map(prefix).collect();
+        assert_eq!(first_round.len(), 4);
     }
 
     #[test]

@@ -128,7 +128,9 @@ fn open_load(cap: Option<std::num::NonZeroUsize>) -> SimLoad {
 pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError> {
     let target = SimTarget::from_args(&args.target)?;
     let w = WorkloadConfig::from_args(&args.workload).map_err(AppError::usage)?;
-    let l = LoadConfig::from_args(&args.load).map_err(AppError::usage)?;
+    let l = LoadConfig::from_args(&args.load)
+        .map_err(AppError::usage)?
+        .sized_for(&w.spec);
     let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
     let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
     let n = match l.stop {

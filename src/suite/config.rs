@@ -119,6 +119,26 @@ pub struct WorkloadConfig {
     pub warmups: Option<u64>,
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// `random` (default) or `generated-shared-prefix`: `requests` split into `groups` that
+    /// share a `system_prompt_len`-token system prompt, each with its own
+    /// `question_len`-token question.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    #[serde(default)]
+    pub groups: Option<u32>,
+    #[serde(default)]
+    pub system_prompt_len: Option<u32>,
+    #[serde(default)]
+    pub question_len: Option<u32>,
+}
+
+impl WorkloadConfig {
+    pub fn is_shared_prefix(&self) -> bool {
+        matches!(
+            self.dataset.as_deref(),
+            Some("generated-shared-prefix" | "shared-prefix")
+        )
+    }
 }
 
 /// A suite file that could not be used: where, and what to do.
@@ -204,6 +224,30 @@ impl SuiteConfig {
                     "workload `{}`: requests and max_tokens must be at least 1",
                     w.name
                 ));
+            }
+            match w.dataset.as_deref() {
+                None | Some("random") => {}
+                Some("generated-shared-prefix" | "shared-prefix") => {
+                    let g = w.groups.unwrap_or(0);
+                    if g == 0 || w.requests % u64::from(g) != 0 {
+                        return Err(format!(
+                            "workload `{}`: a shared-prefix workload needs `groups` ≥ 1 dividing `requests` ({})",
+                            w.name, w.requests
+                        ));
+                    }
+                    if w.system_prompt_len.is_none() || w.question_len.is_none() {
+                        return Err(format!(
+                            "workload `{}`: a shared-prefix workload needs system_prompt_len and question_len",
+                            w.name
+                        ));
+                    }
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "workload `{}`: unknown dataset `{other}`; use random or generated-shared-prefix",
+                        w.name
+                    ))
+                }
             }
             if w.concurrency == Some(0) {
                 return Err(format!(

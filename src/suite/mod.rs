@@ -84,11 +84,30 @@ fn cell_argv(
         w.endpoint.clone().unwrap_or_else(|| d.endpoint.clone()),
     );
     push("--num-prompts", w.requests.to_string());
-    push(
-        "--random-input-len",
-        w.input_len.unwrap_or(d.input_len).to_string(),
-    );
-    push("--random-output-len", w.max_tokens.to_string());
+    if w.is_shared_prefix() {
+        let groups = w.groups.unwrap_or(1).max(1);
+        push("--dataset-name", "generated-shared-prefix".into());
+        push("--gsp-num-groups", groups.to_string());
+        push(
+            "--gsp-prompts-per-group",
+            (w.requests / u64::from(groups)).to_string(),
+        );
+        push(
+            "--gsp-system-prompt-len",
+            w.system_prompt_len.unwrap_or(d.input_len).to_string(),
+        );
+        push(
+            "--gsp-question-len",
+            w.question_len.unwrap_or(32).to_string(),
+        );
+        push("--gsp-output-len", w.max_tokens.to_string());
+    } else {
+        push(
+            "--random-input-len",
+            w.input_len.unwrap_or(d.input_len).to_string(),
+        );
+        push("--random-output-len", w.max_tokens.to_string());
+    }
     push("--num-warmups", w.warmups.unwrap_or(d.warmups).to_string());
     push("--request-timeout", d.request_timeout.to_string());
     push("--seed", seed.to_string());
@@ -390,10 +409,19 @@ fn to_cell(
         concurrency: w.concurrency.map(|c| c as u64),
         warmup_requests: w.warmups.unwrap_or(suite.defaults.warmups),
         request_rate: w.request_rate,
-        prompt: Some(format!(
-            "random, {} tokens",
-            w.input_len.unwrap_or(suite.defaults.input_len)
-        )),
+        prompt: Some(if w.is_shared_prefix() {
+            format!(
+                "shared prefix: {} groups, {}-token system prompt + {}-token question",
+                w.groups.unwrap_or(1),
+                w.system_prompt_len.unwrap_or(0),
+                w.question_len.unwrap_or(0)
+            )
+        } else {
+            format!(
+                "random, {} tokens",
+                w.input_len.unwrap_or(suite.defaults.input_len)
+            )
+        }),
         structured_output: false,
     };
     let rel = path.strip_prefix(root).unwrap_or(path);
