@@ -20,6 +20,11 @@ Subcommands (stdlib only, so it runs with any python3):
           measured, and says GPU telemetry was not measured; the server log shows vLLM started;
           and no process of that server is left.
   suite-selftest  `suite` must fail on copies of a result folder, each with one mistake made.
+  llamacpp-run    llama.cpp (check_llamacpp.sh): the journal's tokens are the final usage that
+          rides on llama.cpp's finish chunk (token_source usage-final), prompt tokens recorded.
+  audit-llamacpp  `audit` for llama.cpp's dialect: no running usage, a separate finish chunk
+          without text, a `content: null` role chunk that may be missing, usage at the finish.
+  llamacpp-selftest  the two llama.cpp checks must fail on hand-made mistakes.
 
 Each check prints `ok` or `FAIL` with the numbers behind it; with --tally FILE the counts are
 added to FILE so a driver script can print one total. Exit status 1 when any check failed.
@@ -833,6 +838,292 @@ def cmd_suite_selftest(args) -> int:
     return c.finish(args.tally)
 
 
+# ---------------------------------------------------------------------------------------------
+# llama.cpp's `llama-server` (check_llamacpp.sh): the same journal, a different SSE dialect.
+#
+# What llama.cpp streams (checked against its source in the llama-cpp-python 0.3.36 sdist and a
+# live server): no running usage, ever; on completions the finish is a separate chunk with empty
+# `text` that carries `finish_reason` and the final `usage` (with or without include_usage); on
+# chat the role chunk `{"role": "assistant", "content": null}` is sent with the first token's
+# chunk (so it is missing when no partial result is sent), the finish is a separate chunk with
+# `delta: {}`, and with include_usage the usage comes in one more chunk with `choices: []`.
+# A non-standard `timings` object rides on the last chunk.
+
+
+def finish_event(view_events: list[dict]) -> dict | None:
+    """The event that carried finish_reason (the last one, if several)."""
+    found = [e for e in view_events if e.get("finish_reason")]
+    return found[-1] if found else None
+
+
+def cmd_llamacpp_run(args) -> int:
+    """What a llama.cpp journal must show beyond `run`'s checks: the tokens came from the final
+    usage (llama.cpp sends no running usage, so per-event deltas would be made up)."""
+    c = Checks(f"llama.cpp run {args.endpoint} ({args.journal.name})")
+    try:
+        records, problems = load_journal(args.journal)
+    except OSError as e:
+        c.check(False, "journal readable", str(e))
+        return c.finish(args.tally)
+    ok = [r for r in records if is_success(r)]
+    c.check(bool(ok) and not problems, "journal readable, with successful records",
+            f"{len(ok)} successes; " + "; ".join(problems[:3]))
+    sources = sorted({str(r.get("token_source")) for r in ok})
+    c.check(bool(ok) and sources == ["usage-final"],
+            "token_source is usage-final (llama.cpp's usage rides on the finish chunk)",
+            ", ".join(sources))
+    c.check(bool(ok) and all(isinstance((r.get("usage") or {}).get("prompt_tokens"), int)
+                             for r in ok),
+            "the server's prompt_tokens recorded for every request",
+            first_bad(ok, lambda r: isinstance((r.get("usage") or {}).get("prompt_tokens"), int),
+                      lambda r: f"id {r['id']}: usage {r.get('usage')}"))
+    empty = [r for r in ok if any(e[1] == 0 for e in r.get("events") or [])]
+    if empty:
+        c.note(f"{len(empty)} record(s) have events with 0 tokens (tokens spread over events)")
+    return c.finish(args.tally)
+
+
+def cmd_audit_llamacpp(args) -> int:
+    c = Checks(f"audit {args.endpoint} against llama.cpp's own stream ({args.capture.name})")
+    chat = "chat" in args.endpoint
+    try:
+        records, problems = load_journal(args.journal)
+        captured = load_capture(args.capture)
+    except (OSError, json.JSONDecodeError) as e:
+        c.check(False, "journal and capture readable", str(e))
+        return c.finish(args.tally)
+    c.check(not problems, "every journal line is JSON", "; ".join(problems[:3]))
+    caps = [x for x in captured
+            if x.get("method") == "POST" and x.get("path", "").startswith(args.endpoint)]
+    records.sort(key=lambda r: r.get("sent_ns", 0))
+    extra = len(caps) - len(records)
+    if extra > 0:
+        c.note(f"{extra} generation request(s) before the run have no journal record "
+               "(probes); pairing the last ones")
+        caps = caps[extra:]
+    if not c.check(len(caps) == len(records) and records,
+                   "one captured stream per journal record",
+                   f"{len(caps)} streams, {len(records)} records"):
+        return c.finish(args.tally)
+    views = [server_view(x) for x in caps]
+    pairs = list(zip(records, views, caps))
+
+    # ---- the premises: this is llama.cpp's dialect (if these fail, llama.cpp changed) ----
+    c.check(all(v["request"].get("stream") for v in views), "requests were streamed")
+    c.check(not any(v["running_usage"] for v in views),
+            "premise: llama.cpp sends no running usage on text chunks")
+    fins = [finish_event(cap.get("events", [])) for cap in caps]
+    c.check(all(f is not None and f.get("kind") != "text" for f in fins),
+            "premise: the finish is a separate chunk without text (finish_reason, empty "
+            + ("`delta: {}`)" if chat else "`text`)"),
+            first_bad(list(zip(views, fins)), lambda p: p[1] is not None
+                      and p[1].get("kind") != "text", lambda p: f"kinds {p[0]['kinds'][-4:]}"))
+    on_finish = sum(1 for f in fins if f is not None and f.get("completion_tokens") is not None)
+    usage_only = sum(1 for v in views if "usage" in v["kinds"])
+    c.note(f"final usage on the finish chunk in {on_finish} of {len(views)} streams, in a "
+           f"separate `choices: []` chunk in {usage_only}")
+    c.check(all(v["final_tokens"] is not None for v in views),
+            "premise: every stream carried a final usage")
+    if chat:
+        with_role = sum(1 for v in views if v["role_first"])
+        c.note(f"role chunk (`content: null`) first in {with_role} of {len(views)} chat streams")
+
+    # ---- the client ----
+    c.check(all(is_success(r) for r in records), "every audited request succeeded",
+            first_bad(records, is_success, lambda r: f"id {r['id']}: {outcome_label(r)}"))
+
+    def n_events(r):
+        return len(r.get("events") or [])
+
+    c.check(all(n_events(r) == v["text_events"] for r, v, _ in pairs),
+            "journal events == the server's text chunks (the role chunk, the empty-text finish "
+            "chunk and the usage chunk are not token events)",
+            first_bad(pairs, lambda p: n_events(p[0]) == p[1]["text_events"],
+                      lambda p: f"id {p[0]['id']}: {n_events(p[0])} events, server sent "
+                                f"{p[1]['text_events']} text chunks of kinds {p[1]['kinds']}")
+            or f"{sum(v['text_events'] for v in views)} text chunks in "
+               f"{sum(len(v['kinds']) for v in views)} events")
+    c.check(all(r.get("output_tokens") == v["final_tokens"] for r, v, _ in pairs),
+            "output_tokens == the usage.completion_tokens llama.cpp sent at the finish",
+            first_bad(pairs, lambda p: p[0].get("output_tokens") == p[1]["final_tokens"],
+                      lambda p: f"id {p[0]['id']}: {p[0].get('output_tokens')} vs "
+                                f"{p[1]['final_tokens']}"))
+    sources = sorted({str(r.get("token_source")) for r in records if is_success(r)})
+    c.check(sources == ["usage-final"], "token_source is usage-final", ", ".join(sources))
+    c.check(all(sum(e[1] for e in r.get("events") or []) == r.get("output_tokens")
+                for r, _, _ in pairs),
+            "the events' tokens add up to output_tokens",
+            first_bad(pairs, lambda p: sum(e[1] for e in p[0].get("events") or [])
+                      == p[0].get("output_tokens"), lambda p: f"id {p[0]['id']}"))
+    slack_ns = 1_000_000  # journal µs truncation and where each side reads the clock
+
+    def early_events(p):
+        r, v, _ = p
+        sent = r.get("sent_ns", 0)
+        return [k for k, (e, t) in enumerate(zip(r.get("events") or [], v["text_ns"]))
+                if e[0] * 1000 + slack_ns < t] + (
+            [-1] if r.get("first_token_ns") is not None and v["text_ns"]
+            and r["first_token_ns"] - sent + slack_ns < v["text_ns"][0] else [])
+
+    c.check(all(not early_events(p) for p in pairs),
+            "no journal event precedes the server's matching text chunk (none taken from the "
+            "role chunk or another textless chunk)",
+            first_bad(pairs, lambda p: not early_events(p),
+                      lambda p: f"id {p[0]['id']}: events {early_events(p)[:4]} earlier than "
+                                "the proxy forwarded them (-1: first_token_ns)"))
+
+    if chat and args.role_delay_ms > 0:
+        hold_ns = args.role_delay_ms * 1e6
+
+        def ttft(r):
+            return (r.get("first_token_ns") or 0) - r.get("sent_ns", 0)
+
+        held = [(r, v) for r, v, _ in pairs if v["held_ms"] > 0]
+        c.check(bool(held), "premise: the proxy held at least one stream after its role chunk",
+                f"{len(held)} of {len(pairs)}")
+        c.check(bool(held) and all(ttft(r) >= hold_ns for r, _ in held),
+                f"first token came after the {args.role_delay_ms:.0f} ms hold that followed the "
+                "role chunk (TTFT not taken from the role chunk)",
+                first_bad(held, lambda p: ttft(p[0]) >= hold_ns,
+                          lambda p: f"id {p[0]['id']}: first_token − sent = "
+                                    f"{ttft(p[0]) / 1e6:.1f} ms")
+                or f"min first_token − sent {min(ttft(r) for r, _ in held) / 1e6:.1f} ms")
+    return c.finish(args.tally)
+
+
+def llamacpp_fixture(n: int, chat: bool, tokens_per_event=(1, 2, 1, 1), role=True,
+                     hold_ms=250.0) -> tuple[list[dict], list[dict]]:
+    """A correct llama.cpp journal and the proxy's capture of the streams behind it. Chunk i
+    carries tokens_per_event[i] tokens (2: a token whose text was held back as partial UTF-8);
+    no running usage; a separate finish chunk; the usage on it (completions) or after it (chat).
+    A role chunk (chat, if `role`) comes with the first token and the proxy holds it hold_ms."""
+    ms = 1_000_000
+    records, caps = [], []
+    for i in range(n):
+        sent = 1_000 * ms + i * 1_000 * ms
+        shift = hold_ms * ms if chat and role else 0
+        t_text = [int(20 * ms + shift + 3 * ms * k) for k in range(len(tokens_per_event))]
+        total = sum(tokens_per_event)
+        events: list[dict] = []
+        if chat and role:
+            events.append({"kind": "role", "t_ns": 20 * ms - 50_000, "held_ms": hold_ms})
+        for t in t_text:
+            events.append({"kind": "text", "text_len": 3, "t_ns": t - 200_000})
+        fin = {"kind": "empty", "text_len": 0, "finish_reason": "length",
+               "t_ns": t_text[-1] - 100_000}
+        if not chat:
+            fin.update(completion_tokens=total, prompt_tokens=32)
+        events.append(fin)
+        if chat:
+            events.append({"kind": "usage", "completion_tokens": total, "prompt_tokens": 40,
+                           "t_ns": t_text[-1] - 90_000})
+        events.append({"kind": "done", "t_ns": t_text[-1] - 80_000})
+        caps.append({"seq": i + 1, "method": "POST",
+                     "path": "/v1/chat/completions" if chat else "/v1/completions",
+                     "status": 200, "headers_ns": 2 * ms, "sse": True, "events": events,
+                     "request": {"stream": True, "max_tokens": total, "ignore_eos": True,
+                                 "stream_options": {"include_usage": True,
+                                                    "continuous_usage_stats": True}}})
+        records.append({
+            "id": i, "phase": "measured", "scheduled_ns": sent, "slot_ns": sent,
+            "sent_ns": sent, "headers_ns": sent + 3 * ms,
+            "first_token_ns": sent + t_text[0], "first_content_ns": sent + t_text[0],
+            "finished_ns": sent + t_text[-1] + 50_000,
+            "events": [[t // 1000, k] for t, k in zip(t_text, tokens_per_event)],
+            "prompt_tokens": 32, "max_tokens": total,
+            "usage": {"prompt_tokens": 40 if chat else 32, "completion_tokens": total},
+            "output_tokens": total, "token_source": "usage-final",
+            "outcome": {"outcome": "success"},
+        })
+    return records, caps
+
+
+def cmd_llamacpp_selftest(args) -> int:
+    """audit-llamacpp and llamacpp-run must pass a correct client and fail each mistake a
+    client can make on llama.cpp's dialect."""
+    c = Checks("llama.cpp checker self-test on hand-made journals and captures")
+    ms = 1_000_000
+
+    def outcome(fn, records, caps, chat) -> tuple[int, str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            j, cap = Path(tmp) / "j.jsonl", Path(tmp) / "cap.jsonl"
+            j.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            cap.write_text("".join(json.dumps(x) + "\n" for x in caps), encoding="utf-8")
+            ns = argparse.Namespace(journal=j, capture=cap, tally=None, role_delay_ms=250.0,
+                                    endpoint="/v1/chat/completions" if chat else
+                                    "/v1/completions")
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                rc = fn(ns)
+        return rc, out.getvalue()
+
+    def fails(lines: str) -> list[str]:
+        return [x.strip() for x in lines.splitlines() if x.strip().startswith("FAIL")]
+
+    for chat in (False, True):
+        kind = "chat" if chat else "completions"
+        for fn in (cmd_audit_llamacpp, cmd_llamacpp_run):
+            recs, caps = llamacpp_fixture(3, chat)
+            rc, out = outcome(fn, recs, caps, chat)
+            c.check(rc == 0, f"{fn.__name__} passes a correct client ({kind})",
+                    "; ".join(fails(out))[:300])
+        if chat:
+            recs, caps = llamacpp_fixture(3, chat, role=False, hold_ms=0.0)
+            recs[0:0], caps[0:0] = llamacpp_fixture(1, chat)
+            rc, out = outcome(cmd_audit_llamacpp, recs, caps, chat)
+            c.check(rc == 0, "a chat stream without the role chunk passes",
+                    "; ".join(fails(out))[:300])
+
+        def finish_counted(recs, caps):
+            # A client that took the finish chunk (empty text) for a token event.
+            r = recs[1]
+            r["events"][-1][1] -= 1
+            r["events"].append([r["events"][-1][0] + 1, 1])
+
+        def role_counted(recs, caps):
+            # A client that took the role chunk (content: null) as the first token.
+            r = recs[1]
+            r["events"].insert(0, [19_000, 0])
+            r["first_token_ns"] = r["sent_ns"] + 19 * ms
+
+        def role_time_as_ttft(recs, caps):
+            # Events right, but the time to first token read at the role chunk.
+            recs[0]["first_token_ns"] = recs[0]["sent_ns"] + 19 * ms
+
+        def chunks_as_tokens(recs, caps):
+            # A client that counted chunks instead of taking the server's usage.
+            for r in recs:
+                r["events"] = [[e[0], 1] for e in r["events"]]
+                r["output_tokens"] = len(r["events"])
+                r["token_source"] = "events"
+
+        def made_up_deltas(recs, caps):
+            for r in recs:
+                r["token_source"] = "usage-delta"
+
+        def early_event(recs, caps):
+            # An event stamped before the server sent its chunk (taken from a textless chunk).
+            recs[2]["events"][1][0] -= 2_500
+
+        faults = {"the finish chunk counted as a token event": finish_counted,
+                  "counting chunks instead of the server's usage": chunks_as_tokens,
+                  "usage-delta claimed without running usage": made_up_deltas,
+                  "an event earlier than its chunk": early_event}
+        if chat:
+            faults["the role chunk taken as the first token"] = role_counted
+            faults["the first token timed at the role chunk"] = role_time_as_ttft
+        for what, fault in faults.items():
+            recs, caps = llamacpp_fixture(3, chat)
+            fault(recs, caps)
+            rc, out = outcome(cmd_audit_llamacpp, recs, caps, chat)
+            c.check(rc == 1 and bool(fails(out)), f"audit-llamacpp fails on {what} ({kind})",
+                    (fails(out) or ["no failure: the checker let it pass"])[0][:160])
+        recs, caps = llamacpp_fixture(3, chat)
+        made_up_deltas(recs, caps)
+        rc, out = outcome(cmd_llamacpp_run, recs, caps, chat)
+        c.check(rc == 1, f"llamacpp-run fails on usage-delta without running usage ({kind})")
+    return c.finish(args.tally)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -880,12 +1171,26 @@ def main(argv: list[str]) -> int:
                        help="the model folder the server was started with (to find leftovers)")
         suite_parsers.append(s)
 
-    for p in (r, a, m, *suite_parsers):
+    lr = sub.add_parser("llamacpp-run", help="llama.cpp: the journal's tokens are its final usage")
+    lr.add_argument("--journal", type=Path, required=True)
+    lr.add_argument("--endpoint", required=True)
+    la = sub.add_parser("audit-llamacpp",
+                        help="compare a journal with sse_proxy.py's capture of llama.cpp")
+    la.add_argument("--journal", type=Path, required=True)
+    la.add_argument("--capture", type=Path, required=True)
+    la.add_argument("--endpoint", required=True)
+    la.add_argument("--role-delay-ms", type=float, default=0.0)
+    ls = sub.add_parser("llamacpp-selftest",
+                        help="the llama.cpp checks must fail on hand-made mistakes")
+
+    for p in (r, a, m, *suite_parsers, lr, la, ls):
         p.add_argument("--tally", type=Path, help="add 'passed failed' counts to this file")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "audit": cmd_audit, "metrics": cmd_metrics,
             "metric": cmd_metric, "suite": cmd_suite,
-            "suite-selftest": cmd_suite_selftest}[args.cmd](args)
+            "suite-selftest": cmd_suite_selftest, "llamacpp-run": cmd_llamacpp_run,
+            "audit-llamacpp": cmd_audit_llamacpp,
+            "llamacpp-selftest": cmd_llamacpp_selftest}[args.cmd](args)
 
 
 if __name__ == "__main__":
