@@ -576,6 +576,20 @@ impl RunConfig {
                         "give the server root without /v1 (the path comes from --endpoint)",
                     ));
                 }
+                // The URL is written to results and error messages; a password in it would be
+                // too. Shown here with the credentials taken out.
+                if let Ok(mut parsed) = reqwest::Url::parse(u) {
+                    if !parsed.username().is_empty() || parsed.password().is_some() {
+                        let _ = parsed.set_password(None);
+                        let _ = parsed.set_username("");
+                        return Err(bad(
+                            "--base-url",
+                            parsed,
+                            "must not carry credentials (user:password@ was removed from the value shown); \
+                             give the key with --api-key or OPENAI_API_KEY, which no output contains",
+                        ));
+                    }
+                }
                 Target::External {
                     base_url: u.to_string(),
                 }
