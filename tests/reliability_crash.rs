@@ -97,7 +97,10 @@ fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
         if let Some(st) = child.0.try_wait().unwrap() {
             return st;
         }
-        assert!(Instant::now() < deadline, "the process did not exit: a hang");
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit: a hang"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -184,7 +187,9 @@ fn kill_9_then_report_rebuilds_every_journaled_record() {
         }
         table.push((at, j.records.len(), ok, failed, j.skipped_lines));
     }
-    println!("\n| killed after ≥ | records on disk | rebuilt completed | rebuilt failed | torn lines |");
+    println!(
+        "\n| killed after ≥ | records on disk | rebuilt completed | rebuilt failed | torn lines |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: |");
     for (at, n, ok, failed, torn) in table {
         println!("| {at} | {n} | {ok} | {failed} | {torn} |");
@@ -226,13 +231,19 @@ fn ctrl_c_writes_a_partial_summary_and_exits_130() {
     let ok = j.records.iter().filter(|r| r.outcome.is_success()).count() as u64;
     assert!(ok >= 30, "completed requests kept: {ok}");
     assert!(not_sent > 0 && not_sent < N, "{not_sent}");
-    assert!(cancelled <= 8, "at most the in-flight requests: {cancelled}");
+    assert!(
+        cancelled <= 8,
+        "at most the in-flight requests: {cancelled}"
+    );
 
     // The partial summary was written and counts the same records.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(v["completed"].as_u64().unwrap(), ok);
-    assert_eq!(v["completed"].as_u64().unwrap() + v["failed"].as_u64().unwrap(), N);
+    assert_eq!(
+        v["completed"].as_u64().unwrap() + v["failed"].as_u64().unwrap(),
+        N
+    );
     assert_eq!(v["errors_by_kind"]["not_sent"].as_u64().unwrap(), not_sent);
     assert_eq!(
         v["errors_by_kind"]["cancelled"].as_u64().unwrap_or(0),
@@ -243,4 +254,50 @@ fn ctrl_c_writes_a_partial_summary_and_exits_130() {
          {cancelled} cancelled, {not_sent} not sent, {} other failures",
         N - ok - cancelled - not_sent
     );
+}
+
+#[test]
+fn back_to_back_runs_with_default_names_never_overwrite_each_other() {
+    // Default result names have one-second resolution; three quick runs into one directory
+    // must leave three journals and three summaries (they used to overwrite each other).
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let st = bin()
+            .args([
+                "run",
+                "--no-progress",
+                "--telemetry-interval-ms",
+                "0",
+                "--no-nvml",
+                "--num-prompts",
+                "2",
+                "--random-output-len",
+                "2",
+                "--ttft-ms",
+                "1",
+                "--itl-ms",
+                "1",
+                "--result-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(st.status.code(), Some(0));
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let journals = names
+        .iter()
+        .filter(|n| n.ends_with(".journal.jsonl"))
+        .count();
+    let summaries = names
+        .iter()
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".telemetry.json"))
+        .count();
+    assert_eq!((journals, summaries), (3, 3), "{names:?}");
+    // The CSV has a row per run.
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
 }

@@ -116,9 +116,25 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         .as_deref()
         .map(|f| f.trim_end_matches(".json").to_string())
         .unwrap_or_else(|| {
-            default_result_filename(&info)
+            let base = default_result_filename(&info)
                 .trim_end_matches(".json")
-                .to_string()
+                .to_string();
+            // The default name has one-second resolution: a second run started in the same
+            // second would overwrite the first one's journal and summary. Number it instead.
+            let taken = |s: &str| {
+                cfg.result_dir.join(format!("{s}.json")).exists()
+                    || cfg.result_dir.join(format!("{s}.journal.jsonl")).exists()
+            };
+            (1..)
+                .map(|i| {
+                    if i == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{i}")
+                    }
+                })
+                .find(|s| !taken(s))
+                .unwrap_or(base)
         });
     info.run_id = stem.clone();
     let summary_path = cfg.result_dir.join(format!("{stem}.json"));
