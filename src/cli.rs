@@ -41,6 +41,53 @@ pub enum Command {
     /// Run a study (targets × workloads) from a TOML file and write its report. Without a
     /// file: configs/quickstart.toml, the seed study on the simulator.
     Suite(SuiteArgs),
+    /// Run one deployment at several loads: `sweep --concurrency 1,2,4,8 -- <run flags>`.
+    Sweep(SweepArgs),
+    /// Find the highest request rate whose goodput meets a target:
+    /// `capacity --target 0.95 -- <run flags with --goodput ...>`.
+    Capacity(CapacityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Closed-loop concurrencies to run, e.g. 1,2,4,8,16.
+    #[arg(long)]
+    pub concurrency: Option<String>,
+    /// Open-loop request rates to run, e.g. 1,2,4,8.
+    #[arg(long)]
+    pub rates: Option<String>,
+    /// `servebench run` flags for every point (after `--`).
+    #[arg(last = true)]
+    pub run_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct CapacityArgs {
+    /// Fraction of requests that must succeed and meet every --goodput objective.
+    #[arg(long, default_value_t = 0.95)]
+    pub target: f64,
+    /// First rate tried (requests/s); the search doubles it until the target is missed.
+    #[arg(long, default_value_t = 1.0)]
+    pub start_rate: f64,
+    /// Stop when the bracket (highest met, lowest missed) is this tight, relative.
+    #[arg(long, default_value_t = 0.1)]
+    pub tolerance: f64,
+    /// At most this many probes.
+    #[arg(long, default_value_t = 14)]
+    pub max_probes: usize,
+    /// Each probe sends rate × this many seconds of requests…
+    #[arg(long, default_value_t = 15.0)]
+    pub seconds_per_point: f64,
+    /// …and at least this many.
+    #[arg(long, default_value_t = 50)]
+    pub min_requests: u64,
+    /// Price the capacity with this catalog instance (e.g. g5.xlarge).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// `servebench run` flags for every probe (after `--`), including --goodput.
+    #[arg(last = true)]
+    pub run_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -19,5 +19,6 @@ pub mod report;
 pub mod server;
 pub mod sim;
 pub mod suite;
+pub mod sweep;
 pub mod telemetry;
 pub mod workload;

@@ -75,6 +75,8 @@ pub fn main(cli: Cli) -> ExitStatus {
         } => sim::serve_command(&args),
         Command::Predict(args) => sim::predict_command(&args),
         Command::Suite(args) => crate::suite::command(&args),
+        Command::Sweep(args) => sweep::sweep_command(&args),
+        Command::Capacity(args) => sweep::capacity_command(&args),
     };
     match result {
         Ok(status) => status,
@@ -89,6 +91,7 @@ mod calibrate;
 mod report;
 mod serve;
 pub mod sim;
+mod sweep;
 
 /// The git commit servebench was built from, when it runs beside its source tree.
 pub fn servebench_commit() -> Option<String> {

@@ -800,6 +800,116 @@ fn render_one(
     Ok(RenderedChart { name, png, svg })
 }
 
+/// One point of a sweep, for [`render_latency_throughput`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPoint {
+    /// The series (a target, or "P50"/"P99" of one).
+    pub series: String,
+    /// The load it ran at, as written beside the point ("c=8", "4 req/s").
+    pub label: String,
+    /// Output tokens/s.
+    pub x: f64,
+    /// Latency, seconds.
+    pub y: f64,
+}
+
+/// The latency-vs-throughput curve of a sweep: one line per series, each point labelled with
+/// its load. `latency_vs_throughput` as PNG and SVG.
+pub fn render_latency_throughput(
+    title: &str,
+    subtitle: &str,
+    y_desc: &str,
+    points: &[SweepPoint],
+) -> Result<RenderedChart, StudyError> {
+    const NAME: &str = "latency_vs_throughput";
+    fonts()?;
+    let err = |e: &dyn std::fmt::Display| StudyError::Chart {
+        chart: NAME,
+        message: e.to_string(),
+    };
+    let mut series: Vec<&str> = Vec::new();
+    for p in points {
+        if !series.contains(&p.series.as_str()) {
+            series.push(&p.series);
+        }
+    }
+    let (w, h) = (1400u32, 820u32);
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        draw_sweep(&root, title, subtitle, y_desc, points, &series).map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    let png = encode_png(&rgb, w, h).map_err(|e| err(&e))?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        draw_sweep(&root, title, subtitle, y_desc, points, &series).map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(RenderedChart {
+        name: NAME,
+        png,
+        svg,
+    })
+}
+
+fn draw_sweep<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    y_desc: &str,
+    points: &[SweepPoint],
+    series: &[&str],
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let legend: Vec<(String, RGBColor)> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.to_string(), colour(i)))
+        .collect();
+    let body = header(root, title, subtitle, &legend)?;
+    let xmax = nice_max(points.iter().map(|p| p.x).fold(0.0, f64::max));
+    let ymax = nice_max(points.iter().map(|p| p.y).fold(0.0, f64::max));
+    let (xf, yf) = (axis_format(xmax), axis_format(ymax));
+    let mut chart = ChartBuilder::on(&body)
+        .margin(20)
+        .margin_right(40)
+        .x_label_area_size(70)
+        .y_label_area_size(95)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("Output tokens per second (tok/s)")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| xf(v))
+        .y_label_formatter(&|v| yf(v))
+        .label_style(font(17.0))
+        .axis_desc_style(font(19.0))
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .axis_style(INK)
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let mut pts: Vec<&SweepPoint> = points.iter().filter(|p| p.series == *s).collect();
+        pts.sort_by(|a, b| a.x.total_cmp(&b.x));
+        let c = colour(i);
+        chart.draw_series(std::iter::once(PathElement::new(
+            pts.iter().map(|p| (p.x, p.y)).collect::<Vec<_>>(),
+            c.stroke_width(3),
+        )))?;
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.x, p.y), 6, c.filled())))?;
+        chart.draw_series(pts.iter().map(|p| {
+            Text::new(
+                p.label.clone(),
+                (p.x, p.y),
+                anchored(font(14.0).color(&MUTED), HPos::Left, VPos::Bottom),
+            )
+        }))?;
+    }
+    Ok(())
+}
+
 fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {

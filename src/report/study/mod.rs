@@ -18,7 +18,10 @@ mod tests;
 pub use analysis::{
     pick, recommendations, Analysis, Better, Choice, Ladder, Recommendation, Stats, TIE_FRACTION,
 };
-pub use charts::{RenderedChart, COST, GPU, LATENCY, SIZE as CHART_SIZE, THROUGHPUT};
+pub use charts::{
+    render_latency_throughput, RenderedChart, SweepPoint, COST, GPU, LATENCY, SIZE as CHART_SIZE,
+    THROUGHPUT,
+};
 pub use doc::CONTENT_SECURITY_POLICY;
 pub use model::{
     framework_label, Cell, Environment, GpuSummary, Study, WorkloadSpec, STUDY_SCHEMA_VERSION,
