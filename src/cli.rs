@@ -46,6 +46,20 @@ pub enum Command {
     /// Find the highest request rate whose goodput meets a target:
     /// `capacity --target 0.95 -- <run flags with --goodput ...>`.
     Capacity(CapacityArgs),
+    /// Compare two result files and mark the differences larger than the noise.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline result JSON.
+    pub a: PathBuf,
+    /// The result JSON compared with it.
+    pub b: PathBuf,
+    /// Relative band within which throughput differences count as noise (single runs have no
+    /// spread of their own; set it from repeated runs).
+    #[arg(long, default_value_t = 0.05)]
+    pub throughput_noise: f64,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +384,7 @@ pub struct EmbeddedArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ServeArgs {
     /// Port on 127.0.0.1 (0 = any free port; the URL is printed).
     #[arg(long, default_value_t = 8000)]

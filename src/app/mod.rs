@@ -77,6 +77,7 @@ pub fn main(cli: Cli) -> ExitStatus {
         Command::Suite(args) => crate::suite::command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),
         Command::Capacity(args) => sweep::capacity_command(&args),
+        Command::Compare(args) => report::compare_command(&args),
     };
     match result {
         Ok(status) => status,

@@ -51,3 +51,37 @@ pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
     );
     Ok(ExitStatus::Success)
 }
+
+/// `servebench compare A.json B.json`.
+pub(super) fn compare_command(args: &crate::cli::CompareArgs) -> Result<ExitStatus, AppError> {
+    let read = |p: &std::path::Path| {
+        report::read_result(p).map_err(|e| AppError::usage(anyhow::Error::new(e)))
+    };
+    let (a, b) = (read(&args.a)?, read(&args.b)?);
+    let diffs = crate::compare::compare(&a.summary, &b.summary, args.throughput_noise);
+    println!("A: {}\nB: {}", args.a.display(), args.b.display());
+    println!(
+        "{:<20} {:>12} {:>12} {:>10} {:>26}  verdict",
+        "metric", "A", "B", "change", "95 % CI of B − A"
+    );
+    for d in &diffs {
+        let change = d
+            .relative
+            .map_or("-".to_string(), |r| format!("{:+.1} %", r * 100.0));
+        let ci = d
+            .ci95
+            .map_or("(no spread: single value)".to_string(), |(lo, hi)| {
+                format!("[{lo:+.3}, {hi:+.3}]")
+            });
+        let verdict = match (d.significant, (d.delta > 0.0) == d.higher_is_better) {
+            (false, _) => "within noise",
+            (true, true) => "better",
+            (true, false) => "worse",
+        };
+        println!(
+            "{:<20} {:>12.3} {:>12.3} {:>10} {:>26}  {verdict}",
+            d.metric, d.a, d.b, change, ci
+        );
+    }
+    Ok(ExitStatus::Success)
+}

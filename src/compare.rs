@@ -1,0 +1,167 @@
+//! `servebench compare A.json B.json`: which differences between two runs are larger than the
+//! noise? Pure: two result files in, a table of differences out.
+//!
+//! Latency metrics carry their per-request spread (mean, std, count), so the difference of
+//! means gets a Welch 95 % confidence interval; a difference whose interval excludes zero is
+//! marked significant. Throughput is one number per run with no spread of its own: it is
+//! reported, and called out only when it differs by more than `throughput_noise` (a relative
+//! band the user sets from repeated runs; 5 % by default).
+
+use crate::metrics::{Distribution, Summary};
+use serde::Serialize;
+
+/// One compared metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    pub metric: String,
+    pub a: f64,
+    pub b: f64,
+    /// `b − a`.
+    pub delta: f64,
+    /// `(b − a) / a`, when a ≠ 0.
+    pub relative: Option<f64>,
+    /// 95 % confidence interval of `b − a` (latency means only).
+    pub ci95: Option<(f64, f64)>,
+    pub significant: bool,
+    /// Whether larger is better for this metric (throughput) or worse (latency).
+    pub higher_is_better: bool,
+}
+
+/// The two-sided 97.5 % quantile of Student's t with `df` degrees of freedom (a table for small
+/// df, the normal value beyond).
+fn t975(df: f64) -> f64 {
+    const T: [(f64, f64); 12] = [
+        (1.0, 12.706),
+        (2.0, 4.303),
+        (3.0, 3.182),
+        (4.0, 2.776),
+        (5.0, 2.571),
+        (7.0, 2.365),
+        (10.0, 2.228),
+        (15.0, 2.131),
+        (20.0, 2.086),
+        (30.0, 2.042),
+        (60.0, 2.000),
+        (120.0, 1.980),
+    ];
+    T.iter().find(|(d, _)| df <= *d).map_or(1.96, |(_, t)| *t)
+}
+
+/// Welch's interval for the difference of two means.
+fn welch(a: &Distribution, b: &Distribution) -> Option<(f64, f64)> {
+    if a.count < 2 || b.count < 2 {
+        return None;
+    }
+    let (na, nb) = (a.count as f64, b.count as f64);
+    // Population std → sample variance.
+    let va = a.std * a.std * na / (na - 1.0);
+    let vb = b.std * b.std * nb / (nb - 1.0);
+    let se2 = va / na + vb / nb;
+    let d = b.mean - a.mean;
+    if se2 == 0.0 {
+        return Some((d, d));
+    }
+    let df = se2 * se2 / ((va / na).powi(2) / (na - 1.0) + (vb / nb).powi(2) / (nb - 1.0));
+    let half = t975(df) * se2.sqrt();
+    Some((d - half, d + half))
+}
+
+/// Compare two summaries; `throughput_noise` is the relative band within which throughput
+/// differences are called noise.
+pub fn compare(a: &Summary, b: &Summary, throughput_noise: f64) -> Vec<Difference> {
+    let mut out = Vec::new();
+    for (name, da, db) in [
+        ("ttft_ms", &a.ttft_ms, &b.ttft_ms),
+        ("tpot_ms", &a.tpot_ms, &b.tpot_ms),
+        ("itl_ms", &a.itl_ms, &b.itl_ms),
+        ("e2el_ms", &a.e2el_ms, &b.e2el_ms),
+    ] {
+        let ci = welch(da, db);
+        out.push(Difference {
+            metric: format!("mean_{name}"),
+            a: da.mean,
+            b: db.mean,
+            delta: db.mean - da.mean,
+            relative: (da.mean != 0.0).then(|| (db.mean - da.mean) / da.mean),
+            ci95: ci,
+            significant: ci.is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0),
+            higher_is_better: false,
+        });
+    }
+    for (name, va, vb) in [
+        (
+            "output_throughput",
+            a.output_throughput,
+            b.output_throughput,
+        ),
+        (
+            "request_throughput",
+            a.request_throughput,
+            b.request_throughput,
+        ),
+        ("success_rate", a.success_rate, b.success_rate),
+    ] {
+        let rel = (va != 0.0).then(|| (vb - va) / va);
+        out.push(Difference {
+            metric: name.into(),
+            a: va,
+            b: vb,
+            delta: vb - va,
+            relative: rel,
+            ci95: None,
+            significant: rel.is_some_and(|r| r.abs() > throughput_noise),
+            higher_is_better: true,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dist(mean: f64, std: f64, count: u64) -> Distribution {
+        Distribution {
+            count,
+            mean,
+            std,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_shift_far_beyond_the_spread_is_significant_and_one_inside_it_is_not() {
+        let a = dist(100.0, 10.0, 200);
+        let far = dist(110.0, 10.0, 200);
+        let near = dist(100.5, 10.0, 200);
+        let (lo, hi) = welch(&a, &far).unwrap();
+        assert!(lo > 0.0 && hi > lo && (lo + hi) / 2.0 - 10.0 < 1e-9);
+        let (lo, hi) = welch(&a, &near).unwrap();
+        assert!(lo < 0.0 && hi > 0.0);
+    }
+
+    #[test]
+    fn compare_marks_latency_by_interval_and_throughput_by_band() {
+        let mut a = Summary::default();
+        let mut b = Summary::default();
+        a.ttft_ms = dist(50.0, 5.0, 500);
+        b.ttft_ms = dist(60.0, 5.0, 500);
+        a.e2el_ms = dist(1000.0, 100.0, 500);
+        b.e2el_ms = dist(1001.0, 100.0, 500);
+        a.output_throughput = 1000.0;
+        b.output_throughput = 1030.0;
+        a.request_throughput = 10.0;
+        b.request_throughput = 12.0;
+        let d = compare(&a, &b, 0.05);
+        let get = |m: &str| d.iter().find(|x| x.metric == m).unwrap();
+        assert!(get("mean_ttft_ms").significant);
+        assert!(!get("mean_e2el_ms").significant);
+        assert!(
+            !get("output_throughput").significant,
+            "3 % is inside the 5 % band"
+        );
+        assert!(get("request_throughput").significant);
+        // Too few samples: no interval, never significant.
+        assert!(get("mean_tpot_ms").ci95.is_none() && !get("mean_tpot_ms").significant);
+    }
+}
