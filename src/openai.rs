@@ -367,6 +367,8 @@ pub struct SseParser {
     /// The previous chunk ended with `\r`: a `\n` starting the next one belongs to it.
     after_cr: bool,
     started: bool,
+    /// Bytes of a leading BOM seen so far, before the stream has started (0..3).
+    bom_held: usize,
     poisoned: bool,
     limit: usize,
 }
@@ -391,6 +393,7 @@ impl SseParser {
             has_data: false,
             after_cr: false,
             started: false,
+            bom_held: 0,
             poisoned: false,
             limit,
         }
@@ -402,9 +405,21 @@ impl SseParser {
             return;
         }
         if !self.started {
+            // The spec strips one leading UTF-8 BOM, which may itself arrive split across reads.
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            let want = &BOM[self.bom_held..];
+            let n = want.len().min(chunk.len());
+            if chunk[..n] == want[..n] {
+                if n < want.len() {
+                    self.bom_held += n;
+                    return; // still a prefix of the BOM: wait for the next read
+                }
+                chunk = &chunk[n..];
+            } else {
+                // Not a BOM after all: the bytes held back are the start of the first line.
+                self.line.extend_from_slice(&BOM[..self.bom_held]);
+            }
             self.started = true;
-            // The spec strips one leading UTF-8 BOM.
-            chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
         }
         if self.after_cr {
             self.after_cr = false;
@@ -420,6 +435,13 @@ impl SseParser {
                 return;
             };
             let terminator = chunk[i];
+            // A line longer than the cap poisons the stream however it was split: otherwise a
+            // line that arrived whole would pass while the same line staged across reads
+            // would not, and the events seen would depend on TCP segmentation.
+            if self.line.len() + i > self.limit {
+                self.poison(&mut on_event);
+                return;
+            }
             if self.line.is_empty() {
                 self.process_line(&chunk[..i], &mut on_event);
             } else {
