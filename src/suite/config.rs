@@ -203,6 +203,9 @@ impl SuiteConfig {
                     }
                 }
             }
+            // Checked here, before anything starts, so a typo in the last target of a long
+            // study is an error now rather than a failed cell hours later.
+            check_launch(name, &t.launch)?;
             if !names.insert(name) {
                 return Err(format!(
                     "target name `{name}` is used twice; names must be unique"
@@ -214,8 +217,12 @@ impl SuiteConfig {
                 ));
             }
         }
+        check_endpoint("[defaults] endpoint", &self.defaults.endpoint)?;
         let mut wnames = std::collections::HashSet::new();
         for w in &self.workloads {
+            if let Some(e) = &w.endpoint {
+                check_endpoint(&format!("workload `{}`: endpoint", w.name), e)?;
+            }
             if !wnames.insert(&w.name) {
                 return Err(format!("workload name `{}` is used twice", w.name));
             }
@@ -266,6 +273,52 @@ impl SuiteConfig {
         }
         Ok(())
     }
+}
+
+/// A target's launch values that can be checked without starting anything.
+fn check_launch(name: &str, launch: &crate::launch::LaunchSpec) -> Result<(), String> {
+    use crate::launch::LaunchSpec;
+    match launch {
+        LaunchSpec::Sim(spec) => {
+            let catalog = crate::sim::catalog::Catalog::builtin();
+            let bad = |e: String| format!("target `{name}`: {e}");
+            if let Some(e) = &spec.engine {
+                e.parse::<crate::sim::profile::EngineKind>().map_err(bad)?;
+            }
+            if let Some(g) = &spec.gpu {
+                catalog.gpu(g).map_err(|e| bad(e.to_string()))?;
+            }
+            if let Some(m) = &spec.model {
+                catalog.model(m).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        LaunchSpec::External(spec) => {
+            let u = spec.base_url.trim();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!(
+                    "target `{name}`: base_url `{u}` is not an http(s) URL; give one such as http://127.0.0.1:8000"
+                ));
+            }
+        }
+        LaunchSpec::Process(spec) => {
+            if spec.command.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(format!(
+                    "target `{name}`: `command` is empty; give the program and its arguments, e.g. command = [\"vllm\", \"serve\", \"MODEL\", \"--port\", \"{{port}}\"]"
+                ));
+            }
+        }
+        LaunchSpec::Docker(_) => {}
+    }
+    Ok(())
+}
+
+fn check_endpoint(field: &str, value: &str) -> Result<(), String> {
+    value
+        .parse::<crate::openai::Endpoint>()
+        .map(|_| ())
+        .map_err(|_| {
+            format!("{field} = \"{value}\": use \"/v1/completions\" or \"/v1/chat/completions\"")
+        })
 }
 
 #[cfg(test)]
