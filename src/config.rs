@@ -576,6 +576,15 @@ impl RunConfig {
                         "give the server root without /v1 (the path comes from --endpoint)",
                     ));
                 }
+                // Faults are injected by the embedded server; against another server they would
+                // silently do nothing, and the run would look healthier than asked for.
+                if !a.embedded.faults.is_empty() {
+                    return Err(bad(
+                        "--fault",
+                        a.embedded.faults.join(" "),
+                        "faults are injected by the embedded server, which --base-url replaces; drop --fault, or drop --base-url to measure the embedded server",
+                    ));
+                }
                 // The URL is written to results and error messages; a password in it would be
                 // too. Shown here with the credentials taken out.
                 if let Ok(mut parsed) = reqwest::Url::parse(u) {
