@@ -24,6 +24,8 @@ Subcommands (stdlib only, so it runs with any python3):
           rides on llama.cpp's finish chunk (token_source usage-final), prompt tokens recorded.
   audit-llamacpp  `audit` for llama.cpp's dialect: no running usage, a separate finish chunk
           without text, a `content: null` role chunk that may be missing, usage at the finish.
+  llamacpp-keepalive  notes (no checks) on whether llama-server closes a connection right
+          after a streamed response although its headers offered keep-alive.
   llamacpp-selftest  the two llama.cpp checks must fail on hand-made mistakes.
 
 Each check prints `ok` or `FAIL` with the numbers behind it; with --tally FILE the counts are
@@ -1124,6 +1126,79 @@ def cmd_llamacpp_selftest(args) -> int:
     return c.finish(args.tally)
 
 
+def keepalive_probe(host: str, port: int, path: str, body: dict, wait_s: float = 1.0) -> dict:
+    """Send one request on a fresh keep-alive connection, read the whole response, then watch
+    the idle connection: does the server close it although its headers offered keep-alive?"""
+    import select
+    import time
+
+    payload = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n").encode()
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(head + payload)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                return {"error": "closed before the response headers"}
+            buf += data
+        raw_head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (x.partition(":") for x in lines[1:])}
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = int(headers.get("content-length", "-1"))
+
+        def complete(b: bytes) -> bool:
+            return b.endswith(b"0\r\n\r\n") if chunked else len(b) >= length
+
+        while not complete(rest):
+            data = s.recv(65536)
+            if not data:
+                return {"error": "closed inside the response body", "headers": headers}
+            rest += data
+        t_end = time.monotonic()
+        closed_after_ms = None
+        while time.monotonic() - t_end < wait_s:
+            ready, _, _ = select.select([s], [], [], wait_s)
+            if not ready:
+                break
+            if not s.recv(65536):
+                closed_after_ms = (time.monotonic() - t_end) * 1e3
+                break
+        return {"status": lines[0], "connection": headers.get("connection"),
+                "keep_alive": headers.get("keep-alive"), "closed_after_ms": closed_after_ms}
+
+
+def cmd_llamacpp_keepalive(args) -> int:
+    """Notes, not checks: whether llama-server keeps a connection open after a response, for a
+    streamed and a non-streamed request. A client that pools connections must survive a server
+    that closes right after a stream (the next request on that connection is lost)."""
+    c = Checks(f"llama-server connection reuse (keep-alive) at {args.host}:{args.port}")
+    for stream in (True, False):
+        body = {"model": args.model, "prompt": "The quick brown fox", "max_tokens": 4,
+                "stream": stream, "ignore_eos": True}
+        try:
+            r = keepalive_probe(args.host, args.port, "/v1/completions", body)
+        except OSError as e:
+            r = {"error": str(e)}
+        what = "streamed" if stream else "non-streamed"
+        if "error" in r:
+            c.note(f"{what}: probe failed: {r['error']}")
+            continue
+        offered = r["connection"] != "close"
+        if r["closed_after_ms"] is not None:
+            c.note(f"{what} response ({r['status']}, Connection: {r['connection']}, Keep-Alive: "
+                   f"{r['keep_alive']}): the server closed the connection "
+                   f"{r['closed_after_ms']:.2f} ms after the response"
+                   + (" although it offered keep-alive" if offered else ""))
+        else:
+            c.note(f"{what} response ({r['status']}, Keep-Alive: {r['keep_alive']}): the "
+                   "connection stayed open for reuse")
+    return c.finish(args.tally)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1180,16 +1255,21 @@ def main(argv: list[str]) -> int:
     la.add_argument("--capture", type=Path, required=True)
     la.add_argument("--endpoint", required=True)
     la.add_argument("--role-delay-ms", type=float, default=0.0)
+    lk = sub.add_parser("llamacpp-keepalive",
+                        help="note whether llama-server closes connections after a response")
+    lk.add_argument("--host", default="127.0.0.1")
+    lk.add_argument("--port", type=int, required=True)
+    lk.add_argument("--model", default="tiny-llama")
     ls = sub.add_parser("llamacpp-selftest",
                         help="the llama.cpp checks must fail on hand-made mistakes")
 
-    for p in (r, a, m, *suite_parsers, lr, la, ls):
+    for p in (r, a, m, *suite_parsers, lr, la, lk, ls):
         p.add_argument("--tally", type=Path, help="add 'passed failed' counts to this file")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "audit": cmd_audit, "metrics": cmd_metrics,
             "metric": cmd_metric, "suite": cmd_suite,
             "suite-selftest": cmd_suite_selftest, "llamacpp-run": cmd_llamacpp_run,
-            "audit-llamacpp": cmd_audit_llamacpp,
+            "audit-llamacpp": cmd_audit_llamacpp, "llamacpp-keepalive": cmd_llamacpp_keepalive,
             "llamacpp-selftest": cmd_llamacpp_selftest}[args.cmd](args)
 
 

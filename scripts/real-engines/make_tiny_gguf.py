@@ -6,7 +6,7 @@ byte-level BPE tokenizer (so the same `tokenizer.json` serves `servebench run --
 same random weights (2 layers, hidden 128, 2 heads of 64, intermediate 256, float32), stored
 under llama.cpp's tensor names with the q/k rows permuted as llama.cpp's converter
 (convert_hf_to_gguf.py, LlamaModel.permute) does for Hugging Face Llama checkpoints. The vocabulary
-is written GPT-2 style (tokenizer.ggml.model "gpt2", pre-tokenizer "gpt2": the byte-level regex the
+is written GPT-2 style (tokenizer.ggml.model "gpt2", pre-tokenizer "gpt-2": the byte-level regex the
 trainer used), with the merges, the special tokens as control tokens and the ChatML template.
 
 Everything is a function of --seed: the same seed writes a byte-identical file.
@@ -108,7 +108,7 @@ def build(out: Path, seed: int, vocab_size: int, tokenizer_out: Path | None) -> 
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
 
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2")
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
