@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_tiny_model as hf  # noqa: E402  (the tokenizer, weights and template, shared)
+import make_tiny_model as hf  # the tokenizer, weights and template, shared
 
 # The dimensions make_tiny_model.py writes into config.json (vocab comes from the tokenizer).
 DIMS = {
@@ -62,7 +62,7 @@ def vocab_of(tok) -> tuple[list[str], list[str], list[int]]:
     for text, i in vocab.items():
         tokens[i] = text
     special = {a.content: a for a in tok.get_added_tokens_decoder().values()}
-    for text, added in special.items():
+    for text in special:
         tokens[tok.token_to_id(text)] = text
     missing = [i for i, t in enumerate(tokens) if not t]
     if missing:
