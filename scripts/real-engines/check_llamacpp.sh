@@ -121,7 +121,7 @@ timeout "${LLAMACPP_BUILD_TIMEOUT:-2400}" "$engines/install_llamacpp.sh" || abor
 phase_done "install llama.cpp (cached)" "$t"
 venv=${LLAMACPP_VENV:-$root/.venv-llamacpp}
 server=${LLAMACPP_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/servebench/llamacpp}/bin/llama-server
-"$server" --version >"$work/llama-server-version.txt" 2>&1
+timeout 10 "$server" --version >"$work/llama-server-version.txt" 2>&1
 log "llama-server: $(grep -m1 -i version "$work/llama-server-version.txt")"
 
 t=$(date +%s)
@@ -135,9 +135,15 @@ base=http://127.0.0.1:$port
 t=$(date +%s)
 log "starting llama-server on 127.0.0.1:$port"
 # -t 1: with 2 threads on a busy 2-core machine ggml's spinning workers stall batches for seconds.
-setsid "$server" -m "$work/tiny.gguf" --host 127.0.0.1 --port "$port" -a "$model" \
+# The server's pid is its session's and process group's id; it is written by the process itself
+# (setsid forks when the caller leads a process group, so $! may not be the server).
+# shellcheck disable=SC2016 # $$, $0 and $@ are the inner shell's
+setsid bash -c 'echo $$ >"$0"; exec "$@"' "$work/llama-server.pid" \
+    "$server" -m "$work/tiny.gguf" --host 127.0.0.1 --port "$port" -a "$model" \
     -c 16384 -np 8 -t 1 --metrics >"$work/llama-server.log" 2>&1 </dev/null &
-server_pid=$!
+for _ in $(seq 50); do [[ -s $work/llama-server.pid ]] && break; sleep 0.1; done
+server_pid=$(cat "$work/llama-server.pid" 2>/dev/null)
+[[ -n $server_pid ]] || abort "llama-server started (no pid written)"
 healthy=
 for _ in $(seq 600); do # 60 s
     if curl -fsS -m 2 "$base/health" >/dev/null 2>&1; then healthy=1; break; fi
