@@ -305,12 +305,11 @@ concurrency = 2
     assert!(found.is_empty(), "{found:?}");
 }
 
-/// Known gap (reported, not fixed here): an engine that prints a credential on its own stdout
-/// (vLLM logs its non-default args, `api_key` included) has it copied verbatim into the saved
-/// server log, because the child writes straight into the log file. Only the log *tails* shown
-/// in error messages are scrubbed. Run with `--ignored` to see it.
+/// An engine that prints its credentials on its own stdout (vLLM logs its non-default args,
+/// `api_key` included): the child writes straight into the saved log, so the launcher scrubs
+/// the file when it stops the engine. Covers a token from our environment, one from the
+/// target's `env`, and an `--api-key` flag value.
 #[test]
-#[ignore = "known gap: engine stdout is logged unscrubbed"]
 fn an_engine_that_prints_its_token_does_not_leak_it_into_the_saved_log() {
     let dir = tempfile::tempdir().unwrap();
     let bin_path = env!("CARGO_BIN_EXE_servebench");
@@ -324,7 +323,8 @@ warmups = 0
 name = "fixed"
 [targets.launch]
 kind = "process"
-command = ["sh", "-c", "echo engine args: token=$HF_TOKEN; exec {bin_path} serve --port {{port}} --ttft-ms 1 --itl-ms 1"]
+command = ["sh", "-c", "echo engine args: token=$HF_TOKEN hub=$HUGGING_FACE_HUB_TOKEN key=$1; exec {bin_path} serve --port {{port}} --ttft-ms 1 --itl-ms 1", "--api-key", "{ENGINE_KEY}"]
+env = {{ HUGGING_FACE_HUB_TOKEN = "{HF_TOML}" }}
 [[workloads]]
 name = "S"
 requests = 3
@@ -344,6 +344,16 @@ concurrency = 1
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let (_, _, found) = scan(&results, &[], &[HF_ENV]);
+    // The engine did print them, and the log shows where.
+    let log = std::fs::read_to_string(results.join("fixed").join("fixed.log")).unwrap();
+    assert!(
+        log.contains("token=<redacted> hub=<redacted> key=<redacted>"),
+        "{log}"
+    );
+    let (n, _, found) = scan(&results, &[], &[HF_ENV, HF_TOML, ENGINE_KEY]);
+    println!(
+        "\nsecrets scan (engine that prints its tokens): {n} files: {} found {found:?}",
+        found.len()
+    );
     assert!(found.is_empty(), "{found:?}");
 }

@@ -7,7 +7,7 @@
 
 use super::logs::LogTail;
 use super::readiness::Readiness;
-use super::secret::{redact_args, shell_join, RedactedEnv};
+use super::secret::{given_secrets, redact_args, shell_join, RedactedEnv};
 use super::{Facts, Inner, LaunchError, Liveness, Running, ERROR_TAIL_LINES};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -168,6 +168,7 @@ pub(crate) async fn start(
         child: Mutex::new(child),
         grace: Duration::from_secs(spec.stop_timeout_s),
         stopped: false,
+        log: Some((log_path.clone(), given_secrets(&argv, &env))),
     };
     let mut facts = Facts::bare(
         name,
@@ -242,6 +243,9 @@ pub(crate) struct ProcessHandle {
     child: Mutex<Child>,
     grace: Duration,
     stopped: bool,
+    /// The log the engine writes itself, and the credentials it was given: scrubbed from the
+    /// log once the engine is stopped (it may have printed them).
+    log: Option<(PathBuf, Vec<String>)>,
 }
 
 impl fmt::Debug for ProcessHandle {
@@ -298,6 +302,13 @@ impl ProcessHandle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.stopped = true;
+        self.scrub_log();
+    }
+
+    fn scrub_log(&mut self) {
+        if let Some((path, secrets)) = self.log.take() {
+            super::secret::scrub_file(&path, &secrets);
+        }
     }
 
     /// Synchronous and quick, for Drop: SIGKILL the group and reap the leader.
@@ -308,6 +319,7 @@ impl ProcessHandle {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.stopped = true;
+        self.scrub_log();
     }
 }
 

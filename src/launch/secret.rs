@@ -45,6 +45,59 @@ pub(crate) fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// The credential values a process target was given: secret-looking `env` values and the
+/// values of credential flags in its command line (`--api-key X`, `--api-key=X`).
+pub(crate) fn given_secrets(argv: &[String], env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| is_secret_key(k))
+        .map(|(_, v)| v.clone())
+        .collect();
+    for (i, arg) in argv.iter().enumerate() {
+        if SECRET_FLAGS.contains(&arg.as_str()) {
+            out.extend(argv.get(i + 1).cloned());
+        } else if let Some((k, v)) = arg.split_once('=') {
+            if SECRET_FLAGS.contains(&k) {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Replace every secret (`extra`, and the values of [`SCRUBBED`] environment variables) in a
+/// log file that an engine wrote itself, in place. An engine may print its own arguments or
+/// environment (vLLM logs its non-default args, the API key among them); the file is kept
+/// next to the results, so it must not keep them. Values shorter than 8 bytes are left alone
+/// (see [`scrub`]). Best effort: a file that cannot be read or written is left as it is.
+pub(crate) fn scrub_file(path: &std::path::Path, extra: &[String]) {
+    let Ok(mut bytes) = std::fs::read(path) else {
+        return;
+    };
+    let mut secrets: Vec<String> = extra.to_vec();
+    secrets.extend(SCRUBBED.iter().filter_map(|k| std::env::var(k).ok()));
+    let mut changed = false;
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        let finder = memchr::memmem::Finder::new(secret.as_bytes());
+        if finder.find(&bytes).is_none() {
+            continue;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = &bytes[..];
+        while let Some(i) = finder.find(rest) {
+            out.extend_from_slice(&rest[..i]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            rest = &rest[i + secret.len()..];
+        }
+        out.extend_from_slice(rest);
+        bytes = out;
+        changed = true;
+    }
+    if changed {
+        let _ = std::fs::write(path, bytes);
+    }
+}
+
 /// A command line with the values of credential flags (`--api-key X`, `--api-key=X`) and
 /// secret-looking `KEY=value` words replaced, for facts, logs and messages.
 pub fn redact_args(args: &[String]) -> Vec<String> {
@@ -113,6 +166,37 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_log_loses_the_credentials_the_engine_was_given() {
+        let argv = s(&[
+            "vllm",
+            "serve",
+            "--api-key",
+            "sk-flag-123456",
+            "--hf-token=hf_flag_abcdef",
+        ]);
+        let env: BTreeMap<String, String> = [("HF_TOKEN", "hf_env_abcdefgh"), ("PORT", "8000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let given = given_secrets(&argv, &env);
+        assert_eq!(
+            given,
+            s(&["hf_env_abcdefgh", "sk-flag-123456", "hf_flag_abcdef"])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("engine.log");
+        // Not UTF-8 throughout (\xff): the bytes around a secret are kept as they are.
+        let text: &[u8] = b"args: {'api_key': ['sk-flag-123456'], 'hf_token': 'hf_flag_abcdef'} \xff HF_TOKEN=hf_env_abcdefgh port 8000\n";
+        std::fs::write(&log, text).unwrap();
+        scrub_file(&log, &given);
+        let after = std::fs::read(&log).unwrap();
+        assert_eq!(
+            after,
+            b"args: {'api_key': ['<redacted>'], 'hf_token': '<redacted>'} \xff HF_TOKEN=<redacted> port 8000\n"
+        );
     }
 
     #[test]
