@@ -199,12 +199,14 @@ impl Client {
         let inner = &*self.inner;
         let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
         *request.headers_mut() = inner.headers.clone();
+        // A cheap handle (reference-counted) for the rare resend on a fresh connection.
+        let body_for_resend = body.clone();
         *request.body_mut() = Some(body.into());
 
         // Everything that allocates happens before the clock is read.
         let mut ex = Exchange::new(&ctx);
         ex.sent = Instant::now();
-        let fut = exchange(inner, request, &mut ex);
+        let fut = exchange(inner, request, body_for_resend, &mut ex);
         let end = match tokio::time::timeout(inner.timeout, fut).await {
             Ok(end) => end,
             Err(_) => {
@@ -310,9 +312,15 @@ struct Exchange {
     usage: Option<Usage>,
     done: bool,
     failure: Option<(Instant, FailureKind, String)>,
+    /// Sends again on a fresh connection after a pooled one was found closed.
+    resends: u32,
 }
 
 const NO_USAGE: u32 = u32::MAX;
+
+/// Resends allowed per request after a stale pooled connection (several pooled connections
+/// can have been closed at once by a server that ends every stream with a close).
+const MAX_RESENDS: u32 = 3;
 
 impl Exchange {
     fn new(ctx: &SendContext) -> Exchange {
@@ -328,6 +336,7 @@ impl Exchange {
             usage: None,
             done: false,
             failure: None,
+            resends: 0,
         }
     }
 
@@ -421,6 +430,7 @@ impl Exchange {
             output_tokens,
             token_source,
             outcome,
+            resends: self.resends,
         }
     }
 }
@@ -487,16 +497,29 @@ fn sum_tokens(events: &[(u32, u32)]) -> u32 {
 }
 
 /// The network part of one request; every way it can end is an [`End`].
-async fn exchange(inner: &Inner, request: reqwest::Request, ex: &mut Exchange) -> End {
-    let mut resp = match inner.http.execute(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            let kind = if e.is_timeout() {
-                FailureKind::Timeout
-            } else {
-                FailureKind::Connect
-            };
-            return End::failed(Instant::now(), kind, describe(e));
+async fn exchange(inner: &Inner, request: reqwest::Request, body: Bytes, ex: &mut Exchange) -> End {
+    let mut attempt = request;
+    let mut resp = loop {
+        match inner.http.execute(attempt).await {
+            Ok(r) => break r,
+            // The pool handed out a keep-alive connection the server had already closed (as
+            // llama.cpp's server does after every stream, despite `Keep-Alive`): the request
+            // never reached it, so sending it again on another connection is safe. Counted.
+            Err(e) if ex.resends < MAX_RESENDS && is_stale_connection(&e) => {
+                ex.resends += 1;
+                let mut again = reqwest::Request::new(Method::POST, inner.url.clone());
+                *again.headers_mut() = inner.headers.clone();
+                *again.body_mut() = Some(body.clone().into());
+                attempt = again;
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Connect
+                };
+                return End::failed(Instant::now(), kind, describe(e));
+            }
         }
     };
     ex.headers = Some(Instant::now());
@@ -511,6 +534,30 @@ async fn exchange(inner: &Inner, request: reqwest::Request, ex: &mut Exchange) -
     } else {
         read_whole(&mut resp, ex).await
     }
+}
+
+/// The request died on its way out, before any response: hyper's "connection closed before
+/// message completed", or the connection reset / broken under it. The sign of a pooled
+/// keep-alive connection the server closed while it sat idle (the server never read the
+/// request). A server that took a request and then crashed would fail the resend too, and the
+/// record counts every resend, so nothing is hidden.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {

@@ -554,6 +554,7 @@ mod tests {
                 output_tokens: 1,
                 token_source: TokenSource::Events,
                 outcome: Outcome::Success,
+                resends: 0,
             }
         }
     }

@@ -131,6 +131,15 @@ pub struct RequestRecord {
     pub output_tokens: u32,
     pub token_source: TokenSource,
     pub outcome: Outcome,
+    /// Times the request was sent again because a pooled keep-alive connection turned out to
+    /// be closed by the server before the request reached it (nothing was processed; the
+    /// timing points still run from the first send).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RequestRecord {
@@ -161,6 +170,7 @@ impl RequestRecord {
             output_tokens: 0,
             token_source: TokenSource::Events,
             outcome: Outcome::Failed { kind, message },
+            resends: 0,
         }
     }
 

@@ -31,6 +31,7 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         usage: None,
         token_source: TokenSource::Events,
         outcome: Outcome::Success,
+        resends: 0,
     }
 }
 

@@ -242,6 +242,7 @@ pub(crate) mod fixtures {
             }),
             token_source: TokenSource::UsageDelta,
             outcome: Outcome::Success,
+            resends: 0,
         }
     }
 
