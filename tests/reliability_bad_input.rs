@@ -473,9 +473,7 @@ fn every_bad_suite_file_is_refused_before_anything_starts() {
         }
         let names_file = format!("case{i}.toml");
         let mut want: Vec<&str> = words.clone();
-        if *what != "unknown instance" {
-            want.push(&names_file);
-        }
+        want.push(&names_file);
         for w in want {
             if !err.contains(w) {
                 failures.push(format!("{what}: stderr lacks {w:?}: {err}"));

@@ -9,8 +9,9 @@ use crate::report::{self, ResultFile, RunInfo};
 use anyhow::Context;
 
 pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
+    // The message already holds its cause; `{:#}` of a chained error would repeat it.
     let (scan, summary) =
-        summarize_journal(&args.journal).map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
+        summarize_journal(&args.journal).map_err(|e| AppError::usage(anyhow::anyhow!("{e}")))?;
     let run = scan
         .header
         .as_ref()

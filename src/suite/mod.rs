@@ -166,8 +166,9 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
     let catalog = Catalog::builtin();
     let price = match (&suite.instance, &suite.price) {
         (Some(i), given) => Some(
+            // The message already holds its cause; `{:#}` of a chained error would repeat it.
             Price::resolve(&catalog, i, given.as_ref())
-                .map_err(|e| AppError::usage(anyhow::Error::new(e)))?,
+                .map_err(|e| AppError::usage(anyhow!("{}: {e}", opts.config.display())))?,
         ),
         (None, Some(_)) => {
             return Err(AppError::usage(anyhow!(
