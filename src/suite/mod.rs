@@ -339,6 +339,15 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
             if study.environment.model.is_empty() {
                 study.environment.model = result.run.model_id.clone();
             }
+            // Real targets: the GPU as NVML saw it, or say plainly that none was seen.
+            if study.environment.gpu.is_none() && !is_simulated(target) {
+                let env = result.run.config.get("environment");
+                let gpus = env.and_then(|e| e.get("gpus")).and_then(|g| g.as_array());
+                study.environment.gpu = match gpus.and_then(|g| g.first()) {
+                    Some(g) => g.get("name").and_then(|n| n.as_str()).map(String::from),
+                    None => Some("none detected (no NVIDIA driver on the benchmark host)".into()),
+                };
+            }
             let (row, c) = to_cell(&suite, target, &cell, &result, &path, &root, price.as_ref());
             rows.push(row);
             study.cells.push(c);
