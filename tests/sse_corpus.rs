@@ -41,6 +41,34 @@ struct Expect {
 }
 
 const CORPUS: &[Expect] = &[
+    // Recorded from a real llama-server here: role chunk with `content: null`, a lone U+FFFD
+    // chunk (a split UTF-8 character is still a token event), a separate finish chunk with an
+    // empty delta, usage in its own `choices: []` chunk.
+    Expect {
+        file: "llamacpp_recorded_chat.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 6,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((21, 6)),
+    },
+    // Recorded: usage rides on the finish chunk, whose text is empty.
+    Expect {
+        file: "llamacpp_recorded_completions.sse",
+        endpoint: Endpoint::Completions,
+        first_text_frame: 0,
+        first_content_frame: 0,
+        last_text_frame: 5,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((7, 6)),
+    },
     Expect {
         file: "vllm_completions_continuous_usage.sse",
         endpoint: Endpoint::Completions,
