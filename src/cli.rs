@@ -249,10 +249,21 @@ pub struct WorkloadArgs {
     /// recorded either way).
     #[arg(long, help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,
-    /// The workload: `random` (independent prompts, as vLLM) or `generated-shared-prefix`
-    /// (groups of requests sharing a system prompt, as SGLang's bench_serving; --gsp-*).
+    /// The workload: `random` (independent prompts, as vLLM), `generated-shared-prefix`
+    /// (groups sharing a system prompt, as SGLang's bench_serving; --gsp-*), `sharegpt` or
+    /// `custom` (a local file, --dataset-path).
     #[arg(long, default_value = "random", help_heading = "Workload")]
     pub dataset_name: String,
+    /// A local dataset file for `--dataset-name sharegpt` (ShareGPT JSON) or `custom` (JSONL of
+    /// {"prompt": …}). Never downloaded.
+    #[arg(long, help_heading = "Workload")]
+    pub dataset_path: Option<PathBuf>,
+    /// Fixed output length for ShareGPT prompts (default: the reference answer's length).
+    #[arg(long, help_heading = "Workload")]
+    pub sharegpt_output_len: Option<u32>,
+    /// Output length for custom prompts without their own max_tokens (default 128).
+    #[arg(long, help_heading = "Workload")]
+    pub custom_output_len: Option<u32>,
     /// Shared-prefix groups (`generated-shared-prefix`).
     #[arg(long, default_value_t = 64, help_heading = "Workload")]
     pub gsp_num_groups: u32,

@@ -8,7 +8,9 @@ use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
 use crate::metrics::Slo;
 use crate::openai::Endpoint;
 use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
-use crate::workload::{LengthDist, RandomSpec, SharedPrefixSpec, Workload};
+use crate::workload::{
+    DatasetKind, DatasetSpec, LengthDist, RandomSpec, SharedPrefixSpec, Workload,
+};
 use serde::Serialize;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -419,11 +421,32 @@ impl WorkloadConfig {
                     output_len: a.gsp_output_len,
                 })
             }
+            name @ ("sharegpt" | "custom") => {
+                let (kind, fixed) = if name == "sharegpt" {
+                    (DatasetKind::ShareGpt, a.sharegpt_output_len)
+                } else {
+                    (DatasetKind::Custom, a.custom_output_len)
+                };
+                let Some(path) = &a.dataset_path else {
+                    return Err(bad(
+                        "--dataset-path",
+                        "(missing)",
+                        format!("--dataset-name {name} reads a local file; give its path"),
+                    ));
+                };
+                if fixed == Some(0) {
+                    return Err(bad("output length", 0, "must be at least 1 token"));
+                }
+                Workload::Dataset(
+                    DatasetSpec::load(kind, path, fixed)
+                        .map_err(|e| bad("--dataset-path", path.display(), e))?,
+                )
+            }
             other => {
                 return Err(bad(
                     "--dataset-name",
                     other,
-                    "use random or generated-shared-prefix",
+                    "use random, generated-shared-prefix, sharegpt or custom",
                 ))
             }
         };

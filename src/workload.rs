@@ -101,6 +101,196 @@ pub enum Workload {
     Random(RandomSpec),
     /// Groups sharing a system prompt (SGLang's `generated-shared-prefix`).
     SharedPrefix(SharedPrefixSpec),
+    /// Prompts from a local file: ShareGPT JSON or a JSONL of prompts.
+    Dataset(DatasetSpec),
+}
+
+/// A dataset file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// `[{"conversations": [{"from": "human", "value": …}, {"from": "gpt", "value": …}, …]}]`:
+    /// the first human turn is the prompt, the reply after it sets the output length.
+    ShareGpt,
+    /// One JSON object per line: `{"prompt": "…"}` (or `"text"`), optional `"max_tokens"`.
+    Custom,
+}
+
+/// One entry of a dataset file, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetEntry {
+    pub prompt: String,
+    /// The reference answer (ShareGPT), whose length is the output length asked for.
+    pub completion: Option<String>,
+    pub max_tokens: Option<u32>,
+}
+
+/// A dataset read from a local file (never downloaded).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetSpec {
+    pub kind: DatasetKind,
+    pub path: std::path::PathBuf,
+    /// A fixed output length instead of the reference answer's (`--sharegpt-output-len`,
+    /// `--custom-output-len`).
+    pub output_len: Option<u32>,
+    /// Entries read; kept out of result files (only their count is written).
+    #[serde(skip)]
+    pub entries: std::sync::Arc<Vec<DatasetEntry>>,
+    pub entries_read: usize,
+}
+
+impl DatasetSpec {
+    /// Read a dataset file. Errors name the file, the line or entry, and what was expected.
+    pub fn load(
+        kind: DatasetKind,
+        path: &Path,
+        output_len: Option<u32>,
+    ) -> Result<DatasetSpec, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the dataset {}: {e}", path.display()))?;
+        let entries = match kind {
+            DatasetKind::ShareGpt => parse_sharegpt(&text, path)?,
+            DatasetKind::Custom => parse_custom(&text, path)?,
+        };
+        if entries.is_empty() {
+            return Err(format!(
+                "the dataset {} has no usable entry",
+                path.display()
+            ));
+        }
+        Ok(DatasetSpec {
+            kind,
+            path: path.to_path_buf(),
+            output_len,
+            entries_read: entries.len(),
+            entries: std::sync::Arc::new(entries),
+        })
+    }
+
+    /// Entries in a seeded order, filtered as `vllm bench serve` filters ShareGPT (prompt and
+    /// output at least 4 tokens, prompt at most 1024, both at most 2048) unless the output
+    /// length is fixed; a new order every pass. Ends if no entry passes the filter.
+    pub fn items<'a>(
+        &'a self,
+        maker: &'a PromptMaker,
+        seed: u64,
+    ) -> impl Iterator<Item = WorkItem> + Send + 'a {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = Vec::new();
+        let mut yielded_this_pass = true;
+        std::iter::from_fn(move || loop {
+            if order.is_empty() {
+                if !yielded_this_pass {
+                    return None;
+                }
+                yielded_this_pass = false;
+                order = (0..self.entries.len()).collect();
+                order.shuffle(&mut rng);
+            }
+            let e = &self.entries[order.pop()?];
+            let prompt_tokens = maker.count(&e.prompt).max(1);
+            let output = match (self.output_len, e.max_tokens, &e.completion) {
+                (Some(n), _, _) | (None, Some(n), _) => n,
+                (None, None, Some(c)) => {
+                    let n = maker.count(c);
+                    if prompt_tokens < 4
+                        || n < 4
+                        || prompt_tokens > 1024
+                        || prompt_tokens + n > 2048
+                    {
+                        continue;
+                    }
+                    n
+                }
+                (None, None, None) => 128,
+            };
+            yielded_this_pass = true;
+            return Some(WorkItem {
+                prompt: e.prompt.clone(),
+                prompt_tokens,
+                max_tokens: output.max(1),
+            });
+        })
+    }
+}
+
+fn text_of(t: &serde_json::Value) -> Option<&str> {
+    t.get("value").and_then(|v| v.as_str())
+}
+
+fn role_of(t: &serde_json::Value) -> Option<&str> {
+    t.get("from").and_then(|v| v.as_str())
+}
+
+fn parse_sharegpt(text: &str, path: &Path) -> Result<Vec<DatasetEntry>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "the dataset {} is not ShareGPT JSON: {e} (expected a JSON array of {{\"conversations\": [...]}})",
+            path.display()
+        )
+    })?;
+    let list = v.as_array().ok_or_else(|| {
+        format!(
+            "the dataset {} is not a JSON array of conversations",
+            path.display()
+        )
+    })?;
+    let mut out = Vec::new();
+    for conv in list {
+        let Some(turns) = conv.get("conversations").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        // The first human turn and the reply right after it (vLLM's rule: entries with fewer
+        // than two turns are skipped).
+        if turns.len() < 2 || role_of(&turns[0]) != Some("human") {
+            continue;
+        }
+        if let (Some(p), Some(c)) = (text_of(&turns[0]), text_of(&turns[1])) {
+            out.push(DatasetEntry {
+                prompt: p.to_string(),
+                completion: Some(c.to_string()),
+                max_tokens: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn parse_custom(text: &str, path: &Path) -> Result<Vec<DatasetEntry>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "{} line {}: not JSON ({e}); each line must be an object like {{\"prompt\": \"…\"}}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let prompt = v
+            .get("prompt")
+            .or_else(|| v.get("text"))
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "{} line {}: no \"prompt\" string; each line must be an object like {{\"prompt\": \"…\"}}",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        out.push(DatasetEntry {
+            prompt: prompt.to_string(),
+            completion: None,
+            max_tokens: v
+                .get("max_tokens")
+                .or_else(|| v.get("output_len"))
+                .and_then(|m| m.as_u64())
+                .map(|m| m.min(u64::from(u32::MAX)) as u32),
+        });
+    }
+    Ok(out)
 }
 
 impl Workload {
@@ -109,6 +299,7 @@ impl Workload {
         match self {
             Workload::Random(_) => None,
             Workload::SharedPrefix(s) => Some(u64::from(s.groups) * u64::from(s.prompts_per_group)),
+            Workload::Dataset(_) => None,
         }
     }
 
@@ -117,6 +308,7 @@ impl Workload {
         match self {
             Workload::Random(r) => r.output.mean(),
             Workload::SharedPrefix(s) => f64::from(s.output_len),
+            Workload::Dataset(d) => d.output_len.map_or(128.0, f64::from),
         }
     }
 
@@ -129,6 +321,7 @@ impl Workload {
         match self {
             Workload::Random(r) => Box::new(r.items(maker, seed)),
             Workload::SharedPrefix(s) => Box::new(s.items(maker, seed)),
+            Workload::Dataset(d) => Box::new(d.items(maker, seed)),
         }
     }
 }
@@ -626,6 +819,52 @@ mod tests {
         let first_round: std::collections::HashSet<String> =
             items[..4].iter().map(prefix).collect();
         assert_eq!(first_round.len(), 4);
+    }
+
+    #[test]
+    fn sharegpt_and_custom_datasets_load_filter_and_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "word ".repeat(10);
+        let sg = serde_json::json!([
+            {"id": "a", "conversations": [{"from": "human", "value": long}, {"from": "gpt", "value": long}]},
+            {"id": "b", "conversations": [{"from": "human", "value": "too short"}, {"from": "gpt", "value": long}]},
+            {"id": "c", "conversations": [{"from": "human", "value": long}]},
+            {"id": "d", "conversations": [{"from": "gpt", "value": long}, {"from": "human", "value": long}]}
+        ]);
+        let p = dir.path().join("sg.json");
+        std::fs::write(&p, sg.to_string()).unwrap();
+        let spec = DatasetSpec::load(DatasetKind::ShareGpt, &p, None).unwrap();
+        assert_eq!(
+            spec.entries_read, 2,
+            "one-turn and gpt-first conversations are skipped"
+        );
+        let maker = PromptMaker::approximate();
+        let items: Vec<WorkItem> = spec.items(&maker, 1).take(5).collect();
+        assert_eq!(items.len(), 5, "the one usable entry cycles");
+        assert!(items
+            .iter()
+            .all(|i| i.prompt_tokens == 10 && i.max_tokens == 10));
+
+        let jl = dir.path().join("p.jsonl");
+        std::fs::write(
+            &jl,
+            "{\"prompt\": \"hello there\", \"max_tokens\": 7}\n\n{\"text\": \"a b c\"}\n",
+        )
+        .unwrap();
+        let spec = DatasetSpec::load(DatasetKind::Custom, &jl, None).unwrap();
+        let items: Vec<WorkItem> = spec.items(&maker, 1).take(2).collect();
+        let mut lens: Vec<u32> = items.iter().map(|i| i.max_tokens).collect();
+        lens.sort();
+        assert_eq!(lens, vec![7, 128]);
+
+        std::fs::write(&jl, "{\"prompt\": 3}\n").unwrap();
+        let e = DatasetSpec::load(DatasetKind::Custom, &jl, None).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("prompt"), "{e}");
+        // Nothing passes the filter: the stream ends instead of spinning.
+        let only_short = serde_json::json!([{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}]);
+        std::fs::write(&p, only_short.to_string()).unwrap();
+        let spec = DatasetSpec::load(DatasetKind::ShareGpt, &p, None).unwrap();
+        assert_eq!(spec.items(&maker, 1).take(3).count(), 0);
     }
 
     #[test]
