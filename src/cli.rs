@@ -251,7 +251,8 @@ pub struct WorkloadArgs {
     pub tokenizer: Option<PathBuf>,
     /// The workload: `random` (independent prompts, as vLLM), `generated-shared-prefix`
     /// (groups sharing a system prompt, as SGLang's bench_serving; --gsp-*), `sharegpt` or
-    /// `custom` (a local file, --dataset-path).
+    /// `custom` (a local file, --dataset-path), or `trace` (a timestamped JSONL of input and
+    /// output lengths, replayed on its own clock).
     #[arg(long, default_value = "random", help_heading = "Workload")]
     pub dataset_name: String,
     /// A local dataset file for `--dataset-name sharegpt` (ShareGPT JSON) or `custom` (JSONL of
@@ -264,6 +265,10 @@ pub struct WorkloadArgs {
     /// Output length for custom prompts without their own max_tokens (default 128).
     #[arg(long, help_heading = "Workload")]
     pub custom_output_len: Option<u32>,
+    /// `--dataset-name trace`: multiply the trace's arrival offsets by this (0.5 = twice as
+    /// fast).
+    #[arg(long, default_value_t = 1.0, help_heading = "Workload")]
+    pub trace_time_scale: f64,
     /// Shared-prefix groups (`generated-shared-prefix`).
     #[arg(long, default_value_t = 64, help_heading = "Workload")]
     pub gsp_num_groups: u32,

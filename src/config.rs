@@ -9,7 +9,7 @@ use crate::metrics::Slo;
 use crate::openai::Endpoint;
 use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
 use crate::workload::{
-    DatasetKind, DatasetSpec, LengthDist, RandomSpec, SharedPrefixSpec, Workload,
+    DatasetKind, DatasetSpec, LengthDist, RandomSpec, SharedPrefixSpec, TraceSpec, Workload,
 };
 use serde::Serialize;
 use std::num::NonZeroUsize;
@@ -154,7 +154,7 @@ fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Err
 
 /// One line a person can read: "closed loop, 10 in flight, 100 requests, 2 warmups".
 pub fn describe_plan(plan: &LoadPlan) -> String {
-    let mode = match plan.mode {
+    let mode = match &plan.mode {
         LoadMode::Closed { concurrency } => format!("closed loop, {concurrency} in flight"),
         LoadMode::Open {
             pacing,
@@ -163,6 +163,9 @@ pub fn describe_plan(plan: &LoadPlan) -> String {
             let pace = match pacing {
                 Pacing::AllAtOnce => "open loop, all requests due at t=0".to_string(),
                 Pacing::Rate { rate, arrival } => format!("open loop, {rate} req/s {arrival}"),
+                Pacing::Trace(o) => {
+                    format!("open loop, a trace's own clock ({} arrivals)", o.len())
+                }
             };
             match max_in_flight {
                 Some(n) => format!("{pace}, at most {n} in flight"),
@@ -442,11 +445,24 @@ impl WorkloadConfig {
                         .map_err(|e| bad("--dataset-path", path.display(), e))?,
                 )
             }
+            "trace" => {
+                let Some(path) = &a.dataset_path else {
+                    return Err(bad(
+                        "--dataset-path",
+                        "(missing)",
+                        "--dataset-name trace reads a local JSONL trace; give its path",
+                    ));
+                };
+                Workload::Trace(
+                    TraceSpec::load(path, a.trace_time_scale)
+                        .map_err(|e| bad("--dataset-path", path.display(), e))?,
+                )
+            }
             other => {
                 return Err(bad(
                     "--dataset-name",
                     other,
-                    "use random, generated-shared-prefix, sharegpt or custom",
+                    "use random, generated-shared-prefix, sharegpt, custom or trace",
                 ))
             }
         };
@@ -517,6 +533,25 @@ impl LoadConfig {
 }
 
 impl LoadConfig {
+    /// A trace sets its own clock: the load becomes an open loop on the trace's offsets (with
+    /// --max-concurrency as an in-flight cap). A rate given as well is a contradiction.
+    pub fn paced_by(mut self, w: &Workload) -> Result<LoadConfig, ConfigError> {
+        if let Workload::Trace(t) = w {
+            if self.request_rate.is_finite() {
+                return Err(bad(
+                    "--request-rate",
+                    self.request_rate,
+                    "a trace is replayed on its own clock; drop --request-rate (use --trace-time-scale to speed it up)",
+                ));
+            }
+            self.mode = LoadMode::Open {
+                pacing: Pacing::Trace(std::sync::Arc::new(t.offsets())),
+                max_in_flight: self.max_concurrency.and_then(NonZeroUsize::new),
+            };
+        }
+        Ok(self)
+    }
+
     /// Without --num-prompts or --duration, a workload with a natural size (groups × prompts
     /// per group) runs that many requests instead of vLLM's default 1000.
     pub fn sized_for(mut self, w: &Workload) -> LoadConfig {
@@ -646,7 +681,9 @@ impl RunConfig {
             nonzero("--client-threads", t)?;
         }
         let w = WorkloadConfig::from_args(&a.workload)?;
-        let l = LoadConfig::from_args(&a.load)?.sized_for(&w.spec);
+        let l = LoadConfig::from_args(&a.load)?
+            .sized_for(&w.spec)
+            .paced_by(&w.spec)?;
         let m = MetricConfig::from_args(&a.metrics)?;
         let o = OutputConfig::from_args(&a.output)?;
         let warmup_concurrency = l

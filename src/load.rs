@@ -57,7 +57,7 @@ pub trait Sender: Send + Sync + 'static {
 }
 
 /// How requests are paced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LoadMode {
     /// Keep `concurrency` requests in flight.
     Closed { concurrency: NonZeroUsize },
@@ -70,12 +70,14 @@ pub enum LoadMode {
 }
 
 /// An open loop's schedule.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Pacing {
     /// Everything is due at t = 0 (`--request-rate inf`).
     AllAtOnce,
     /// `rate` requests per second with the given arrival process.
     Rate { rate: f64, arrival: Arrival },
+    /// A recorded trace's own clock: request i is due at `offsets[i]` ns (already scaled).
+    Trace(std::sync::Arc<Vec<u64>>),
 }
 
 /// When the measured phase ends.
@@ -105,7 +107,7 @@ impl Stop {
 }
 
 /// A complete plan for one run's load.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadPlan {
     pub mode: LoadMode,
     pub stop: Stop,
@@ -423,6 +425,10 @@ fn dispatch_thread<S: Sender>(
         .map(|n| Arc::new(Semaphore::new(n.get())));
     let mut offsets: Box<dyn Iterator<Item = u64>> = match shape.pacing {
         Pacing::AllAtOnce => Box::new(std::iter::repeat(0)),
+        Pacing::Trace(ref offsets) => {
+            let offsets = std::sync::Arc::clone(offsets);
+            Box::new((0..offsets.len()).map(move |i| offsets[i]))
+        }
         Pacing::Rate { rate, arrival } => match Schedule::new(rate, arrival, shape.seed) {
             Ok(s) => Box::new(s),
             // Config validation rejects such rates; an empty schedule is the safe fallback.

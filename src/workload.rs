@@ -103,6 +103,116 @@ pub enum Workload {
     SharedPrefix(SharedPrefixSpec),
     /// Prompts from a local file: ShareGPT JSON or a JSONL of prompts.
     Dataset(DatasetSpec),
+    /// A timestamped trace of (arrival, input length, output length), replayed on its clock.
+    Trace(TraceSpec),
+}
+
+/// One request of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceEntry {
+    /// Arrival, ns after the trace's first request (already multiplied by the time scale).
+    pub offset_ns: u64,
+    pub input_len: u32,
+    pub output_len: u32,
+}
+
+/// A trace file: JSONL lines `{"timestamp": ms, "input_length": n, "output_length": m}` (the
+/// Mooncake / Azure LLM trace layout; `offset_s`, `input_len`, `output_len` also accepted),
+/// replayed from its first request, in file order sorted by time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceSpec {
+    pub path: std::path::PathBuf,
+    /// Offsets are multiplied by this (0.5 replays the trace twice as fast).
+    pub time_scale: f64,
+    #[serde(skip)]
+    pub entries: std::sync::Arc<Vec<TraceEntry>>,
+    pub requests: usize,
+}
+
+impl TraceSpec {
+    pub fn load(path: &Path, time_scale: f64) -> Result<TraceSpec, String> {
+        if !(time_scale.is_finite() && time_scale > 0.0) {
+            return Err(format!(
+                "time scale must be a positive number, got {time_scale}"
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the trace {}: {e}", path.display()))?;
+        let mut raw: Vec<(f64, u32, u32)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let shape = "each line must be like {\"timestamp\": 1200, \"input_length\": 512, \"output_length\": 128} (timestamp in ms)";
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                format!("{} line {}: not JSON ({e}); {shape}", path.display(), i + 1)
+            })?;
+            let num = |keys: &[&str]| keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_f64()));
+            let at_s = num(&["timestamp"])
+                .map(|ms| ms / 1000.0)
+                .or_else(|| num(&["offset_s"]));
+            let (Some(at), Some(inp), Some(out)) = (
+                at_s,
+                num(&["input_length", "input_len"]),
+                num(&["output_length", "output_len"]),
+            ) else {
+                return Err(format!(
+                    "{} line {}: missing a field; {shape}",
+                    path.display(),
+                    i + 1
+                ));
+            };
+            if !(at.is_finite() && at >= 0.0 && inp >= 1.0 && out >= 1.0) {
+                return Err(format!(
+                    "{} line {}: time must be ≥ 0 and lengths ≥ 1; {shape}",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            raw.push((at, inp as u32, out as u32));
+        }
+        if raw.is_empty() {
+            return Err(format!("the trace {} has no request", path.display()));
+        }
+        raw.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let t0 = raw[0].0;
+        let entries: Vec<TraceEntry> = raw
+            .into_iter()
+            .map(|(at, i, o)| TraceEntry {
+                offset_ns: ((at - t0) * time_scale * 1e9).round() as u64,
+                input_len: i,
+                output_len: o,
+            })
+            .collect();
+        Ok(TraceSpec {
+            path: path.to_path_buf(),
+            time_scale,
+            requests: entries.len(),
+            entries: std::sync::Arc::new(entries),
+        })
+    }
+
+    /// The arrival offsets, for the load driver.
+    pub fn offsets(&self) -> Vec<u64> {
+        self.entries.iter().map(|e| e.offset_ns).collect()
+    }
+
+    /// One random prompt per trace entry, of its input length, in trace order; then the end.
+    pub fn items<'a>(
+        &'a self,
+        maker: &'a PromptMaker,
+        seed: u64,
+    ) -> impl Iterator<Item = WorkItem> + Send + 'a {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        self.entries.iter().map(move |e| {
+            let (prompt, prompt_tokens) = maker.make(e.input_len, &mut rng);
+            WorkItem {
+                prompt,
+                prompt_tokens,
+                max_tokens: e.output_len,
+            }
+        })
+    }
 }
 
 /// A dataset file's format.
@@ -300,6 +410,7 @@ impl Workload {
             Workload::Random(_) => None,
             Workload::SharedPrefix(s) => Some(u64::from(s.groups) * u64::from(s.prompts_per_group)),
             Workload::Dataset(_) => None,
+            Workload::Trace(t) => Some(t.requests as u64),
         }
     }
 
@@ -309,6 +420,13 @@ impl Workload {
             Workload::Random(r) => r.output.mean(),
             Workload::SharedPrefix(s) => f64::from(s.output_len),
             Workload::Dataset(d) => d.output_len.map_or(128.0, f64::from),
+            Workload::Trace(t) => {
+                t.entries
+                    .iter()
+                    .map(|e| f64::from(e.output_len))
+                    .sum::<f64>()
+                    / t.entries.len().max(1) as f64
+            }
         }
     }
 
@@ -322,6 +440,7 @@ impl Workload {
             Workload::Random(r) => Box::new(r.items(maker, seed)),
             Workload::SharedPrefix(s) => Box::new(s.items(maker, seed)),
             Workload::Dataset(d) => Box::new(d.items(maker, seed)),
+            Workload::Trace(t) => Box::new(t.items(maker, seed)),
         }
     }
 }
@@ -865,6 +984,29 @@ mod tests {
         std::fs::write(&p, only_short.to_string()).unwrap();
         let spec = DatasetSpec::load(DatasetKind::ShareGpt, &p, None).unwrap();
         assert_eq!(spec.items(&maker, 1).take(3).count(), 0);
+    }
+
+    #[test]
+    fn a_trace_keeps_its_clock_scaled_and_its_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        std::fs::write(
+            &p,
+            "{\"timestamp\": 2000, \"input_length\": 5, \"output_length\": 3}\n\
+             {\"timestamp\": 1000, \"input_length\": 8, \"output_length\": 2}\n\
+             {\"offset_s\": 4.5, \"input_len\": 1, \"output_len\": 1}\n",
+        )
+        .unwrap();
+        let t = TraceSpec::load(&p, 0.5).unwrap();
+        assert_eq!(t.offsets(), vec![0, 500_000_000, 1_750_000_000]);
+        let maker = PromptMaker::approximate();
+        let items: Vec<WorkItem> = t.items(&maker, 1).collect();
+        assert_eq!(items.len(), 3, "a trace ends");
+        assert_eq!((items[0].prompt_tokens, items[0].max_tokens), (8, 2));
+        std::fs::write(&p, "{\"timestamp\": 1}\n").unwrap();
+        let e = TraceSpec::load(&p, 1.0).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("input_length"), "{e}");
+        assert!(TraceSpec::load(&p, 0.0).unwrap_err().contains("time scale"));
     }
 
     #[test]

@@ -171,7 +171,15 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let wall = Instant::now();
     let epoch = Instant::now();
     let recorder = start_telemetry(&cfg.telemetry, &base_url, epoch);
-    let load_report = load::run(cfg.plan, Arc::new(client), requests, tx, epoch, interrupt).await;
+    let load_report = load::run(
+        cfg.plan.clone(),
+        Arc::new(client),
+        requests,
+        tx,
+        epoch,
+        interrupt,
+    )
+    .await;
     let load_end_ns = epoch.elapsed().as_nanos() as u64;
     let timeline = match recorder {
         Some(r) => r.stop().await,

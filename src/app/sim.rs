@@ -130,7 +130,9 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
     let w = WorkloadConfig::from_args(&args.workload).map_err(AppError::usage)?;
     let l = LoadConfig::from_args(&args.load)
         .map_err(AppError::usage)?
-        .sized_for(&w.spec);
+        .sized_for(&w.spec)
+        .paced_by(&w.spec)
+        .map_err(AppError::usage)?;
     let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
     let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
     let n = match l.stop {
@@ -166,6 +168,13 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             Box::new(
                 Schedule::new(rate, arrival, w.seed).map_err(|e| AppError::usage(anyhow!(e)))?,
             ),
+        ),
+        LoadMode::Open {
+            pacing: Pacing::Trace(offsets),
+            max_in_flight,
+        } => (
+            open_load(max_in_flight),
+            Box::new((*offsets).clone().into_iter()),
         ),
     };
     let requests: Vec<SimRequest> = w
