@@ -189,6 +189,10 @@ pub struct RunArgs {
     /// Warmup requests before measuring (marked in the journal, left out of summaries).
     #[arg(long, default_value_t = 0, help_heading = "Load")]
     pub num_warmups: u64,
+    /// Run the benchmark this many times (seed, seed+1, …) and report each figure's mean
+    /// with a 95 % confidence interval over the repeats.
+    #[arg(long, default_value_t = 1, help_heading = "Load")]
+    pub repeats: u32,
     /// Tokio worker threads for the client (default: one per core).
     #[arg(long, help_heading = "Load")]
     pub client_threads: Option<usize>,

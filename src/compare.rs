@@ -47,6 +47,21 @@ fn t975(df: f64) -> f64 {
     T.iter().find(|(d, _)| df <= *d).map_or(1.96, |(_, t)| *t)
 }
 
+/// Mean and the half-width of its 95 % confidence interval (Student's t), over repeated runs'
+/// values of one figure. `None` half-width for fewer than two values.
+pub fn mean_ci95(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (0.0, None);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some(t975(n - 1.0) * (var / n).sqrt()))
+}
+
 /// Welch's interval for the difference of two means.
 fn welch(a: &Distribution, b: &Distribution) -> Option<(f64, f64)> {
     if a.count < 2 || b.count < 2 {
@@ -138,6 +153,15 @@ mod tests {
         assert!(lo > 0.0 && hi > lo && (lo + hi) / 2.0 - 10.0 < 1e-9);
         let (lo, hi) = welch(&a, &near).unwrap();
         assert!(lo < 0.0 && hi > 0.0);
+    }
+
+    #[test]
+    fn repeat_intervals_use_students_t() {
+        let (m, h) = mean_ci95(&[10.0, 12.0, 11.0]);
+        assert!((m - 11.0).abs() < 1e-12);
+        // s = 1, n = 3, t(2) = 4.303 → 4.303 / sqrt(3)
+        assert!((h.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert_eq!(mean_ci95(&[5.0]), (5.0, None));
     }
 
     #[test]

@@ -45,10 +45,88 @@ pub struct RunOutcome {
 
 pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
     let cfg = RunConfig::from_args(args).map_err(AppError::usage)?;
+    if args.repeats == 0 {
+        return Err(AppError::usage(crate::config::ConfigError {
+            field: "--repeats".into(),
+            value: "0".into(),
+            problem: "must be at least 1".into(),
+        }));
+    }
     let rt = runtime(cfg.client_threads, "servebench-client")?;
-    let outcome = rt.block_on(run_benchmark(&cfg, true))?;
-    Ok(outcome.status)
+    if args.repeats == 1 {
+        let outcome = rt.block_on(run_benchmark(&cfg, true))?;
+        return Ok(outcome.status);
+    }
+    // Repeats: each an ordinary run (its own files), seeds seed, seed+1, …; then each figure's
+    // mean with a 95 % interval, so a reader can tell a difference from the noise.
+    let mut outcomes = Vec::new();
+    for r in 0..args.repeats {
+        let mut c = cfg.clone();
+        c.seed = cfg.seed + u64::from(r);
+        c.plan.seed = c.seed;
+        c.result_filename = cfg
+            .result_filename
+            .as_ref()
+            .map(|f| format!("{}-r{}.json", f.trim_end_matches(".json"), r + 1));
+        eprintln!("repeat {}/{} (seed {})", r + 1, args.repeats, c.seed);
+        let o = rt.block_on(run_benchmark(&c, true))?;
+        if o.status == ExitStatus::Interrupted {
+            return Ok(o.status);
+        }
+        outcomes.push(o);
+    }
+    let figures: [RepeatFigure; 6] = [
+        ("output_throughput (tok/s)", |s| s.output_throughput),
+        ("request_throughput (req/s)", |s| s.request_throughput),
+        ("mean_ttft_ms", |s| s.ttft_ms.mean),
+        ("mean_tpot_ms", |s| s.tpot_ms.mean),
+        ("mean_e2el_ms", |s| s.e2el_ms.mean),
+        ("success_rate", |s| s.success_rate),
+    ];
+    let mut table = serde_json::Map::new();
+    println!(
+        "\nover {} repeats: mean ± 95 % CI (Student's t)",
+        outcomes.len()
+    );
+    for (name, f) in figures {
+        let values: Vec<f64> = outcomes.iter().map(|o| f(&o.summary)).collect();
+        let (mean, half) = crate::compare::mean_ci95(&values);
+        println!(
+            "{name:<28} {mean:>12.3} ± {:<10.3} (min {:.3}, max {:.3})",
+            half.unwrap_or(0.0),
+            values.iter().copied().fold(f64::INFINITY, f64::min),
+            values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        );
+        table.insert(
+            name.into(),
+            serde_json::json!({ "mean": mean, "ci95_half_width": half, "values": values }),
+        );
+    }
+    table.insert(
+        "runs".into(),
+        outcomes
+            .iter()
+            .map(|o| serde_json::Value::from(o.summary_path.display().to_string()))
+            .collect(),
+    );
+    let path = cfg.result_dir.join(format!(
+        "repeats-{}.json",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    ));
+    let json = serde_json::to_string_pretty(&table).map_err(AppError::failed)?;
+    report::write_atomic(&path, json.as_bytes())
+        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    eprintln!("repeats: {}", path.display());
+    // The worst status of the repeats.
+    Ok(outcomes
+        .iter()
+        .map(|o| o.status)
+        .find(|s| *s != ExitStatus::Success)
+        .unwrap_or(ExitStatus::Success))
 }
+
+/// A figure reported over repeats: its name and how to read it from a summary.
+type RepeatFigure = (&'static str, fn(&Summary) -> f64);
 
 /// Run one benchmark as configured. `interactive` enables Ctrl-C handling, the progress bar and
 /// the console table (tests run with it off).
