@@ -41,6 +41,33 @@ struct Expect {
 }
 
 const CORPUS: &[Expect] = &[
+    // Recorded from the real vLLM (CPU) here: running usage on every chunk.
+    Expect {
+        file: "vllm_recorded_completions_continuous.sse",
+        endpoint: Endpoint::Completions,
+        first_text_frame: 0,
+        first_content_frame: 0,
+        last_text_frame: 5,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageDelta,
+        usage: Some((10, 6)),
+    },
+    // Recorded: role-only first chunk, an empty-content chunk that is not a token event, the
+    // final usage (6) spread over the 5 text events.
+    Expect {
+        file: "vllm_recorded_chat_include_usage.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 6,
+        text_frames: 5,
+        tokens: None,
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((23, 6)),
+    },
     // Recorded from a real llama-server here: role chunk with `content: null`, a lone U+FFFD
     // chunk (a split UTF-8 character is still a token event), a separate finish chunk with an
     // empty delta, usage in its own `choices: []` chunk.
