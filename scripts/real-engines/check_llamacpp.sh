@@ -34,40 +34,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 2
 engines=$root/scripts/real-engines
 work=${LLAMACPP_CHECK_DIR:-$root/results/llamacpp-check}
-case $work in
-/ | "$root" | "$HOME" | "") echo "refusing to use $work as the output folder (it is emptied)" >&2; exit 2 ;;
-esac
-rm -rf "$work"
-mkdir -p "$work"
-tally=$work/tally
-echo "0 0" >"$tally"
-t0=$(date +%s)
-timings=()
-
-log() { printf '[llamacpp-check] %s\n' "$*" >&2; }
-phase_done() { timings+=("$(printf '%-28s %4d s' "$1" $(($(date +%s) - $2)))"); }
-tally_add() { # ok|fail WHAT
-    local p f
-    read -r p f <"$tally"
-    if [[ $1 == ok ]]; then p=$((p + 1)); echo "  ok   $2"; else f=$((f + 1)); echo "  FAIL $2"; fi
-    echo "$p $f" >"$tally"
-}
-finish() {
-    local p f
-    read -r p f <"$tally"
-    echo
-    echo "timings:"
-    printf '  %s\n' "${timings[@]}"
-    printf '  %-28s %4d s\n' "total" $(($(date +%s) - t0))
-    echo "outputs: $work"
-    echo "llamacpp-check: $p passed, $f failed"
-    [[ $f -eq 0 && $p -gt 0 ]]
-}
-abort() { # a step without which nothing else can be checked
-    tally_add fail "$1"
-    finish
-    exit 1
-}
+# shellcheck source=common.sh
+source "$engines/common.sh"
+check_init llamacpp-check "$work" "$root"
 
 server_pid=
 proxy_pid=

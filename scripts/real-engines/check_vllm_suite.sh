@@ -32,16 +32,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 2
 engines=$root/scripts/real-engines
 work=${SERVEBENCH_SUITE_CHECK_DIR:-$root/results/vllm-suite-check}
-case $work in
-/ | "$root" | "$HOME" | "") echo "refusing to use $work as the output folder (it is emptied)" >&2; exit 2 ;;
-esac
-rm -rf "$work"
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-tally=$work/tally
-echo "0 0" >"$tally"
-t0=$(date +%s)
-timings=()
+# shellcheck source=common.sh
+source "$engines/common.sh"
+check_init vllm-suite-check "$work" "$root"
 venv=${VLLM_VENV:-$root/.venv-vllm}
 model_dir=$work/model
 results=$work/results
@@ -50,31 +43,6 @@ target=vllm
 # NAME:REQUESTS:MAX_TOKENS as in configs/local-vllm-cpu.toml.in (the checker is told, not the
 # suite: a template that drifted from this list fails the check).
 workloads=(Small:10:32 Medium:20:32)
-
-log() { printf '[vllm-suite-check] %s\n' "$*" >&2; }
-phase_done() { timings+=("$(printf '%-28s %4d s' "$1" $(($(date +%s) - $2)))"); }
-tally_add() { # ok|fail WHAT
-    local p f
-    read -r p f <"$tally"
-    if [[ $1 == ok ]]; then p=$((p + 1)); echo "  ok   $2"; else f=$((f + 1)); echo "  FAIL $2"; fi
-    echo "$p $f" >"$tally"
-}
-finish() {
-    local p f
-    read -r p f <"$tally"
-    echo
-    echo "timings:"
-    printf '  %s\n' "${timings[@]}"
-    printf '  %-28s %4d s\n' "total" $(($(date +%s) - t0))
-    echo "outputs: $work"
-    echo "vllm-suite-check: $p passed, $f failed"
-    [[ $f -eq 0 && $p -gt 0 ]]
-}
-abort() { # a step without which nothing else can be checked
-    tally_add fail "$1"
-    finish
-    exit 1
-}
 
 # The vLLM this check's suite started: its API server is the only one serving $model_dir (a
 # folder of this run), and it leads its own process group (the launcher's process_group(0)).
