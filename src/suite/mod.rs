@@ -433,6 +433,7 @@ fn to_cell(
             )
         }),
         structured_output: false,
+        shared_prefix: w.is_shared_prefix(),
     };
     let rel = path.strip_prefix(root).unwrap_or(path);
     let mut c = Cell::new(

@@ -451,6 +451,32 @@ pub fn recommendations(a: &Analysis, gpu: &str) -> Vec<Recommendation> {
         evidence: evidence(&cost, |v| format!("${v:.4}")),
     });
 
+    let shared: Vec<(String, f64)> = a
+        .frameworks
+        .iter()
+        .filter_map(|f| {
+            let s: Vec<f64> = a
+                .stats
+                .iter()
+                .filter(|s| &s.framework == f && s.spec.shared_prefix)
+                .map(|s| s.output_tps)
+                .collect();
+            (!s.is_empty()).then(|| (f.clone(), mean(s)))
+        })
+        .collect();
+    out.push(Recommendation {
+        use_case: "Prefix sharing",
+        choice: pick(&shared, Better::Higher).unwrap_or_else(|| {
+            Choice::NotMeasured("no shared-prefix workload in this study".into())
+        }),
+        gpu: if shared.is_empty() { "—".into() } else { gpu.to_string() },
+        rule: format!(
+            "the framework with the highest mean output throughput over the shared-prefix workloads \
+             (requests sharing long system prompts, where prefix caching pays); {tie}"
+        ),
+        evidence: evidence(&shared, |v| format!("{v:.1} tok/s")),
+    });
+
     let structured: Vec<(String, f64)> = a
         .frameworks
         .iter()

@@ -1179,6 +1179,7 @@ fn conclusion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
         ("Low latency", "Latency-sensitive applications"),
         ("Cost sensitive", "Cost-optimized deployments"),
         ("Structured generation", "Structured generation"),
+        ("Prefix sharing", "Shared-prompt workloads (prefix caching)"),
     ];
     let items = scen
         .iter()

@@ -70,6 +70,9 @@ pub struct WorkloadSpec {
     /// The workload asked for structured (grammar/JSON-constrained) output.
     #[serde(default)]
     pub structured_output: bool,
+    /// Requests in groups sharing a long prompt prefix (prefix caching matters).
+    #[serde(default)]
+    pub shared_prefix: bool,
 }
 
 /// GPU telemetry over one cell's measured phase.

@@ -66,6 +66,7 @@ fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, 
             request_rate: None,
             prompt: Some("synthetic, 32 tokens".into()),
             structured_output: false,
+            shared_prefix: false,
         },
         repeat: 0,
         cost: Some(cost_summary(&price(), &s)),
@@ -262,6 +263,12 @@ fn recommendations_follow_the_numbers() {
     assert!(md.contains("| Low latency | vLLM | A10G |"), "{md}");
     assert!(md.contains("| Cost sensitive | vLLM | A10G |"), "{md}");
     assert!(md.contains("| Structured generation | not measured: no structured-output workload in this study | — |"), "{md}");
+    assert!(
+        md.contains(
+            "| Prefix sharing | not measured: no shared-prefix workload in this study | — |"
+        ),
+        "{md}"
+    );
     assert!(
         md.contains("vLLM 1848.3 tok/s vs SGLang 1643.3 tok/s (12.5 % higher)"),
         "{md}"
