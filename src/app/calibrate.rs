@@ -8,12 +8,11 @@
 //! The numbers are a ceiling for this machine: a server measured below them is not being
 //! limited by servebench.
 
-use super::{run::run_benchmark, runtime, AppError, ExitStatus};
-use crate::cli::{CalibrateArgs, Cli, Command};
+use super::{run::run_benchmark, run_config_from_args, runtime, AppError, ExitStatus};
+use crate::cli::CalibrateArgs;
 use crate::config::RunConfig;
 use crate::metrics::Summary;
 use anyhow::{anyhow, Context};
-use clap::Parser;
 use serde::Serialize;
 
 /// One calibration measurement.
@@ -44,14 +43,6 @@ pub struct Calibration {
     pub measurements: Vec<Measurement>,
 }
 
-fn config_from(argv: &[String]) -> Result<RunConfig, AppError> {
-    let cli = Cli::try_parse_from(argv).map_err(|e| AppError::usage(anyhow!(e.to_string())))?;
-    match cli.command {
-        Command::Run(a) => RunConfig::from_args(&a).map_err(AppError::usage),
-        _ => Err(AppError::usage(anyhow!("internal: not a run command"))),
-    }
-}
-
 fn measurement(name: &str, argv: &[String], s: &Summary) -> Measurement {
     // Events = ICL samples (one per gap) + the first event of each successful request.
     let events = s.icl_ms.count as f64 + s.completed as f64;
@@ -59,7 +50,7 @@ fn measurement(name: &str, argv: &[String], s: &Summary) -> Measurement {
     let sc = &s.self_check;
     Measurement {
         name: name.to_string(),
-        command: argv[1..].join(" "),
+        command: format!("run {}", argv.join(" ")),
         duration_s: s.duration_s,
         completed: s.completed,
         failed: s.failed,
@@ -84,8 +75,6 @@ pub(super) fn command(args: &CalibrateArgs) -> Result<ExitStatus, AppError> {
     let dir = args.result_dir.join("calibrate");
     let common = |extra: &[String]| -> Vec<String> {
         let mut v: Vec<String> = [
-            "servebench",
-            "run",
             "--ttft-ms",
             "0",
             "--itl-ms",
@@ -136,7 +125,7 @@ pub(super) fn command(args: &CalibrateArgs) -> Result<ExitStatus, AppError> {
     ];
     let configs: Vec<(String, Vec<String>, RunConfig)> = plans
         .into_iter()
-        .map(|(n, argv)| config_from(&argv).map(|c| (n.to_string(), argv, c)))
+        .map(|(n, argv)| run_config_from_args(&argv).map(|c| (n.to_string(), argv, c)))
         .collect::<Result<_, _>>()?;
 
     let rt = runtime(Some(args.client_threads), "servebench-client")?;

@@ -94,6 +94,24 @@ mod serve;
 pub mod sim;
 mod sweep;
 
+/// A `servebench run` command line (without the program and subcommand) as a validated
+/// configuration: how calibrate, suite cells and sweep points express a run, so each is a run
+/// a user could type, validated by the same code.
+pub fn run_config_from_args<S: AsRef<str>>(
+    args: &[S],
+) -> Result<crate::config::RunConfig, AppError> {
+    use clap::Parser;
+    let argv = ["servebench", "run"]
+        .into_iter()
+        .chain(args.iter().map(AsRef::as_ref));
+    let cli =
+        Cli::try_parse_from(argv).map_err(|e| AppError::usage(anyhow::anyhow!(e.to_string())))?;
+    match cli.command {
+        Command::Run(a) => crate::config::RunConfig::from_args(&a).map_err(AppError::usage),
+        _ => unreachable!("the command line starts with `run`"),
+    }
+}
+
 /// The git commit servebench was built from, when it runs beside its source tree.
 pub fn servebench_commit() -> Option<String> {
     let out = std::process::Command::new("git")

@@ -69,15 +69,11 @@ impl SimTarget {
 }
 
 pub fn parse_engine(s: &str) -> Result<EngineKind, ConfigError> {
-    match s.to_ascii_lowercase().as_str() {
-        "vllm" => Ok(EngineKind::Vllm),
-        "sglang" => Ok(EngineKind::Sglang),
-        other => Err(ConfigError {
-            field: "--engine".into(),
-            value: other.into(),
-            problem: "the simulator models vllm and sglang; pick one".into(),
-        }),
-    }
+    s.parse().map_err(|_| ConfigError {
+        field: "--engine".into(),
+        value: s.into(),
+        problem: "the simulator models vllm and sglang; pick one".into(),
+    })
 }
 
 pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError> {

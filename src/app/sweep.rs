@@ -4,13 +4,12 @@
 //! chart. The capacity search's logic is `crate::sweep::search`.
 
 use super::{run_benchmark, runtime, AppError, ExitStatus};
-use crate::cli::{CapacityArgs, Cli, Command, SweepArgs};
+use crate::cli::{CapacityArgs, SweepArgs};
 use crate::config::RunConfig;
 use crate::metrics::Summary;
 use crate::report::study::{render_latency_throughput, SweepPoint};
 use crate::sweep::{search, CapacitySearch};
 use anyhow::{anyhow, Context};
-use clap::Parser;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -49,14 +48,8 @@ fn row(load: String, path: PathBuf, s: &Summary) -> SweepRow {
 
 /// A `run` configuration from the user's run flags plus the sweep's own.
 fn point_config(run_args: &[String], extra: &[String]) -> Result<RunConfig, AppError> {
-    let mut argv: Vec<String> = vec!["servebench".into(), "run".into()];
-    argv.extend_from_slice(run_args);
-    argv.extend_from_slice(extra);
-    let cli = Cli::try_parse_from(&argv).map_err(|e| AppError::usage(anyhow!(e.to_string())))?;
-    match cli.command {
-        Command::Run(a) => RunConfig::from_args(&a).map_err(AppError::usage),
-        _ => Err(AppError::usage(anyhow!("internal: a sweep point is a run"))),
-    }
+    let args: Vec<&String> = run_args.iter().chain(extra).collect();
+    super::run_config_from_args(&args)
 }
 
 /// The flags a sweep sets itself must not also come from the user.

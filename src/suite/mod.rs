@@ -14,8 +14,6 @@
 pub mod config;
 
 use crate::app::{run_benchmark, AppError, ExitStatus};
-use crate::cli::{Cli, Command};
-use crate::config::RunConfig;
 use crate::cost::Price;
 use crate::launch::{LaunchSpec, Launcher, Running};
 use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
@@ -23,7 +21,6 @@ use crate::report::{csv_row, read_result, write_csv, ResultFile};
 use crate::sim::catalog::Catalog;
 use crate::telemetry::TelemetrySummary;
 use anyhow::{anyhow, Context};
-use clap::Parser;
 use config::{is_simulated, SuiteConfig, TargetConfig, WorkloadConfig};
 use std::path::{Path, PathBuf};
 
@@ -58,7 +55,8 @@ fn target_model(t: &TargetConfig) -> Option<String> {
     }
 }
 
-/// The `run` command line one cell amounts to, so a cell can be rerun by hand exactly.
+/// The `run` flags one cell amounts to (`servebench run <these>`), so a cell can be rerun by
+/// hand exactly.
 fn cell_argv(
     suite: &SuiteConfig,
     w: &WorkloadConfig,
@@ -69,7 +67,7 @@ fn cell_argv(
     seed: u64,
 ) -> Vec<String> {
     let d = &suite.defaults;
-    let mut v: Vec<String> = vec!["servebench".into(), "run".into()];
+    let mut v: Vec<String> = Vec::new();
     let mut push = |k: &str, val: String| {
         v.push(k.into());
         v.push(val);
@@ -134,16 +132,6 @@ fn cell_argv(
     }
     v.push("--no-progress".into());
     v
-}
-
-fn run_config(argv: &[String]) -> Result<RunConfig, AppError> {
-    let cli = Cli::try_parse_from(argv).map_err(|e| AppError::usage(anyhow!(e.to_string())))?;
-    match cli.command {
-        Command::Run(a) => RunConfig::from_args(&a).map_err(AppError::usage),
-        _ => Err(AppError::usage(anyhow!(
-            "internal: a cell is a run command"
-        ))),
-    }
 }
 
 /// One cell of the matrix, planned.
@@ -288,7 +276,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         cell.seed,
                     );
                     eprintln!("{tag} …");
-                    let mut cfg = run_config(&argv)?;
+                    let mut cfg = crate::app::run_config_from_args(&argv)?;
                     if let Some(r) = &running {
                         cfg.environment = serde_json::to_value(r.facts()).unwrap_or_default();
                     }
