@@ -206,37 +206,7 @@ timeout 60 python3 "$engines/check_vllm_run.py" run --summary "$work/reuse-chat.
 phase_done "connection reuse run" "$t"
 
 # ---- 3. the audit through the recording proxy ----------------------------------------------------
-t=$(date +%s)
-role_delay_ms=250
-python3 "$engines/sse_proxy.py" --upstream "127.0.0.1:$port" --capture "$work/capture.jsonl" \
-    --port-file "$work/proxy.port" --role-delay-ms "$role_delay_ms" 2>"$work/proxy.log" &
-proxy_pid=$!
-for _ in $(seq 50); do [[ -s $work/proxy.port ]] && break; sleep 0.1; done
-if [[ -s $work/proxy.port ]]; then
-    proxy=http://127.0.0.1:$(cat "$work/proxy.port")
-    for ep in completions chat; do
-        path=/v1/completions
-        [[ $ep == chat ]] && path=/v1/chat/completions
-        : >"$work/capture.jsonl"
-        log "servebench run $path through the recording proxy (8 prompts, one at a time)"
-        timeout 120 "$bin" run --base-url "$proxy" --endpoint "$path" --model "$model" \
-            --tokenizer "$work/tokenizer.json" --num-prompts 8 --max-concurrency 1 \
-            --random-input-len 32 --random-output-len "$out_len" --ignore-eos --seed 2 \
-            --request-timeout 60 --no-progress --result-dir "$work" \
-            --result-filename "audit-$ep.json" >"$work/audit-$ep.out" 2>&1
-        rc=$?
-        if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $path via the proxy exited 0"
-        else cat "$work/audit-$ep.out"; tally_add fail "servebench run $path via the proxy exited $rc"; fi
-        cp "$work/capture.jsonl" "$work/capture-$ep.jsonl"
-        timeout 60 python3 "$engines/check_vllm_run.py" audit-llamacpp \
-            --journal "$work/audit-$ep.journal.jsonl" --capture "$work/capture-$ep.jsonl" \
-            --endpoint "$path" --role-delay-ms "$role_delay_ms" --tally "$tally"
-    done
-else
-    cat "$work/proxy.log"
-    tally_add fail "start the recording proxy"
-fi
-phase_done "audit via proxy" "$t"
+proxy_audit 32 "$out_len" audit-llamacpp
 
 if kill -0 "$server_pid" 2>/dev/null; then
     tally_add ok "llama-server still running at the end (it survived the load)"
