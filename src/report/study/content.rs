@@ -781,27 +781,11 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
         .filter(|s| s.e2e.count > 0 && s.e2e.p50 > 0.0)
         .map(|s| (s, s.e2e.p99 / s.e2e.p50))
         .collect();
-    if let (Some(lo), Some(hi)) = (
-        tails.iter().min_by(|x, y| x.1.total_cmp(&y.1)),
-        tails.iter().max_by(|x, y| x.1.total_cmp(&y.1)),
-    ) {
-        let range = if hi.1 - lo.1 < 0.005 {
-            format!("was {:.2}× in every cell", hi.1)
-        } else {
-            format!(
-                "ranged from {:.2}× ({} on {}) to {:.2}× ({} on {})",
-                lo.1,
-                framework_label(&lo.0.framework),
-                lo.0.workload,
-                hi.1,
-                framework_label(&hi.0.framework),
-                hi.0.workload
-            )
-        };
+    if let Some((range, _, hi)) = spread(&tails, |v| format!("{v:.2}×"), "cell") {
         let longest = tails
             .iter()
             .max_by(|x, y| x.0.e2e.p99.total_cmp(&y.0.e2e.p99))
-            .unwrap_or(hi);
+            .unwrap_or(&hi);
         items.push(vec![t(format!(
             "Tail spread (P99 / P50 of end-to-end latency) {range}; the longest tail in seconds was {} on {} \
              (P99 {} s against P50 {} s). A ratio near 1 means requests finish in near-constant time; a high ratio \
@@ -990,6 +974,34 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
     });
 }
 
+/// "ranged from X (vLLM on Small) to Y (SGLang on Large)", or "was X in every UNIT" when the
+/// values are (to display precision) the same; with the lowest and highest entries. `None`
+/// when empty.
+type Entry<'s> = (&'s Stats, f64);
+
+fn spread<'s>(
+    values: &[Entry<'s>],
+    show: impl Fn(f64) -> String,
+    unit: &str,
+) -> Option<(String, Entry<'s>, Entry<'s>)> {
+    let lo = *values.iter().min_by(|x, y| x.1.total_cmp(&y.1))?;
+    let hi = *values.iter().max_by(|x, y| x.1.total_cmp(&y.1))?;
+    let range = if hi.1 - lo.1 < 0.005 {
+        format!("was {} in every {unit}", show(hi.1))
+    } else {
+        format!(
+            "ranged from {} ({} on {}) to {} ({} on {})",
+            show(lo.1),
+            framework_label(&lo.0.framework),
+            lo.0.workload,
+            show(hi.1),
+            framework_label(&hi.0.framework),
+            hi.0.workload
+        )
+    };
+    Some((range, lo, hi))
+}
+
 fn fmt_usd_owned(v: f64) -> String {
     fmt_usd(v)
 }
@@ -1049,26 +1061,10 @@ fn scalability(a: &Analysis) -> Vec<Vec<Inline>> {
         .iter()
         .filter_map(|s| s.gpu.as_ref().map(|g| (s, g.mem_max_gb)))
         .collect();
-    if let (Some(lo), Some(hi)) = (
-        mems.iter().min_by(|x, y| x.1.total_cmp(&y.1)),
-        mems.iter().max_by(|x, y| x.1.total_cmp(&y.1)),
-    ) {
-        let range = if hi.1 - lo.1 < 0.005 {
-            format!("was {:.2} GB in every run", hi.1)
-        } else {
-            format!(
-                "ranged from {:.2} GB ({} on {}) to {:.2} GB ({} on {})",
-                lo.1,
-                framework_label(&lo.0.framework),
-                lo.0.workload,
-                hi.1,
-                framework_label(&hi.0.framework),
-                hi.0.workload
-            )
-        };
+    if let Some((range, (_, lo), (_, hi))) = spread(&mems, |v| format!("{v:.2} GB"), "run") {
         // Engines that reserve their KV cache at start-up (vLLM's --gpu-memory-utilization,
         // SGLang's --mem-fraction-static) show flat peaks; say so only when the data is flat.
-        let flat = if hi.1 > 0.0 && (hi.1 - lo.1) / hi.1 < 0.10 {
+        let flat = if hi > 0.0 && (hi - lo) / hi < 0.10 {
             " Peak memory barely changes with load, as expected from engines that reserve their KV cache when \
              they start rather than as requests arrive."
         } else {
