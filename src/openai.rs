@@ -281,18 +281,9 @@ pub struct StreamChunk<'a> {
     pub error: Option<ErrorObject<'a>>,
 }
 
-/// The message of a non-streamed chat choice.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ResponseMessage<'a> {
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub content: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<Cow<'a, str>>,
-}
+/// The message of a non-streamed chat choice: the same fields as a streamed delta (role,
+/// content, and the reasoning of either parser generation).
+pub type ResponseMessage<'a> = Delta<'a>;
 
 /// One choice of a non-streamed response: `text` on completions, `message` on chat.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
