@@ -101,12 +101,7 @@ const MAX_RESERVED_EVENTS: u32 = 1 << 16;
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, ClientError> {
         let url = endpoint_url(&opts.base_url, opts.endpoint)?;
-        let loopback = url.host_str().is_some_and(|h| {
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            h.eq_ignore_ascii_case("localhost")
-                || h.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
+        let loopback = is_loopback(&url);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
@@ -238,6 +233,18 @@ impl crate::load::Sender for Client {
     ) -> impl std::future::Future<Output = RequestRecord> + Send {
         Client::send(self, body, ctx)
     }
+}
+
+/// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `[::1]`). Every HTTP client of
+/// servebench skips environment proxies for such URLs: a proxy must never sit between it and a
+/// local server.
+pub fn is_loopback(url: &Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h.eq_ignore_ascii_case("localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// Joins the base URL and the endpoint path, accepting the common spellings of a base URL.

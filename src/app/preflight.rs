@@ -27,16 +27,7 @@ fn http(base_url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client
         .timeout(Duration::from_secs(30))
         .default_headers(headers);
     // As in the client: a proxy from the environment must not sit in front of a local server.
-    let host = reqwest::Url::parse(base_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    if host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || host == "[::1]"
-    {
+    if reqwest::Url::parse(base_url).is_ok_and(|u| crate::client::is_loopback(&u)) {
         b = b.no_proxy();
     }
     Ok(b.build()?)

@@ -1,7 +1,6 @@
 //! [`PrometheusSampler`]: scrape a `/metrics` endpoint (an engine, a DCGM exporter, the
 //! simulator) and turn it into normalized and raw samples.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -44,7 +43,7 @@ impl PrometheusSampler {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout);
-        if is_loopback(&url) {
+        if crate::client::is_loopback(&url) {
             builder = builder.no_proxy();
         }
         let client = builder.build().map_err(|e| {
@@ -169,15 +168,6 @@ fn metrics_url(url: &str) -> Result<reqwest::Url, TelemetryError> {
     Ok(parsed)
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The error and its sources on one line (reqwest's top-level message alone says little).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -217,7 +207,11 @@ mod tests {
             ("http://10.0.0.2:1/", false),
             ("http://example.com/", false),
         ] {
-            assert_eq!(is_loopback(&reqwest::Url::parse(u).unwrap()), want, "{u}");
+            assert_eq!(
+                crate::client::is_loopback(&reqwest::Url::parse(u).unwrap()),
+                want,
+                "{u}"
+            );
         }
     }
 }
