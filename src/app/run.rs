@@ -289,28 +289,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         client_cpu,
         ..info.summary_facts()
     });
-    if let Some(obj) = info.config.as_object_mut() {
-        obj.insert(
-            "load".into(),
-            serde_json::to_value(load_report).unwrap_or_default(),
-        );
-        obj.insert(
-            "telemetry".into(),
-            serde_json::to_value(&telemetry).unwrap_or_default(),
-        );
-        obj.insert(
-            "environment".into(),
-            serde_json::json!({
-                "servebench_version": env!("CARGO_PKG_VERSION"),
-                "servebench_commit": super::servebench_commit(),
-                "host": super::hostname(),
-                "server_version": facts.version,
-                "gpus": timeline.gpus,
-                "target": cfg.environment,
-            }),
-        );
-    }
     let mut result = ResultFile::new(&info, &summary);
+    result.load = Some(load_report);
+    result.telemetry = Some(telemetry.clone());
+    result.environment = serde_json::json!({
+        "servebench_version": env!("CARGO_PKG_VERSION"),
+        "servebench_commit": super::servebench_commit(),
+        "host": super::hostname(),
+        "server_version": facts.version,
+        "gpus": timeline.gpus,
+        "target": cfg.environment,
+    });
     if cfg.save_detailed {
         add_detailed(&mut result, &journal_path);
     }

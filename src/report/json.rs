@@ -79,6 +79,16 @@ pub struct ResultFile {
     pub self_check: SelfCheck,
     pub metric_definitions: BTreeMap<String, String>,
     pub summary: Summary,
+    /// Why the measured phase stopped and how many requests were never sent (set by `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::load::LoadReport>,
+    /// GPU and engine telemetry over the measured phase (set by `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetrySummary>,
+    /// Where the numbers come from: servebench version and commit, host, the server's
+    /// `/version`, the GPUs NVML saw, and the launcher's facts (set by `run`).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub environment: Value,
     /// `mean_`/`median_`/`std_`/`min_`/`max_`/`p<N>_` × `ttft_ms`, `tpot_ms`, `itl_ms`,
     /// `e2el_ms`, `icl_ms`, `queue_ms`, `e2el_incl_queue_ms`. Derived from `summary`.
     #[serde(flatten)]
@@ -128,6 +138,9 @@ impl ResultFile {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             summary: summary.clone(),
+            load: None,
+            telemetry: None,
+            environment: Value::Null,
             stats,
         }
     }

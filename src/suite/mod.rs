@@ -19,7 +19,6 @@ use crate::launch::{LaunchSpec, Launcher, Running};
 use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
 use crate::report::{csv_row, read_result, write_csv, ResultFile};
 use crate::sim::catalog::Catalog;
-use crate::telemetry::TelemetrySummary;
 use anyhow::{anyhow, Context};
 use config::{is_simulated, SuiteConfig, TargetConfig, WorkloadConfig};
 use std::path::{Path, PathBuf};
@@ -329,8 +328,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
             }
             // Real targets: the GPU as NVML saw it, or say plainly that none was seen.
             if study.environment.gpu.is_none() && !is_simulated(target) {
-                let env = result.run.config.get("environment");
-                let gpus = env.and_then(|e| e.get("gpus")).and_then(|g| g.as_array());
+                let gpus = result.environment.get("gpus").and_then(|g| g.as_array());
                 study.environment.gpu = match gpus.and_then(|g| g.first()) {
                     Some(g) => g.get("name").and_then(|n| n.as_str()).map(String::from),
                     None => Some("none detected (no NVIDIA driver on the benchmark host)".into()),
@@ -433,12 +431,7 @@ fn to_cell(
         rel.display().to_string(),
     );
     c.repeat = cell.repeat;
-    let telemetry: Option<TelemetrySummary> = result
-        .run
-        .config
-        .get("telemetry")
-        .and_then(|t| serde_json::from_value(t.clone()).ok());
-    match telemetry {
+    match result.telemetry.clone() {
         Some(t) => match (t.gpu_util_mean_pct, t.gpu_util_max_pct) {
             (Some(mean), Some(max)) => {
                 c.gpu = Some(GpuSummary {
