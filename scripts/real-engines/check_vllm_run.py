@@ -336,22 +336,21 @@ def server_view(cap: dict) -> dict:
     }
 
 
-def cmd_audit(args) -> int:
-    c = Checks(f"audit {args.endpoint} against the server's own stream ({args.capture.name})")
-    chat = "chat" in args.endpoint
+def paired_streams(c, args):
+    """Journal records paired with the streams the proxy captured, in send order (the audit run
+    sends one at a time), or None after recording why they cannot be paired. A probe the client
+    sent before its run (e.g. to learn whether the server accepts continuous usage) has no record;
+    it can only come first."""
     try:
         records, problems = load_journal(args.journal)
         captured = load_capture(args.capture)
     except (OSError, json.JSONDecodeError) as e:
         c.check(False, "journal and capture readable", str(e))
-        return c.finish(args.tally)
+        return None
     c.check(not problems, "every journal line is JSON", "; ".join(problems[:3]))
     caps = [x for x in captured
             if x.get("method") == "POST" and x.get("path", "").startswith(args.endpoint)]
     records.sort(key=lambda r: r.get("sent_ns", 0))
-    # Requests are paired in send order (the audit run sends one at a time). A probe the client
-    # sent before its run (e.g. to learn whether the server accepts continuous usage) has no
-    # record; it can only come first.
     extra = len(caps) - len(records)
     if extra > 0:
         c.note(f"{extra} generation request(s) before the run have no journal record "
@@ -360,7 +359,17 @@ def cmd_audit(args) -> int:
     if not c.check(len(caps) == len(records) and records,
                    "one captured stream per journal record",
                    f"{len(caps)} streams, {len(records)} records"):
+        return None
+    return records, caps
+
+
+def cmd_audit(args) -> int:
+    c = Checks(f"audit {args.endpoint} against the server's own stream ({args.capture.name})")
+    chat = "chat" in args.endpoint
+    paired = paired_streams(c, args)
+    if paired is None:
         return c.finish(args.tally)
+    records, caps = paired
     views = [server_view(x) for x in caps]
     pairs = list(zip(records, views))
 
@@ -888,25 +897,10 @@ def cmd_llamacpp_run(args) -> int:
 def cmd_audit_llamacpp(args) -> int:
     c = Checks(f"audit {args.endpoint} against llama.cpp's own stream ({args.capture.name})")
     chat = "chat" in args.endpoint
-    try:
-        records, problems = load_journal(args.journal)
-        captured = load_capture(args.capture)
-    except (OSError, json.JSONDecodeError) as e:
-        c.check(False, "journal and capture readable", str(e))
+    paired = paired_streams(c, args)
+    if paired is None:
         return c.finish(args.tally)
-    c.check(not problems, "every journal line is JSON", "; ".join(problems[:3]))
-    caps = [x for x in captured
-            if x.get("method") == "POST" and x.get("path", "").startswith(args.endpoint)]
-    records.sort(key=lambda r: r.get("sent_ns", 0))
-    extra = len(caps) - len(records)
-    if extra > 0:
-        c.note(f"{extra} generation request(s) before the run have no journal record "
-               "(probes); pairing the last ones")
-        caps = caps[extra:]
-    if not c.check(len(caps) == len(records) and records,
-                   "one captured stream per journal record",
-                   f"{len(caps)} streams, {len(records)} records"):
-        return c.finish(args.tally)
+    records, caps = paired
     views = [server_view(x) for x in caps]
     pairs = list(zip(records, views, caps))
 
