@@ -37,6 +37,10 @@ pub struct ClientOptions {
     /// Covers the whole request: connect, headers and the complete body.
     pub request_timeout: Duration,
     pub stream: bool,
+    /// Keep each response's answer text in its record (`RequestRecord::output_text`): needed to
+    /// check structured output and to send a conversation's history back. Off by default: the
+    /// timing path then never copies text.
+    pub keep_text: bool,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -47,6 +51,7 @@ impl fmt::Debug for ClientOptions {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("request_timeout", &self.request_timeout)
             .field("stream", &self.stream)
+            .field("keep_text", &self.keep_text)
             .finish()
     }
 }
@@ -73,6 +78,7 @@ struct Inner {
     url: Url,
     headers: HeaderMap,
     stream: bool,
+    keep_text: bool,
     timeout: Duration,
     /// Kept only to scrub it from error messages.
     api_key: Option<String>,
@@ -140,6 +146,7 @@ impl Client {
                 url,
                 headers,
                 stream: opts.stream,
+                keep_text: opts.keep_text,
                 timeout: opts.request_timeout,
                 api_key,
             }),
@@ -200,6 +207,9 @@ impl Client {
 
         // Everything that allocates happens before the clock is read.
         let mut ex = Exchange::new(&ctx);
+        if inner.keep_text {
+            ex.text = Some(String::new());
+        }
         ex.sent = Instant::now();
         let fut = exchange(inner, request, body_for_resend, &mut ex);
         let end = match tokio::time::timeout(inner.timeout, fut).await {
@@ -321,6 +331,8 @@ struct Exchange {
     failure: Option<(Instant, FailureKind, String)>,
     /// Sends again on a fresh connection after a pooled one was found closed.
     resends: u32,
+    /// The answer text so far, when the client keeps it (`ClientOptions::keep_text`).
+    text: Option<String>,
 }
 
 const NO_USAGE: u32 = u32::MAX;
@@ -344,6 +356,7 @@ impl Exchange {
             done: false,
             failure: None,
             resends: 0,
+            text: None,
         }
     }
 
@@ -367,7 +380,16 @@ impl Exchange {
                 generated,
                 usage,
                 finish: _,
-            } => self.on_chunk(generated, usage, at),
+            } => {
+                if let (Some(text), SseEvent::Message { data, .. }) = (&mut self.text, event) {
+                    if generated == Generated::Content {
+                        // A second, text-extracting parse, only when the text is wanted (after
+                        // the clock was read, so it costs the measurement nothing).
+                        openai::append_content(data, text);
+                    }
+                }
+                self.on_chunk(generated, usage, at)
+            }
             ChunkInfo::Done => self.done = true,
             ChunkInfo::Error(m) => self.fail(at, FailureKind::ServerError, m),
             ChunkInfo::Malformed(m) => self.fail(at, FailureKind::Parse, m),
@@ -438,6 +460,7 @@ impl Exchange {
             token_source,
             outcome,
             resends: self.resends,
+            output_text: self.text,
         }
     }
 }
@@ -668,6 +691,9 @@ async fn read_whole(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
             generated, usage, ..
         } => {
             ex.usage = usage;
+            if let Some(text) = &mut ex.text {
+                openai::append_response_text(&body, text);
+            }
             // One event for the whole answer; its tokens come from usage when given.
             let has_output = generated.is_text() || usage.is_some_and(|u| u.completion_tokens > 0);
             if has_output {

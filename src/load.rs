@@ -561,6 +561,7 @@ mod tests {
                 token_source: TokenSource::Events,
                 outcome: Outcome::Success,
                 resends: 0,
+                output_text: None,
             }
         }
     }

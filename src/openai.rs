@@ -317,6 +317,29 @@ impl CompletionResponse<'_> {
     }
 }
 
+/// Appends the answer text of one streamed `data:` payload to `out`: the first choice's `text`
+/// (completions) or `delta.content` (chat); reasoning text is not part of the answer. Payloads
+/// that are not chunks add nothing. Off the hot path: the client calls it only when it keeps
+/// text, after the arrival time was read.
+pub fn append_content(data: &[u8], out: &mut String) {
+    if let Ok(chunk) = serde_json::from_slice::<StreamChunk<'_>>(data.trim_ascii()) {
+        if let Some(c) = chunk.choices.first() {
+            let text = c
+                .text
+                .as_deref()
+                .or_else(|| c.delta.as_ref().and_then(|d| d.content.as_deref()));
+            out.push_str(text.unwrap_or(""));
+        }
+    }
+}
+
+/// Appends the answer text of a complete non-streamed response body to `out`.
+pub fn append_response_text(body: &[u8], out: &mut String) {
+    if let Ok(r) = serde_json::from_slice::<CompletionResponse<'_>>(body.trim_ascii()) {
+        out.push_str(r.text().unwrap_or(""));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SSE framing
 // ---------------------------------------------------------------------------------------------

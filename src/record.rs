@@ -136,6 +136,10 @@ pub struct RequestRecord {
     /// timing points still run from the first send).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resends: u32,
+    /// The answer text (content, not reasoning), when the run kept it: structured-output
+    /// checks and multi-turn histories need it, `--save-detailed` writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_text: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -171,6 +175,7 @@ impl RequestRecord {
             token_source: TokenSource::Events,
             outcome: Outcome::Failed { kind, message },
             resends: 0,
+            output_text: None,
         }
     }
 

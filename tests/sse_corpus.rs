@@ -391,6 +391,8 @@ async fn replay(e: &'static Expect) -> (&'static Expect, servebench::record::Req
         api_key: None,
         request_timeout: Duration::from_secs(10),
         stream: true,
+        // The text-keeping parse runs over every corpus stream too (it must never fail a request).
+        keep_text: true,
     })
     .unwrap();
     let ctx = SendContext {

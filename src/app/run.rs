@@ -180,6 +180,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         api_key: cfg.api_key.clone(),
         request_timeout: cfg.request_timeout,
         stream: cfg.stream,
+        keep_text: cfg.save_detailed,
     })
     .map_err(AppError::usage)?;
 
@@ -432,6 +433,12 @@ fn add_detailed(result: &mut ResultFile, journal_path: &std::path::Path) {
                 .collect::<Vec<f64>>()
                 .into()
         }),
+    );
+    // vLLM's `generated_texts` (the client keeps text when --save-detailed is given).
+    put(
+        result,
+        "generated_texts",
+        col(&|r| r.output_text.clone().unwrap_or_default().into()),
     );
     put(
         result,

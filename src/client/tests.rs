@@ -141,6 +141,7 @@ fn options(addr: SocketAddr, endpoint: Endpoint) -> ClientOptions {
         api_key: None,
         request_timeout: Duration::from_secs(10),
         stream: true,
+        keep_text: false,
     }
 }
 
@@ -345,6 +346,45 @@ async fn reasoning_sets_first_token_and_content_sets_first_content() {
     assert!(r.first_content_ns.unwrap() - r.first_token_ns.unwrap() >= 30_000_000);
 }
 
+#[tokio::test]
+async fn kept_text_is_the_answer_without_reasoning_and_survives_escapes_and_splits() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+        data(r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#),
+        data(r#"{"choices":[{"delta":{"content":"{\"a\": "}}]}"#),
+        // One event split over two HTTP chunks, with JSON escapes in it.
+        Step::Chunk(b"data: {\"choices\":[{\"delta\":{\"content\":\"\\u00e9t\\u00e9".to_vec()),
+        ms(5),
+        Step::Chunk(b"\"}}]}\n\n".to_vec()),
+        data(r#"{"choices":[{"delta":{"content":"\"}"}}]}"#),
+        data(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}"#),
+        done(),
+        Step::End,
+    ];
+    let (addr, _) = serve(script.clone()).await;
+    let r = run_with(ClientOptions {
+        keep_text: true,
+        ..options(addr, Endpoint::ChatCompletions)
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.output_text.as_deref(), Some("{\"a\": \u{e9}t\u{e9}\"}"));
+    // Off by default: the timing path copies no text.
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.output_text, None);
+
+    let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"[1, 2]"}}]}"#;
+    let (addr, _) = serve(json_response("200 OK", body)).await;
+    let r = run_with(ClientOptions {
+        stream: false,
+        keep_text: true,
+        ..options(addr, Endpoint::ChatCompletions)
+    })
+    .await;
+    assert_eq!(r.output_text.as_deref(), Some("[1, 2]"));
+}
+
 #[test]
 fn resolve_tokens_covers_held_back_and_trailing_usage() {
     // Running usage 1, (an empty chunk made it 2), 3; a finish chunk made it 4.
@@ -510,6 +550,7 @@ async fn non_streamed_response_is_one_event_at_the_complete_body() {
     let (addr, seen) = serve(json_response("200 OK", &body)).await;
     let r = run_with(ClientOptions {
         stream: false,
+        keep_text: false,
         ..options(addr, Endpoint::ChatCompletions)
     })
     .await;
@@ -771,6 +812,7 @@ fn base_urls_are_validated_and_normalized() {
             api_key: None,
             request_timeout: Duration::from_secs(1),
             stream: true,
+            keep_text: false,
         })
         .unwrap_err();
         assert!(e.to_string().contains(why), "{bad}: {e}");
@@ -781,6 +823,7 @@ fn base_urls_are_validated_and_normalized() {
         api_key: Some("bad\nkey".into()),
         request_timeout: Duration::from_secs(1),
         stream: true,
+        keep_text: false,
     })
     .unwrap_err();
     assert!(matches!(e, ClientError::ApiKey));
@@ -829,6 +872,7 @@ mod embedded {
                     api_key: None,
                     request_timeout: Duration::from_secs(10),
                     stream,
+                    keep_text: false,
                 })
                 .unwrap()
             };
@@ -897,6 +941,7 @@ mod embedded {
             api_key: None,
             request_timeout: Duration::from_millis(1500),
             stream: true,
+            keep_text: false,
         })
         .unwrap();
         let next = Arc::new(AtomicUsize::new(0));

@@ -243,6 +243,7 @@ pub(crate) mod fixtures {
             token_source: TokenSource::UsageDelta,
             outcome: Outcome::Success,
             resends: 0,
+            output_text: None,
         }
     }
 

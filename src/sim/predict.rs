@@ -361,6 +361,7 @@ fn to_record(t: &Trace) -> RequestRecord {
         output_tokens: out,
         token_source: TokenSource::UsageFinal,
         resends: 0,
+        output_text: None,
         outcome,
     }
 }
