@@ -688,11 +688,11 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             let ttft_ms = s.ttft.mean * 1000.0;
             if let (Some(b), Some(r)) = (base, s.prefix_cache_hit_rate) {
                 notes.push(format!(
-                    "{} on {}: {} of prompt tokens came from the prefix cache and mean TTFT changed by {} % \
+                    "{} on {}: {} % of prompt tokens came from the prefix cache and mean TTFT changed by {} % \
                      against {} ({} → {} ms).",
                     framework_label(&s.framework),
                     s.workload,
-                    format!("{} %", fmt_pct(r * 100.0)),
+                    fmt_pct(r * 100.0),
                     change(ttft_ms, b.ttft.mean * 1000.0),
                     b.workload,
                     fmt_ms(b.ttft.mean * 1000.0),
