@@ -561,6 +561,22 @@ impl MultiTurnSpec {
         }
     }
 
+    /// The same conversations' shape, `n` of them with turn counts drawn from `seed` (the
+    /// warmup conversations).
+    pub fn with_conversations(&self, n: u32, seed: u64) -> MultiTurnSpec {
+        MultiTurnSpec::new(
+            n,
+            self.turns,
+            self.system_prompt_len,
+            self.first_input_len,
+            self.input_len,
+            self.output_len,
+            self.think_time_ms,
+            self.think_time,
+            seed,
+        )
+    }
+
     /// Requests in one pass: the sum of every conversation's turns.
     pub fn total_turns(&self) -> u64 {
         self.turn_counts.iter().map(|&t| u64::from(t)).sum()

@@ -131,6 +131,15 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .map_err(AppError::usage)?;
     let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
     let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
+    if matches!(w.spec, crate::workload::Workload::MultiTurn(_)) {
+        // Each turn would arrive at its previous turn's virtual finish plus the think time;
+        // `simulate` offers requests on fixed arrivals or slots only.
+        return Err(AppError::usage(ConfigError {
+            field: "--dataset-name".into(),
+            value: "multi-turn".into(),
+            problem: "predict does not simulate conversations yet; measure them on the simulator in real time with `servebench sim serve` and `run --dataset-name multi-turn`, or in a suite with a kind = \"sim\" target".into(),
+        }));
+    }
     let n = match l.stop {
         Stop::Requests(n) => n,
         _ => {
