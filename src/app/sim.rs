@@ -14,7 +14,7 @@ use crate::sim::catalog::Catalog;
 use crate::sim::engine::SimRequest;
 use crate::sim::predict::{predict, PredictOptions, SimLoad};
 use crate::sim::profile::EngineKind;
-use crate::sim::serve::{prefix_segments, SimBackend};
+use crate::sim::serve::SimBackend;
 use crate::workload::PromptMaker;
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
@@ -188,12 +188,14 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .zip(offsets)
         .take(n as usize)
         .enumerate()
-        .map(|(i, (item, at))| SimRequest {
-            id: i as u64,
-            arrival_ns: at,
-            prefix: prefix_segments(&item.prompt, item.prompt_tokens),
-            prompt_tokens: item.prompt_tokens,
-            max_output_tokens: item.max_tokens,
+        .map(|(i, (item, at))| {
+            SimRequest::from_text(
+                i as u64,
+                at,
+                &item.prompt,
+                item.prompt_tokens,
+                item.max_tokens,
+            )
         })
         .collect();
     let wall = std::time::Instant::now();
