@@ -381,8 +381,8 @@ async fn drive<S: Sender>(
                     // fallback (the run then reports its workload exhausted).
                     Err(_) => Box::new(std::iter::empty()),
                 },
-                // Config refuses a trace's clock for conversations; they would have one
-                // offset per conversation start.
+                // Config gives a trace's clock only to a trace workload, never to
+                // conversations; were it given, each offset would start one conversation.
                 Pacing::Trace(offsets) => Box::new((*offsets).clone().into_iter()),
             };
             for offset in offsets {
