@@ -186,7 +186,8 @@ pub struct RunArgs {
     pub metrics: MetricArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Warmup requests before measuring (marked in the journal, left out of summaries).
+    /// Warmup requests before measuring (marked in the journal, left out of summaries); with
+    /// `--dataset-name multi-turn`, whole warmup conversations.
     #[arg(long, default_value_t = 0, help_heading = "Load")]
     pub num_warmups: u64,
     /// Run the benchmark this many times (seed, seed+1, …) and report each figure's mean
@@ -255,8 +256,9 @@ pub struct WorkloadArgs {
     pub tokenizer: Option<PathBuf>,
     /// The workload: `random` (independent prompts, as vLLM), `generated-shared-prefix`
     /// (groups sharing a system prompt, as SGLang's bench_serving; --gsp-*), `sharegpt` or
-    /// `custom` (a local file, --dataset-path), or `trace` (a timestamped JSONL of input and
-    /// output lengths, replayed on its own clock).
+    /// `custom` (a local file, --dataset-path), `trace` (a timestamped JSONL of input and
+    /// output lengths, replayed on its own clock), or `multi-turn` (conversations whose history,
+    /// replies included, is sent back each turn; --conversation-*; chat endpoint only).
     #[arg(long, default_value = "random", help_heading = "Workload")]
     pub dataset_name: String,
     /// A local dataset file for `--dataset-name sharegpt` (ShareGPT JSON) or `custom` (JSONL of
@@ -273,6 +275,36 @@ pub struct WorkloadArgs {
     /// fast).
     #[arg(long, default_value_t = 1.0, help_heading = "Workload")]
     pub trace_time_scale: f64,
+    /// `--dataset-name multi-turn`: conversations in the workload (AIPerf's name); their
+    /// turns summed are the default --num-prompts.
+    #[arg(long, default_value_t = 16, help_heading = "Workload")]
+    pub conversation_num: u32,
+    /// Turns (requests) per conversation (AIPerf's name; SGLang bench_multiturn's
+    /// --num-rounds).
+    #[arg(long, default_value_t = 4, help_heading = "Workload")]
+    pub conversation_turn_mean: u32,
+    /// Turns are uniform in [mean·(1−r), mean·(1+r)] (as --random-range-ratio; AIPerf draws
+    /// from a normal with --conversation-turn-stddev instead).
+    #[arg(long, default_value_t = 0.0, help_heading = "Workload")]
+    pub conversation_turn_range_ratio: f64,
+    /// Mean think time in ms between a reply and the conversation's next turn (AIPerf's name).
+    #[arg(long, default_value_t = 0.0, help_heading = "Workload")]
+    pub conversation_turn_delay_mean: f64,
+    /// Think time distribution: `fixed` (always the mean) or `exponential` (seeded).
+    #[arg(long, default_value = "fixed", help_heading = "Workload")]
+    pub conversation_turn_delay_dist: String,
+    /// Tokens of a system prompt every conversation starts with (0: none).
+    #[arg(long, default_value_t = 0, help_heading = "Workload")]
+    pub conversation_system_prompt_len: u32,
+    /// Tokens of each conversation's first user message.
+    #[arg(long, default_value_t = 256, help_heading = "Workload")]
+    pub conversation_first_input_len: u32,
+    /// Tokens of each follow-up user message.
+    #[arg(long, default_value_t = 64, help_heading = "Workload")]
+    pub conversation_input_len: u32,
+    /// Output tokens (`max_tokens`) of every turn.
+    #[arg(long, default_value_t = 128, help_heading = "Workload")]
+    pub conversation_output_len: u32,
     /// Shared-prefix groups (`generated-shared-prefix`).
     #[arg(long, default_value_t = 64, help_heading = "Workload")]
     pub gsp_num_groups: u32,

@@ -461,6 +461,8 @@ impl Exchange {
             outcome,
             resends: self.resends,
             output_text: self.text,
+            conversation: None,
+            turn: None,
         }
     }
 }

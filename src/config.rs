@@ -9,7 +9,8 @@ use crate::metrics::Slo;
 use crate::openai::Endpoint;
 use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
 use crate::workload::{
-    DatasetKind, DatasetSpec, LengthDist, RandomSpec, SharedPrefixSpec, TraceSpec, Workload,
+    DatasetKind, DatasetSpec, LengthDist, MultiTurnSpec, RandomSpec, SharedPrefixSpec, ThinkTime,
+    TraceSpec, TurnCount, Workload,
 };
 use serde::Serialize;
 use std::num::NonZeroUsize;
@@ -402,70 +403,70 @@ impl WorkloadConfig {
                 ));
             }
         }
-        let spec = match a.dataset_name.as_str() {
-            "random" => Workload::Random(RandomSpec { input, output }),
-            "generated-shared-prefix" | "shared-prefix" => {
-                for (field, v) in [
-                    ("--gsp-num-groups", a.gsp_num_groups),
-                    ("--gsp-prompts-per-group", a.gsp_prompts_per_group),
-                    ("--gsp-system-prompt-len", a.gsp_system_prompt_len),
-                    ("--gsp-question-len", a.gsp_question_len),
-                    ("--gsp-output-len", a.gsp_output_len),
-                ] {
-                    if v == 0 {
-                        return Err(bad(field, 0, "must be at least 1"));
+        let spec =
+            match a.dataset_name.as_str() {
+                "random" => Workload::Random(RandomSpec { input, output }),
+                "generated-shared-prefix" | "shared-prefix" => {
+                    for (field, v) in [
+                        ("--gsp-num-groups", a.gsp_num_groups),
+                        ("--gsp-prompts-per-group", a.gsp_prompts_per_group),
+                        ("--gsp-system-prompt-len", a.gsp_system_prompt_len),
+                        ("--gsp-question-len", a.gsp_question_len),
+                        ("--gsp-output-len", a.gsp_output_len),
+                    ] {
+                        if v == 0 {
+                            return Err(bad(field, 0, "must be at least 1"));
+                        }
                     }
+                    Workload::SharedPrefix(SharedPrefixSpec {
+                        groups: a.gsp_num_groups,
+                        prompts_per_group: a.gsp_prompts_per_group,
+                        system_prompt_len: a.gsp_system_prompt_len,
+                        question_len: a.gsp_question_len,
+                        output_len: a.gsp_output_len,
+                    })
                 }
-                Workload::SharedPrefix(SharedPrefixSpec {
-                    groups: a.gsp_num_groups,
-                    prompts_per_group: a.gsp_prompts_per_group,
-                    system_prompt_len: a.gsp_system_prompt_len,
-                    question_len: a.gsp_question_len,
-                    output_len: a.gsp_output_len,
-                })
-            }
-            name @ ("sharegpt" | "custom") => {
-                let (kind, fixed) = if name == "sharegpt" {
-                    (DatasetKind::ShareGpt, a.sharegpt_output_len)
-                } else {
-                    (DatasetKind::Custom, a.custom_output_len)
-                };
-                let Some(path) = &a.dataset_path else {
-                    return Err(bad(
-                        "--dataset-path",
-                        "(missing)",
-                        format!("--dataset-name {name} reads a local file; give its path"),
-                    ));
-                };
-                if fixed == Some(0) {
-                    return Err(bad("output length", 0, "must be at least 1 token"));
+                name @ ("sharegpt" | "custom") => {
+                    let (kind, fixed) = if name == "sharegpt" {
+                        (DatasetKind::ShareGpt, a.sharegpt_output_len)
+                    } else {
+                        (DatasetKind::Custom, a.custom_output_len)
+                    };
+                    let Some(path) = &a.dataset_path else {
+                        return Err(bad(
+                            "--dataset-path",
+                            "(missing)",
+                            format!("--dataset-name {name} reads a local file; give its path"),
+                        ));
+                    };
+                    if fixed == Some(0) {
+                        return Err(bad("output length", 0, "must be at least 1 token"));
+                    }
+                    Workload::Dataset(
+                        DatasetSpec::load(kind, path, fixed)
+                            .map_err(|e| bad("--dataset-path", path.display(), e))?,
+                    )
                 }
-                Workload::Dataset(
-                    DatasetSpec::load(kind, path, fixed)
-                        .map_err(|e| bad("--dataset-path", path.display(), e))?,
-                )
-            }
-            "trace" => {
-                let Some(path) = &a.dataset_path else {
-                    return Err(bad(
-                        "--dataset-path",
-                        "(missing)",
-                        "--dataset-name trace reads a local JSONL trace; give its path",
-                    ));
-                };
-                Workload::Trace(
-                    TraceSpec::load(path, a.trace_time_scale)
-                        .map_err(|e| bad("--dataset-path", path.display(), e))?,
-                )
-            }
-            other => {
-                return Err(bad(
+                "trace" => {
+                    let Some(path) = &a.dataset_path else {
+                        return Err(bad(
+                            "--dataset-path",
+                            "(missing)",
+                            "--dataset-name trace reads a local JSONL trace; give its path",
+                        ));
+                    };
+                    Workload::Trace(
+                        TraceSpec::load(path, a.trace_time_scale)
+                            .map_err(|e| bad("--dataset-path", path.display(), e))?,
+                    )
+                }
+                "multi-turn" => Workload::MultiTurn(multi_turn(a)?),
+                other => return Err(bad(
                     "--dataset-name",
                     other,
-                    "use random, generated-shared-prefix, sharegpt, custom or trace",
-                ))
-            }
-        };
+                    "use random, generated-shared-prefix, sharegpt, custom, trace or multi-turn",
+                )),
+            };
         Ok(WorkloadConfig {
             spec,
             tokenizer: a.tokenizer.clone(),
@@ -474,6 +475,68 @@ impl WorkloadConfig {
             seed: a.seed,
         })
     }
+}
+
+/// `--dataset-name multi-turn`'s flags, validated.
+fn multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
+    for (field, v) in [
+        ("--conversation-num", a.conversation_num),
+        ("--conversation-turn-mean", a.conversation_turn_mean),
+        (
+            "--conversation-first-input-len",
+            a.conversation_first_input_len,
+        ),
+        ("--conversation-input-len", a.conversation_input_len),
+        ("--conversation-output-len", a.conversation_output_len),
+    ] {
+        if v == 0 {
+            return Err(bad(field, 0, "must be at least 1"));
+        }
+    }
+    let turns = match LengthDist::from_range_ratio(
+        a.conversation_turn_mean,
+        a.conversation_turn_range_ratio,
+    )
+    .map_err(|p| {
+        bad(
+            "--conversation-turn-range-ratio",
+            a.conversation_turn_range_ratio,
+            p.replace("--random-range-ratio", "the ratio"),
+        )
+    })? {
+        LengthDist::Fixed { tokens } => TurnCount::Fixed { turns: tokens },
+        LengthDist::Uniform { min, max } => TurnCount::Uniform { min, max },
+    };
+    let think = match a.conversation_turn_delay_dist.as_str() {
+        "fixed" => ThinkTime::Fixed,
+        "exponential" => ThinkTime::Exponential,
+        other => {
+            return Err(bad(
+                "--conversation-turn-delay-dist",
+                other,
+                "use fixed or exponential",
+            ))
+        }
+    };
+    let delay = a.conversation_turn_delay_mean;
+    if !(delay.is_finite() && delay >= 0.0) {
+        return Err(bad(
+            "--conversation-turn-delay-mean",
+            delay,
+            "must be a number of milliseconds ≥ 0",
+        ));
+    }
+    Ok(MultiTurnSpec::new(
+        a.conversation_num,
+        turns,
+        a.conversation_system_prompt_len,
+        a.conversation_first_input_len,
+        a.conversation_input_len,
+        a.conversation_output_len,
+        delay,
+        think,
+        a.seed,
+    ))
 }
 
 /// The load flags, validated: the one place where rate × concurrency becomes a [`LoadMode`].
@@ -670,6 +733,13 @@ impl RunConfig {
                 "use /v1/completions or /v1/chat/completions",
             )
         })?;
+        if a.workload.dataset_name == "multi-turn" && endpoint != Endpoint::ChatCompletions {
+            return Err(bad(
+                "--endpoint",
+                &a.endpoint,
+                "multi-turn conversations are sent as chat messages; use --endpoint /v1/chat/completions",
+            ));
+        }
         let usage = match a.usage.as_str() {
             "auto" => UsageRequest::Auto,
             "final" => UsageRequest::Final,
@@ -880,6 +950,35 @@ mod tests {
                 "--fail-under-goodput",
                 "99",
             ),
+            (
+                &["--dataset-name", "multi-turn"],
+                "--endpoint",
+                "/v1/completions",
+            ),
+            (
+                &[
+                    "--dataset-name",
+                    "multi-turn",
+                    "--endpoint",
+                    "/v1/chat/completions",
+                    "--conversation-turn-delay-dist",
+                    "normal",
+                ],
+                "--conversation-turn-delay-dist",
+                "normal",
+            ),
+            (
+                &[
+                    "--dataset-name",
+                    "multi-turn",
+                    "--endpoint",
+                    "/v1/chat/completions",
+                    "--conversation-num",
+                    "0",
+                ],
+                "--conversation-num",
+                "0",
+            ),
         ];
         for (args, field, value) in cases {
             let e = cfg(args)
@@ -893,6 +992,38 @@ mod tests {
                 "says what to do: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn multi_turn_flags_build_the_workload_and_size_the_run() {
+        let c = cfg(&[
+            "--dataset-name",
+            "multi-turn",
+            "--endpoint",
+            "/v1/chat/completions",
+            "--conversation-num",
+            "5",
+            "--conversation-turn-mean",
+            "3",
+            "--conversation-turn-delay-mean",
+            "250",
+            "--conversation-turn-delay-dist",
+            "exponential",
+            "--max-concurrency",
+            "2",
+        ])
+        .unwrap();
+        let Workload::MultiTurn(m) = &c.workload else {
+            panic!("{:?}", c.workload)
+        };
+        assert_eq!(m.turns, TurnCount::Fixed { turns: 3 });
+        assert_eq!(
+            (m.think_time_ms, m.think_time),
+            (250.0, ThinkTime::Exponential)
+        );
+        // The default size is every turn of every conversation.
+        assert_eq!(c.plan.stop, Stop::Requests(15));
+        assert!(matches!(c.plan.mode, LoadMode::Closed { concurrency } if concurrency.get() == 2));
     }
 
     #[test]

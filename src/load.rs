@@ -15,6 +15,9 @@
 //! because `std::thread::sleep` wakes within tens of µs where tokio's timer wheel has 1 ms
 //! ticks) that spawns one task per request. Records go to an unbounded channel, so a slow
 //! consumer (journal, progress bar) can never delay a send. No lock is taken per request.
+//!
+//! Multi-turn conversations, whose bodies depend on the replies, have their own driver
+//! ([`run_sessions`], in `load/session.rs`) with the same modes, stops and interrupts.
 
 use crate::arrival::{Arrival, Schedule};
 use crate::record::{FailureKind, Phase, RequestRecord};
@@ -25,6 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
+
+mod session;
+pub use session::{run_sessions, Clock, ConversationReport, SessionWork};
 
 /// One request ready for the wire: the body is serialized before the run, so the hot path
 /// never builds JSON.
@@ -165,6 +171,9 @@ pub struct LoadReport {
     /// Requests that were due but never sent (recorded as `NotSent`).
     pub not_sent: u64,
     pub stop_reason: StopReason,
+    /// How the conversations ended (multi-turn workloads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<ConversationReport>,
 }
 
 fn ns_since(epoch: Instant) -> u64 {
@@ -277,6 +286,7 @@ pub async fn run<S: Sender>(
         measured_sent: sent,
         not_sent,
         stop_reason: reason,
+        conversations: None,
     }
 }
 
@@ -562,6 +572,8 @@ mod tests {
                 outcome: Outcome::Success,
                 resends: 0,
                 output_text: None,
+                conversation: None,
+                turn: None,
             }
         }
     }

@@ -140,6 +140,13 @@ pub struct RequestRecord {
     /// checks and multi-turn histories need it, `--save-detailed` writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_text: Option<String>,
+    /// The conversation this request was a turn of (multi-turn workloads; `None` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<u64>,
+    /// Which turn of its conversation, from 0: metrics are broken down by it, because each
+    /// turn's prompt carries the whole history before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -176,6 +183,8 @@ impl RequestRecord {
             outcome: Outcome::Failed { kind, message },
             resends: 0,
             output_text: None,
+            conversation: None,
+            turn: None,
         }
     }
 

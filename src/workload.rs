@@ -105,6 +105,8 @@ pub enum Workload {
     Dataset(DatasetSpec),
     /// A timestamped trace of (arrival, input length, output length), replayed on its clock.
     Trace(TraceSpec),
+    /// Conversations whose history (the model's own replies included) is sent back each turn.
+    MultiTurn(MultiTurnSpec),
 }
 
 /// One request of a trace.
@@ -411,6 +413,7 @@ impl Workload {
             Workload::SharedPrefix(s) => Some(u64::from(s.groups) * u64::from(s.prompts_per_group)),
             Workload::Dataset(_) => None,
             Workload::Trace(t) => Some(t.requests as u64),
+            Workload::MultiTurn(m) => Some(m.total_turns()),
         }
     }
 
@@ -427,10 +430,14 @@ impl Workload {
                     .sum::<f64>()
                     / t.entries.len().max(1) as f64
             }
+            Workload::MultiTurn(m) => f64::from(m.output_len),
         }
     }
 
-    /// An endless, seeded stream of work items.
+    /// An endless, seeded stream of work items (independent requests). A multi-turn workload
+    /// has none: its turns are built from the replies as they come
+    /// ([`MultiTurnSpec::conversations`], driven by `load::session`); callers branch on
+    /// [`Workload::MultiTurn`] before asking for items.
     pub fn items<'a>(
         &'a self,
         maker: &'a PromptMaker,
@@ -441,7 +448,181 @@ impl Workload {
             Workload::SharedPrefix(s) => Box::new(s.items(maker, seed)),
             Workload::Dataset(d) => Box::new(d.items(maker, seed)),
             Workload::Trace(t) => Box::new(t.items(maker, seed)),
+            Workload::MultiTurn(_) => Box::new(std::iter::empty()),
         }
+    }
+}
+
+/// How long a simulated user thinks between reading a reply and sending the next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkTime {
+    /// Always the mean.
+    Fixed,
+    /// Exponentially distributed with the mean (memoryless users, as Poisson arrivals).
+    Exponential,
+}
+
+/// Synthetic multi-turn conversations (AIPerf's `--conversation-*` workload; SGLang's
+/// `bench_multiturn` has the same shape with `--num-rounds`): each conversation has an
+/// optional system prompt shared by all conversations, a first user message, then follow-up
+/// user messages, and every turn sends the whole history, the model's own replies included.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MultiTurnSpec {
+    /// Conversations in one pass of the workload (`--conversation-num`).
+    pub conversations: u32,
+    /// Turns (requests) per conversation.
+    pub turns: TurnCount,
+    /// Tokens of the system prompt every conversation starts with (0: none).
+    pub system_prompt_len: u32,
+    /// Tokens of each conversation's first user message.
+    pub first_input_len: u32,
+    /// Tokens of each follow-up user message.
+    pub input_len: u32,
+    /// `max_tokens` of every turn.
+    pub output_len: u32,
+    /// Mean think time between a reply and the next turn, ms.
+    pub think_time_ms: f64,
+    pub think_time: ThinkTime,
+    /// Turns of each conversation of the pass, drawn once from the seed (so the run's size is
+    /// known before it starts); kept out of result files.
+    #[serde(skip)]
+    pub turn_counts: std::sync::Arc<Vec<u32>>,
+}
+
+/// Turns per conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TurnCount {
+    Fixed {
+        turns: u32,
+    },
+    /// Uniform over `min..=max`.
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+}
+
+/// One conversation, planned before the run: everything except the replies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationPlan {
+    /// The shared system prompt and its planned tokens.
+    pub system: Option<(String, u32)>,
+    pub turns: Vec<TurnPlan>,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnPlan {
+    /// The user message of this turn.
+    pub user: String,
+    pub user_tokens: u32,
+    pub max_tokens: u32,
+    /// Wait between the previous reply's end and this turn's send (0 for the first turn).
+    pub think: std::time::Duration,
+}
+
+impl MultiTurnSpec {
+    /// A spec with its turn counts drawn from `seed`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one value per flag, named at the call"
+    )]
+    pub fn new(
+        conversations: u32,
+        turns: TurnCount,
+        system_prompt_len: u32,
+        first_input_len: u32,
+        input_len: u32,
+        output_len: u32,
+        think_time_ms: f64,
+        think_time: ThinkTime,
+        seed: u64,
+    ) -> MultiTurnSpec {
+        // Its own stream, so the turn counts do not depend on the prompt lengths.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7475_726e_735f_7631);
+        let turn_counts = (0..conversations)
+            .map(|_| match turns {
+                TurnCount::Fixed { turns } => turns,
+                TurnCount::Uniform { min, max } => rng.random_range(min..=max),
+            })
+            .collect();
+        MultiTurnSpec {
+            conversations,
+            turns,
+            system_prompt_len,
+            first_input_len,
+            input_len,
+            output_len,
+            think_time_ms,
+            think_time,
+            turn_counts: std::sync::Arc::new(turn_counts),
+        }
+    }
+
+    /// The same conversations' shape, `n` of them with turn counts drawn from `seed` (the
+    /// warmup conversations).
+    pub fn with_conversations(&self, n: u32, seed: u64) -> MultiTurnSpec {
+        MultiTurnSpec::new(
+            n,
+            self.turns,
+            self.system_prompt_len,
+            self.first_input_len,
+            self.input_len,
+            self.output_len,
+            self.think_time_ms,
+            self.think_time,
+            seed,
+        )
+    }
+
+    /// Requests in one pass: the sum of every conversation's turns.
+    pub fn total_turns(&self) -> u64 {
+        self.turn_counts.iter().map(|&t| u64::from(t)).sum()
+    }
+
+    /// The pass's conversations, deterministic for `seed`: one system prompt shared by all,
+    /// then each conversation's own messages (no two conversations share more than the system
+    /// prompt, so any other cache hit comes from a conversation's own history).
+    pub fn conversations(&self, maker: &PromptMaker, seed: u64) -> Vec<ConversationPlan> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let system =
+            (self.system_prompt_len > 0).then(|| maker.make(self.system_prompt_len, &mut rng));
+        let mean_s = self.think_time_ms.max(0.0) / 1000.0;
+        self.turn_counts
+            .iter()
+            .map(|&n| {
+                let turns = (0..n)
+                    .map(|k| {
+                        let len = if k == 0 {
+                            self.first_input_len
+                        } else {
+                            self.input_len
+                        };
+                        let (user, user_tokens) = maker.make(len.max(1), &mut rng);
+                        let think_s = match (k, self.think_time) {
+                            (0, _) => 0.0,
+                            (_, ThinkTime::Fixed) => mean_s,
+                            // Inverse transform: −mean·ln(1 − u), u in [0, 1).
+                            (_, ThinkTime::Exponential) => {
+                                -mean_s * (1.0 - rng.random::<f64>()).ln()
+                            }
+                        };
+                        TurnPlan {
+                            user,
+                            user_tokens,
+                            max_tokens: self.output_len.max(1),
+                            think: std::time::Duration::from_secs_f64(think_s.max(0.0)),
+                        }
+                    })
+                    .collect();
+                ConversationPlan {
+                    system: system.clone(),
+                    turns,
+                }
+            })
+            .collect()
     }
 }
 
@@ -1007,6 +1188,91 @@ mod tests {
         let e = TraceSpec::load(&p, 1.0).unwrap_err();
         assert!(e.contains("line 1") && e.contains("input_length"), "{e}");
         assert!(TraceSpec::load(&p, 0.0).unwrap_err().contains("time scale"));
+    }
+
+    fn multi_turn(turns: TurnCount, think: ThinkTime) -> MultiTurnSpec {
+        MultiTurnSpec::new(20, turns, 30, 12, 5, 9, 200.0, think, 3)
+    }
+
+    #[test]
+    fn multi_turn_conversations_are_seeded_with_planned_lengths() {
+        let maker = PromptMaker::approximate();
+        let spec = multi_turn(TurnCount::Uniform { min: 2, max: 5 }, ThinkTime::Fixed);
+        assert_eq!(spec.turn_counts.len(), 20);
+        assert!(spec.turn_counts.iter().all(|t| (2..=5).contains(t)));
+        assert!(spec.turn_counts.iter().any(|&t| t != spec.turn_counts[0]));
+        let w = Workload::MultiTurn(spec.clone());
+        assert_eq!(w.natural_count(), Some(spec.total_turns()));
+        let a = spec.conversations(&maker, 7);
+        assert_eq!(a, spec.conversations(&maker, 7));
+        assert_ne!(a, spec.conversations(&maker, 8));
+        let system = a[0].system.clone().unwrap();
+        assert_eq!(system.1, 30);
+        for (c, &n) in a.iter().zip(spec.turn_counts.iter()) {
+            assert_eq!(
+                c.system.as_ref(),
+                Some(&system),
+                "one system prompt for all"
+            );
+            assert_eq!(c.turns.len() as u32, n);
+            assert_eq!(c.turns[0].user_tokens, 12);
+            assert_eq!(c.turns[0].think, std::time::Duration::ZERO);
+            for t in &c.turns[1..] {
+                assert_eq!(t.user.split_whitespace().count(), 5);
+                assert_eq!(t.think, std::time::Duration::from_millis(200));
+            }
+            assert!(c.turns.iter().all(|t| t.max_tokens == 9));
+        }
+        // Fixed turns; no system prompt when its length is 0.
+        let fixed = MultiTurnSpec::new(
+            4,
+            TurnCount::Fixed { turns: 3 },
+            0,
+            8,
+            4,
+            2,
+            0.0,
+            ThinkTime::Fixed,
+            1,
+        );
+        assert_eq!(fixed.total_turns(), 12);
+        assert!(fixed
+            .conversations(&maker, 1)
+            .iter()
+            .all(|c| c.system.is_none()));
+    }
+
+    #[test]
+    fn exponential_think_times_have_the_mean_and_vary() {
+        let maker = PromptMaker::approximate();
+        let spec = MultiTurnSpec::new(
+            400,
+            TurnCount::Fixed { turns: 6 },
+            0,
+            2,
+            2,
+            2,
+            200.0,
+            ThinkTime::Exponential,
+            5,
+        );
+        let thinks: Vec<f64> = spec
+            .conversations(&maker, 5)
+            .iter()
+            .flat_map(|c| {
+                c.turns[1..]
+                    .iter()
+                    .map(|t| t.think.as_secs_f64() * 1000.0)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(thinks.len(), 2000);
+        let mean = thinks.iter().sum::<f64>() / thinks.len() as f64;
+        // 2000 exponential samples: the standard error of the mean is 200/√2000 ≈ 4.5 ms.
+        assert!((mean - 200.0).abs() < 25.0, "mean {mean}");
+        let below_mean = thinks.iter().filter(|&&t| t < 200.0).count() as f64 / 2000.0;
+        // P(X < mean) = 1 − 1/e ≈ 0.632 for an exponential; a fixed time would give 0.
+        assert!((below_mean - 0.632).abs() < 0.05, "{below_mean}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::cli::RunArgs;
 use crate::client::{Client, ClientOptions};
 use crate::config::{RunConfig, Target, TelemetryConfig, UsageRequest};
 use crate::journal::{JournalError, JournalHeader, JournalWriter};
-use crate::load::{self, Interrupt, LoadReport, PreparedRequest, StopReason};
+use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions, Endpoint};
 use crate::record::{Phase, RequestRecord};
@@ -20,7 +20,7 @@ use crate::report::{self, default_result_filename, ResultFile, RunInfo};
 use crate::telemetry::{
     NvmlSampler, PrometheusSampler, Recorder, RecorderConfig, Sampler, TelemetrySummary, Timeline,
 };
-use crate::workload::PromptMaker;
+use crate::workload::{PromptMaker, Workload};
 use anyhow::{anyhow, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -172,7 +172,26 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     };
     let body_opts = body_options(cfg, &model, continuous_usage);
     let total = cfg.plan.stop.max_requests().map(|n| n + cfg.plan.warmups);
-    let (requests, producer) = spawn_producer(cfg, maker, body_opts, total).await;
+    let work = match &cfg.workload {
+        // Conversations are planned up front (everything but the replies); their bodies are
+        // built by the session driver as the replies come.
+        Workload::MultiTurn(m) => Work::Sessions(SessionWork {
+            conversations: m.conversations(&maker, cfg.seed),
+            warmup: m
+                .with_conversations(
+                    u32::try_from(cfg.plan.warmups).unwrap_or(u32::MAX),
+                    cfg.seed ^ WARMUP_SEED,
+                )
+                .conversations(&maker, cfg.seed ^ WARMUP_SEED),
+            body: body_opts,
+            keep_text: cfg.save_detailed,
+        }),
+        _ => {
+            let (requests, producer) = spawn_producer(cfg, maker, body_opts, total).await;
+            Work::Prepared(requests, producer)
+        }
+    };
+    let multi_turn = matches!(work, Work::Sessions(_));
 
     let client = Client::new(ClientOptions {
         base_url: base_url.clone(),
@@ -180,7 +199,8 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         api_key: cfg.api_key.clone(),
         request_timeout: cfg.request_timeout,
         stream: cfg.stream,
-        keep_text: cfg.save_detailed,
+        // A conversation's next turn sends the reply back, so the client keeps it.
+        keep_text: cfg.save_detailed || multi_turn,
     })
     .map_err(AppError::usage)?;
 
@@ -243,22 +263,41 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let progress = Progress::new(interactive, total);
+    // The bar counts measured requests only (warmup records do not tick it).
+    let progress = Progress::new(interactive, cfg.plan.stop.max_requests());
     let consumer = tokio::spawn(consume(rx, journal, progress));
 
     let cpu_before = process_cpu_seconds();
     let wall = Instant::now();
     let epoch = Instant::now();
     let recorder = start_telemetry(&cfg.telemetry, &base_url, epoch);
-    let load_report = load::run(
-        cfg.plan.clone(),
-        Arc::new(client),
-        requests,
-        tx,
-        epoch,
-        interrupt,
-    )
-    .await;
+    let (load_report, producer) = match work {
+        Work::Prepared(requests, producer) => {
+            let r = load::run(
+                cfg.plan.clone(),
+                Arc::new(client),
+                requests,
+                tx,
+                epoch,
+                interrupt,
+            )
+            .await;
+            (r, Some(producer))
+        }
+        Work::Sessions(work) => {
+            let r = load::run_sessions(
+                cfg.plan.clone(),
+                Arc::new(client),
+                work,
+                tx,
+                epoch,
+                interrupt,
+                Clock::Precise,
+            )
+            .await;
+            (r, None)
+        }
+    };
     let load_end_ns = epoch.elapsed().as_nanos() as u64;
     let timeline = match recorder {
         Some(r) => r.stop().await,
@@ -270,7 +309,9 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         eprintln!("warning: could not save {}: {e}", telemetry_path.display());
     }
     let (acc, journal_result) = consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
-    let _ = producer.join();
+    if let Some(p) = producer {
+        let _ = p.join();
+    }
     // A journal that failed mid-run is reported, but the summary is still written: the
     // accumulator saw every record.
     if let Err(e) = journal_result {
@@ -310,6 +351,12 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     if interactive {
         println!("{}", report::render_table(&info, &summary));
+        if let Some(c) = load_report.conversations {
+            println!(
+                "conversations: {} started, {} completed, {} ended by a failed turn, {} cut short by the stop or an interrupt",
+                c.started, c.completed, c.ended_by_failure, c.ended_early
+            );
+        }
         eprintln!(
             "summary: {}\njournal: {}",
             summary_path.display(),
@@ -451,6 +498,16 @@ fn add_detailed(result: &mut ResultFile, journal_path: &std::path::Path) {
         }),
     );
 }
+
+/// What the load driver is given: bodies prepared ahead, or conversations to hold.
+enum Work {
+    Prepared(mpsc::Receiver<PreparedRequest>, std::thread::JoinHandle<()>),
+    Sessions(SessionWork),
+}
+
+/// Warmup conversations come from their own seed, so they never repeat a measured one (which
+/// would put its history in the server's prefix cache before it is measured).
+const WARMUP_SEED: u64 = 0x7761_726d_7570;
 
 /// The model name the embedded server answers to when `--model` is not given.
 pub const EMBEDDED_MODEL: &str = "servebench-fixed";

@@ -14,7 +14,7 @@ use crate::sim::catalog::Catalog;
 use crate::sim::engine::SimRequest;
 use crate::sim::predict::{predict, PredictOptions, SimLoad};
 use crate::sim::profile::EngineKind;
-use crate::sim::serve::{prefix_segments, SimBackend};
+use crate::sim::serve::SimBackend;
 use crate::workload::PromptMaker;
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
@@ -131,6 +131,15 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .map_err(AppError::usage)?;
     let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
     let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
+    if matches!(w.spec, crate::workload::Workload::MultiTurn(_)) {
+        // Each turn would arrive at its previous turn's virtual finish plus the think time;
+        // `simulate` offers requests on fixed arrivals or slots only.
+        return Err(AppError::usage(ConfigError {
+            field: "--dataset-name".into(),
+            value: "multi-turn".into(),
+            problem: "predict does not simulate conversations yet; measure them on the simulator in real time with `servebench sim serve` and `run --dataset-name multi-turn`, or in a suite with a kind = \"sim\" target".into(),
+        }));
+    }
     let n = match l.stop {
         Stop::Requests(n) => n,
         _ => {
@@ -179,12 +188,14 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .zip(offsets)
         .take(n as usize)
         .enumerate()
-        .map(|(i, (item, at))| SimRequest {
-            id: i as u64,
-            arrival_ns: at,
-            prefix: prefix_segments(&item.prompt, item.prompt_tokens),
-            prompt_tokens: item.prompt_tokens,
-            max_output_tokens: item.max_tokens,
+        .map(|(i, (item, at))| {
+            SimRequest::from_text(
+                i as u64,
+                at,
+                &item.prompt,
+                item.prompt_tokens,
+                item.max_tokens,
+            )
         })
         .collect();
     let wall = std::time::Instant::now();

@@ -10,8 +10,8 @@
 
 use super::{
     percentile_label, percentile_of_ranks, token_source_label, Distribution, Goodput, SelfCheck,
-    Slo, Summary, SummaryFacts, TokenReport, MAX_CPU_FRACTION, MAX_DISPATCH_LAG_P99_MS,
-    MIN_SEND_RATE_FRACTION, STANDARD_PERCENTILES, SUMMARY_SCHEMA_VERSION,
+    Slo, Summary, SummaryFacts, TokenReport, TurnSummary, MAX_CPU_FRACTION,
+    MAX_DISPATCH_LAG_P99_MS, MIN_SEND_RATE_FRACTION, STANDARD_PERCENTILES, SUMMARY_SCHEMA_VERSION,
 };
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord};
 use std::borrow::Borrow;
@@ -160,6 +160,26 @@ pub struct Accumulator {
     /// (gap µs since the previous event, tokens | flags), events after each request's first.
     events: Vec<(u32, u32)>,
     buckets: TokenBuckets,
+    /// Multi-turn runs: per turn index.
+    turns: BTreeMap<u32, TurnAcc>,
+}
+
+/// One turn index's share of a multi-turn run.
+#[derive(Debug, Clone, Default)]
+struct TurnAcc {
+    attempted: u64,
+    completed: u64,
+    input_tokens: u64,
+    ttft_ms: Vec<f64>,
+}
+
+impl TurnAcc {
+    fn merge(&mut self, o: TurnAcc) {
+        self.attempted += o.attempted;
+        self.completed += o.completed;
+        self.input_tokens += o.input_tokens;
+        self.ttft_ms.extend(o.ttft_ms);
+    }
 }
 
 impl Accumulator {
@@ -203,6 +223,9 @@ impl Accumulator {
             return;
         }
         self.attempted += 1;
+        if let Some(t) = rec.turn {
+            self.turns.entry(t).or_default().attempted += 1;
+        }
         self.scheduled.include(rec.scheduled_ns);
         let never_sent = matches!(
             rec.outcome,
@@ -242,6 +265,12 @@ impl Accumulator {
             }
             _ => None,
         };
+        if let Some(t) = rec.turn {
+            let acc = self.turns.entry(t).or_default();
+            acc.completed += 1;
+            acc.input_tokens += u64::from(rec.input_tokens());
+            acc.ttft_ms.extend(ttft_ms);
+        }
         self.successes.push(Success {
             ttft_ms,
             tpot_ms,
@@ -322,6 +351,9 @@ impl Accumulator {
         self.client_tokens_where_usage += other.client_tokens_where_usage;
         self.disagreeing += other.disagreeing;
         self.events.extend(other.events);
+        for (t, acc) in other.turns {
+            self.turns.entry(t).or_default().merge(acc);
+        }
         for (i, &c) in other.buckets.counts.iter().enumerate() {
             if c > 0 {
                 let at_ns = (other.buckets.base + i as u64) * BUCKET_NS;
@@ -403,6 +435,16 @@ impl Accumulator {
             queue_ms: distribution(std::mem::take(&mut self.queue_ms), &ps),
             tokens: self.token_report(),
             self_check,
+            turns: std::mem::take(&mut self.turns)
+                .into_iter()
+                .map(|(turn, t)| TurnSummary {
+                    turn,
+                    attempted: t.attempted,
+                    completed: t.completed,
+                    mean_input_tokens: ratio(t.input_tokens, t.completed),
+                    ttft_ms: distribution(t.ttft_ms, &ps),
+                })
+                .collect(),
         }
     }
 

@@ -31,6 +31,8 @@
 //!   **`max_concurrent_requests`**: as vLLM, the most successful requests active in any of those
 //!   1 s windows.
 //! - **Client self-check**: see [`SelfCheck`] for the `client_limited` rule.
+//! - **Per turn** (multi-turn runs, records with a `turn`): attempted, completed, mean input
+//!   tokens and the TTFT distribution of each turn index, over the same requests as above.
 
 mod accumulator;
 mod percentile;
@@ -245,6 +247,25 @@ pub struct Summary {
     pub queue_ms: Distribution,
     pub tokens: TokenReport,
     pub self_check: SelfCheck,
+    /// Multi-turn runs: the measured requests by turn (0-based), ascending. Each turn's prompt
+    /// holds the whole history before it, so TTFT by turn shows whether a prefix cache pays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnSummary>,
+}
+
+/// The measured requests of one turn index (multi-turn runs).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TurnSummary {
+    /// 0-based turn of its conversation.
+    pub turn: u32,
+    /// Measured requests of this turn, failed and never-sent ones included.
+    pub attempted: u64,
+    pub completed: u64,
+    /// Mean prompt tokens of its successful requests (the server's count when given): the
+    /// history's length at this turn.
+    pub mean_input_tokens: f64,
+    /// TTFT of its successful requests.
+    pub ttft_ms: Distribution,
 }
 
 #[cfg(test)]

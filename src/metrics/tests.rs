@@ -33,6 +33,8 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         outcome: Outcome::Success,
         resends: 0,
         output_text: None,
+        conversation: None,
+        turn: None,
     }
 }
 
@@ -458,4 +460,37 @@ proptest! {
         prop_assert_eq!(s.itl_ms.count, want);
         prop_assert!(s.itl_ms.min <= s.itl_ms.median() && s.itl_ms.median() <= s.itl_ms.max);
     }
+}
+
+#[test]
+fn multi_turn_records_are_broken_down_by_turn() {
+    let turn = |mut r: RequestRecord, conv: u64, t: u32, prompt: u32| {
+        r.conversation = Some(conv);
+        r.turn = Some(t);
+        r.prompt_tokens = prompt;
+        r
+    };
+    let recs = vec![
+        turn(ok(0, 0, 0, &[(40, 1), (41, 1)]), 0, 0, 100),
+        turn(ok(1, 0, 0, &[(60, 1)]), 1, 0, 100),
+        turn(ok(2, 100, 100, &[(10, 1), (11, 1)]), 0, 1, 300),
+        turn(failed(3, 100, FailureKind::Timeout), 1, 1, 0),
+        ok(4, 0, 0, &[(5, 1)]), // a record without a turn is in the totals only
+    ];
+    let s = summarize(&recs, &SummaryFacts::default());
+    assert_eq!(s.attempted, 5);
+    assert_eq!(s.turns.len(), 2);
+    let (t0, t1) = (&s.turns[0], &s.turns[1]);
+    assert_eq!((t0.turn, t0.attempted, t0.completed), (0, 2, 2));
+    assert!(close(t0.ttft_ms.mean, 50.0), "{}", t0.ttft_ms.mean);
+    assert!(close(t0.mean_input_tokens, 100.0));
+    assert_eq!((t1.turn, t1.attempted, t1.completed), (1, 2, 1));
+    assert!(close(t1.ttft_ms.median(), 10.0));
+    assert!(close(t1.mean_input_tokens, 300.0));
+    // Single-turn runs carry no breakdown, and the JSON has no `turns` key.
+    let single = summarize(&recs[4..], &SummaryFacts::default());
+    assert!(single.turns.is_empty());
+    assert!(!serde_json::to_string(&single)
+        .unwrap()
+        .contains("\"turns\""));
 }

@@ -244,6 +244,8 @@ pub(crate) mod fixtures {
             outcome: Outcome::Success,
             resends: 0,
             output_text: None,
+            conversation: None,
+            turn: None,
         }
     }
 

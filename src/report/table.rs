@@ -137,6 +137,27 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
     ms_section(&mut out, "Inter-chunk Latency", "ICL", &s.icl_ms);
     ms_section(&mut out, "End-to-end Latency", "E2EL", &s.e2el_ms);
     ms_section(&mut out, "Queue Time", "Queue", &s.queue_ms);
+    if !s.turns.is_empty() {
+        // Multi-turn: each turn's prompt holds the history, so TTFT by turn shows whether
+        // the server's prefix cache pays.
+        title(&mut out, "TTFT by Turn", '-');
+        for t in &s.turns {
+            row(
+                &mut out,
+                &format!(
+                    "Turn {} ({} ok, ~{:.0} input tok)",
+                    t.turn, t.completed, t.mean_input_tokens
+                ),
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    t.ttft_ms.mean,
+                    t.ttft_ms.median(),
+                    t.ttft_ms.percentile(99.0).unwrap_or(0.0)
+                ),
+            );
+        }
+        let _ = writeln!(out, "{:>51}", "(mean / P50 / P99 ms)");
+    }
     title(&mut out, "Client Self-check", '-');
     let c = &s.self_check;
     let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}"));

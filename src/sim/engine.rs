@@ -26,7 +26,8 @@ pub struct SimRequest {
     /// `max_tokens`; the request generates exactly this many (as benchmarks do with
     /// `ignore_eos`).
     pub max_output_tokens: u32,
-    /// Leading prompt content shared with other requests, for the prefix caches.
+    /// Leading content shared with other requests, for the prefix caches: the prompt's, and
+    /// the output's when the caller knows it ([`SimRequest::from_text`]).
     #[serde(default)]
     pub prefix: Vec<PrefixSegment>,
 }
@@ -35,6 +36,13 @@ impl SimRequest {
     /// A request for a prompt given as text: its shared prefixes are derived from the words
     /// exactly as the served simulator derives them ([`super::serve::prefix_segments`]), so a
     /// workload predicted and the same workload served hit the prefix caches alike.
+    ///
+    /// The identities run on through the output: the simulator knows the text it will stream
+    /// (token `i` is the server's `i`-th word), so the cached sequence is the prompt followed by
+    /// that text. A conversation's next turn, whose prompt is this prompt + this reply + a new
+    /// message, then hits the blocks of the reply too, as vLLM's automatic prefix caching (it
+    /// hashes generated tokens' blocks) and SGLang's radix cache (it inserts the whole
+    /// sequence on finish) do.
     pub fn from_text(
         id: u64,
         arrival_ns: u64,
@@ -42,12 +50,18 @@ impl SimRequest {
         prompt_tokens: u32,
         max_output_tokens: u32,
     ) -> SimRequest {
+        let mut sequence = String::with_capacity(prompt.len() + 4 * max_output_tokens as usize);
+        sequence.push_str(prompt);
+        sequence.push_str(&crate::server::output_words(0, max_output_tokens, 0));
         SimRequest {
             id,
             arrival_ns,
             prompt_tokens,
             max_output_tokens,
-            prefix: super::serve::prefix_segments(prompt, prompt_tokens),
+            prefix: super::serve::prefix_segments(
+                &sequence,
+                prompt_tokens.saturating_add(max_output_tokens),
+            ),
         }
     }
 }
@@ -405,7 +419,11 @@ impl Engine {
             ReqState {
                 prompt: req.prompt_tokens,
                 max_out: req.max_output_tokens,
-                ident: SeqIdentity::new(req.id, req.prompt_tokens, &req.prefix),
+                ident: SeqIdentity::new(
+                    req.id,
+                    req.prompt_tokens.saturating_add(req.max_output_tokens),
+                    &req.prefix,
+                ),
                 output: 0,
                 computed: 0,
                 blocks: Vec::new(),

@@ -66,18 +66,20 @@ pub struct SeqIdentity {
 }
 
 impl SeqIdentity {
-    /// Runs for a prompt of `prompt_tokens` tokens starting with `segments`; the segments are cut
-    /// at the prompt's end, so output tokens are always the request's own.
-    pub fn new(request_id: u64, prompt_tokens: u32, segments: &[PrefixSegment]) -> SeqIdentity {
+    /// Runs for a sequence of `len` tokens (prompt and output) starting with `segments`, cut at
+    /// `len`; tokens after the segments are the request's own. Segments may cover output tokens
+    /// when the caller knows what will be generated (the simulator does), so a later request
+    /// whose prompt repeats this request's prompt and output shares them.
+    pub fn new(request_id: u64, len: u32, segments: &[PrefixSegment]) -> SeqIdentity {
         let mut runs = Vec::with_capacity(segments.len());
         let mut chain = 0x5eed_u64;
         let mut end = 0u32;
         for s in segments {
-            if end >= prompt_tokens || s.tokens == 0 {
+            if end >= len || s.tokens == 0 {
                 break;
             }
             chain = mix(mix(chain, s.hash), u64::from(s.tokens));
-            end = end.saturating_add(s.tokens).min(prompt_tokens);
+            end = end.saturating_add(s.tokens).min(len);
             runs.push((chain, end));
         }
         SeqIdentity {

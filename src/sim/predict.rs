@@ -362,6 +362,8 @@ fn to_record(t: &Trace) -> RequestRecord {
         token_source: TokenSource::UsageFinal,
         resends: 0,
         output_text: None,
+        conversation: None,
+        turn: None,
         outcome,
     }
 }

@@ -693,6 +693,40 @@ mod tests {
         assert!(hits.ends_with(" 304"), "{hits}");
     }
 
+    /// Multi-turn: turn 2's prompt is turn 1's prompt, the reply the simulator streamed and a
+    /// new message (ChatML, as the HTTP layer renders chat). The reply's blocks are cached, so
+    /// turn 2 hits all 10 whole 16-token blocks of turn 1's 164 tokens (prompt 100 + reply 64);
+    /// a cache of the prompt alone would give 6 blocks (96 tokens).
+    #[tokio::test]
+    async fn a_next_turn_hits_the_previous_reply_in_the_prefix_cache() {
+        let user = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!(" w{i}"))
+                .collect::<String>()
+        };
+        let turn1 = format!(
+            "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+            user(0, 100)
+        );
+        let reply = crate::server::output_words(0, 64, 0);
+        let turn2 = format!(
+            "{turn1}{reply}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+            user(100, 20)
+        );
+        for kind in [EngineKind::Vllm, EngineKind::Sglang] {
+            let b = SimBackend::spawn(engine(kind), "opt");
+            let hits = |b: &SimBackend| b.metrics.lock().unwrap().gauges.prefix_cache_hits_total;
+            let mut r = request(0, 0, 64);
+            (r.prompt, r.prompt_tokens) = (turn1.clone(), 100);
+            let _: Vec<GenEvent> = b.generate(r).collect().await;
+            assert_eq!(hits(&b), 0, "{kind}");
+            let mut r = request(1, 0, 8);
+            (r.prompt, r.prompt_tokens) = (turn2.clone(), 184);
+            let _: Vec<GenEvent> = b.generate(r).collect().await;
+            assert_eq!(hits(&b), 160, "{kind}");
+        }
+    }
+
     #[test]
     fn the_launcher_factory_serves_the_spec_and_rejects_bad_options() {
         let spec = crate::launch::SimSpec {

@@ -119,11 +119,19 @@ pub struct WorkloadConfig {
     pub warmups: Option<u64>,
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// `random` (default) or `generated-shared-prefix`: `requests` split into `groups` that
+    /// `random` (default), `generated-shared-prefix`: `requests` split into `groups` that
     /// share a `system_prompt_len`-token system prompt, each with its own
-    /// `question_len`-token question.
+    /// `question_len`-token question; or `multi-turn`: `requests` split into conversations of
+    /// `turns` turns (chat endpoint), a first message of `input_len` tokens, follow-ups of
+    /// `question_len`, an optional shared `system_prompt_len`, `think_time_ms` between turns.
     #[serde(default)]
     pub dataset: Option<String>,
+    /// Turns per conversation (`multi-turn`).
+    #[serde(default)]
+    pub turns: Option<u32>,
+    /// Mean think time between a reply and the next turn, ms (`multi-turn`; default 0).
+    #[serde(default)]
+    pub think_time_ms: Option<f64>,
     #[serde(default)]
     pub groups: Option<u32>,
     #[serde(default)]
@@ -143,6 +151,20 @@ impl WorkloadConfig {
             self.dataset.as_deref(),
             Some("generated-shared-prefix" | "shared-prefix")
         )
+    }
+
+    pub fn is_multi_turn(&self) -> bool {
+        self.dataset.as_deref() == Some("multi-turn")
+    }
+
+    /// The endpoint this workload's cells use: its own, else chat for conversations, else the
+    /// suite's default.
+    pub fn endpoint_or(&self, default: &str) -> String {
+        match (&self.endpoint, self.is_multi_turn()) {
+            (Some(e), _) => e.clone(),
+            (None, true) => "/v1/chat/completions".into(),
+            (None, false) => default.to_string(),
+        }
     }
 }
 
@@ -254,9 +276,30 @@ impl SuiteConfig {
                         ));
                     }
                 }
+                Some("multi-turn") => {
+                    let t = w.turns.unwrap_or(0);
+                    if t == 0 || w.requests % u64::from(t) != 0 {
+                        return Err(format!(
+                            "workload `{}`: a multi-turn workload needs `turns` ≥ 1 dividing `requests` ({}); requests / turns conversations are run",
+                            w.name, w.requests
+                        ));
+                    }
+                    if w.endpoint.as_deref().is_some_and(|e| e != "/v1/chat/completions") {
+                        return Err(format!(
+                            "workload `{}`: a multi-turn workload is sent as chat messages; drop `endpoint` or set it to \"/v1/chat/completions\"",
+                            w.name
+                        ));
+                    }
+                    if w.think_time_ms.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
+                        return Err(format!(
+                            "workload `{}`: think_time_ms must be a number of milliseconds ≥ 0",
+                            w.name
+                        ));
+                    }
+                }
                 Some(other) => {
                     return Err(format!(
-                        "workload `{}`: unknown dataset `{other}`; use random or generated-shared-prefix",
+                        "workload `{}`: unknown dataset `{other}`; use random, generated-shared-prefix or multi-turn",
                         w.name
                     ))
                 }
@@ -405,5 +448,24 @@ max_tokens = 1
             .unwrap_err()
             .to_string();
         assert!(e.contains("names the workload itself"), "{e}");
+        let mt = base.replace(
+            "requests = 1",
+            "requests = 6\ndataset = \"multi-turn\"\nturns = 4",
+        );
+        let e = SuiteConfig::parse(&mt, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("turns") && e.contains("dividing"), "{e}");
+        let mt = mt.replace("turns = 4", "turns = 3\nendpoint = \"/v1/completions\"");
+        let e = SuiteConfig::parse(&mt, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chat"), "{e}");
+        let ok = mt.replace("\nendpoint = \"/v1/completions\"", "");
+        let c = SuiteConfig::parse(&ok, Path::new("x.toml")).unwrap();
+        assert_eq!(
+            c.workloads[0].endpoint_or("/v1/completions"),
+            "/v1/chat/completions"
+        );
     }
 }

@@ -76,12 +76,34 @@ fn cell_argv(
         push("--model", m);
     }
     push("--label", target.name.clone());
-    push(
-        "--endpoint",
-        w.endpoint.clone().unwrap_or_else(|| d.endpoint.clone()),
-    );
+    push("--endpoint", w.endpoint_or(&d.endpoint));
     push("--num-prompts", w.requests.to_string());
-    if w.is_shared_prefix() {
+    if w.is_multi_turn() {
+        let turns = w.turns.unwrap_or(1).max(1);
+        push("--dataset-name", "multi-turn".into());
+        push(
+            "--conversation-num",
+            (w.requests / u64::from(turns)).to_string(),
+        );
+        push("--conversation-turn-mean", turns.to_string());
+        push(
+            "--conversation-system-prompt-len",
+            w.system_prompt_len.unwrap_or(0).to_string(),
+        );
+        push(
+            "--conversation-first-input-len",
+            w.input_len.unwrap_or(d.input_len).to_string(),
+        );
+        push(
+            "--conversation-input-len",
+            w.question_len.unwrap_or(32).to_string(),
+        );
+        push("--conversation-output-len", w.max_tokens.to_string());
+        push(
+            "--conversation-turn-delay-mean",
+            w.think_time_ms.unwrap_or(0.0).to_string(),
+        );
+    } else if w.is_shared_prefix() {
         let groups = w.groups.unwrap_or(1).max(1);
         push("--dataset-name", "generated-shared-prefix".into());
         push("--gsp-num-groups", groups.to_string());
@@ -405,7 +427,15 @@ fn to_cell(
         concurrency: w.concurrency.map(|c| c as u64),
         warmup_requests: w.warmups.unwrap_or(suite.defaults.warmups),
         request_rate: w.request_rate,
-        prompt: Some(if w.is_shared_prefix() {
+        prompt: Some(if w.is_multi_turn() {
+            format!(
+                "multi-turn: {} conversations × {} turns, {}-token first message, {}-token follow-ups, history sent back each turn",
+                w.requests / u64::from(w.turns.unwrap_or(1).max(1)),
+                w.turns.unwrap_or(1),
+                w.input_len.unwrap_or(suite.defaults.input_len),
+                w.question_len.unwrap_or(32)
+            )
+        } else if w.is_shared_prefix() {
             format!(
                 "shared prefix: {} groups, {}-token system prompt + {}-token question",
                 w.groups.unwrap_or(1),
