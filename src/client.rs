@@ -461,6 +461,7 @@ impl Exchange {
             outcome,
             resends: self.resends,
             output_text: self.text,
+            output_check: None,
         }
     }
 }

@@ -562,6 +562,7 @@ mod tests {
                 outcome: Outcome::Success,
                 resends: 0,
                 output_text: None,
+                output_check: None,
             }
         }
     }

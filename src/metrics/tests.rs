@@ -33,6 +33,7 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         outcome: Outcome::Success,
         resends: 0,
         output_text: None,
+        output_check: None,
     }
 }
 

@@ -244,6 +244,7 @@ pub(crate) mod fixtures {
             outcome: Outcome::Success,
             resends: 0,
             output_text: None,
+            output_check: None,
         }
     }
 

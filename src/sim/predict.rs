@@ -362,6 +362,7 @@ fn to_record(t: &Trace) -> RequestRecord {
         token_source: TokenSource::UsageFinal,
         resends: 0,
         output_text: None,
+        output_check: None,
         outcome,
     }
 }
