@@ -99,6 +99,7 @@ fn study() -> Study {
                     source: "simulator".into(),
                 }),
                 gpu_unavailable: None,
+                prefix_cache_hit_rate: None,
                 simulated: true,
                 result_file: format!("{fw}/benchmark_{}.json", wl.to_lowercase()),
             });

@@ -221,11 +221,19 @@ impl SimBackend {
                     "The token usage.",
                     g.kv_usage,
                 );
+                // SGLang's gauge is the last prefill batch's rate; the simulator shows its
+                // running rate there and the counters (SGLang ≥ 0.5) give the exact window.
                 metric(
                     "sglang:cache_hit_rate",
                     "gauge",
                     "The prefix cache hit rate.",
                     hit_rate,
+                );
+                metric(
+                    "sglang:cached_tokens_total",
+                    "counter",
+                    "Number of cached prompt tokens.",
+                    g.prefix_cache_hits_total as f64,
                 );
                 metric(
                     "sglang:gen_throughput",

@@ -130,6 +130,11 @@ pub struct WorkloadConfig {
     pub system_prompt_len: Option<u32>,
     #[serde(default)]
     pub question_len: Option<u32>,
+    /// Another workload of the suite that is this one without its feature (the same token
+    /// counts without a shared prefix, the same prompts without an output constraint): the
+    /// report sets the two side by side to show what the feature costs or gains.
+    #[serde(default)]
+    pub baseline: Option<String>,
 }
 
 impl WorkloadConfig {
@@ -256,6 +261,20 @@ impl SuiteConfig {
                     ))
                 }
             }
+            if let Some(b) = &w.baseline {
+                if b == &w.name {
+                    return Err(format!(
+                        "workload `{}`: baseline names the workload itself; name the workload it should be compared with",
+                        w.name
+                    ));
+                }
+                if !self.workloads.iter().any(|o| &o.name == b) {
+                    return Err(format!(
+                        "workload `{}`: baseline `{b}` is not a workload of this suite; add a [[workloads]] named `{b}` or fix the name",
+                        w.name
+                    ));
+                }
+            }
             if w.concurrency == Some(0) {
                 return Err(format!(
                     "workload `{}`: concurrency must be at least 1",
@@ -375,5 +394,16 @@ max_tokens = 1
         assert!(e.contains("requests"), "{e}");
         let extra = base.replace("gpu = \"a10g\"", "gpu = \"a10g\"\ncolour = \"red\"");
         assert!(SuiteConfig::parse(&extra, Path::new("x.toml")).is_err());
+        // A baseline must name another workload of the suite.
+        let paired = format!("{base}baseline = \"plain\"\n[[workloads]]\nname = \"plain\"\nrequests = 1\nmax_tokens = 1\n");
+        assert!(SuiteConfig::parse(&paired, Path::new("x.toml")).is_ok());
+        let e = SuiteConfig::parse(&format!("{base}baseline = \"nope\"\n"), Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("baseline `nope` is not a workload"), "{e}");
+        let e = SuiteConfig::parse(&format!("{base}baseline = \"w\"\n"), Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names the workload itself"), "{e}");
     }
 }

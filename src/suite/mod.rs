@@ -420,6 +420,7 @@ fn to_cell(
         }),
         structured_output: false,
         shared_prefix: w.is_shared_prefix(),
+        baseline: w.baseline.clone(),
     };
     let rel = path.strip_prefix(root).unwrap_or(path);
     let mut c = Cell::new(
@@ -431,6 +432,10 @@ fn to_cell(
         rel.display().to_string(),
     );
     c.repeat = cell.repeat;
+    c.prefix_cache_hit_rate = result
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.prefix_cache_hit_rate);
     match result.telemetry.clone() {
         Some(t) => match (t.gpu_util_mean_pct, t.gpu_util_max_pct) {
             (Some(mean), Some(max)) => {

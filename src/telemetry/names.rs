@@ -40,8 +40,13 @@ pub const SGLANG_RUNNING: &str = "sglang:num_running_reqs";
 pub const SGLANG_WAITING: &str = "sglang:num_queue_reqs";
 /// Gauge, 0–1: KV-cache token usage.
 pub const SGLANG_TOKEN_USAGE: &str = "sglang:token_usage";
-/// Gauge, 0–1: prefix (radix) cache hit rate.
+/// Gauge, 0–1: the radix-cache hit rate of the *last prefill batch* (hit tokens over the
+/// batch's prompt tokens, set in `log_prefill_stats`), not a cumulative rate: read only when
+/// the counters below are missing (SGLang before `cached_tokens_total`).
 pub const SGLANG_CACHE_HIT_RATE: &str = "sglang:cache_hit_rate";
+/// Counter: prompt tokens served from the cache, labelled `cache_source` (device/host/storage);
+/// over `sglang:prompt_tokens_total` it is the hit rate of a window.
+pub const SGLANG_CACHED_TOKENS: &str = "sglang:cached_tokens_total";
 /// Gauge: generation throughput, tokens/s.
 pub const SGLANG_GEN_THROUGHPUT: &str = "sglang:gen_throughput";
 /// Counter: prompt tokens.

@@ -139,6 +139,9 @@ fn engine_series(exp: &Exposition, state: &mut CounterState, out: &mut Vec<Sampl
     let counters = [
         (VLLM_PREFIX_HITS, VLLM_PREFIX_QUERIES),
         (VLLM_PREFIX_HITS_GPU, VLLM_PREFIX_QUERIES_GPU),
+        // Every cache source counts (device, host, storage): a token the engine did not have
+        // to prefill is a hit wherever it was kept.
+        (SGLANG_CACHED_TOKENS, SGLANG_PROMPT_TOKENS),
     ]
     .into_iter()
     .find_map(|(h, q)| Some((fold(exp, h, sum)?, fold(exp, q, sum)?)));
@@ -401,6 +404,26 @@ mod tests {
         assert_eq!(value(&v, GenThroughputTps), Some(1423.7));
         assert_eq!(value(&v, PromptTokensTotal), Some(8.128902e6));
         assert_eq!(value(&v, GenerationTokensTotal), Some(7.557572e6));
+    }
+
+    #[test]
+    fn sglang_cached_token_counters_beat_the_last_batch_gauge() {
+        let scrape = |cached: f64, prompt: f64| {
+            format!(
+                "sglang:cache_hit_rate{{model_name=\"m\"}} 0.01\n\
+                 sglang:prompt_tokens_total{{model_name=\"m\"}} {prompt}\n\
+                 sglang:cached_tokens_total{{model_name=\"m\",cache_source=\"device\"}} {cached}\n\
+                 sglang:cached_tokens_total{{model_name=\"m\",cache_source=\"host\"}} 0\n"
+            )
+        };
+        let mut state = CounterState::default();
+        let v = norm(&scrape(300.0, 1000.0), &mut state);
+        assert_eq!(value(&v, PrefixCacheHitsTotal), Some(300.0));
+        assert_eq!(value(&v, PrefixCacheQueriesTotal), Some(1000.0));
+        // The gauge (one prefill batch) is not taken when the counters exist.
+        assert_eq!(value(&v, PrefixCacheHitRate), None);
+        let v = norm(&scrape(1200.0, 2000.0), &mut state);
+        assert_eq!(value(&v, PrefixCacheHitRate), Some(0.9));
     }
 
     #[test]

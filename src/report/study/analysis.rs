@@ -89,6 +89,8 @@ pub struct Stats {
     /// Mean of the repeats' mean utilization, max of their max, max of their memory.
     pub gpu: Option<GpuSummary>,
     pub gpu_unavailable: Option<String>,
+    /// Mean over the repeats that reported one.
+    pub prefix_cache_hit_rate: Option<f64>,
     pub simulated: bool,
     pub result_files: Vec<String>,
 }
@@ -172,6 +174,13 @@ impl Stats {
             usd_per_1k_good: cost(|c| c.usd_per_1k_good_requests),
             gpu,
             gpu_unavailable,
+            prefix_cache_hit_rate: {
+                let rates: Vec<f64> = cells
+                    .iter()
+                    .filter_map(|c| c.prefix_cache_hit_rate)
+                    .collect();
+                (!rates.is_empty()).then(|| mean(rates))
+            },
             simulated: cells.iter().any(|c| c.simulated),
             result_files: cells.iter().map(|c| c.result_file.clone()).collect(),
         }
@@ -187,8 +196,10 @@ pub struct Analysis {
     pub workloads: Vec<String>,
     /// One entry per framework × workload that has cells, framework-major.
     pub stats: Vec<Stats>,
-    /// Workloads that every framework ran: cross-framework means use only these, so a
-    /// framework is not favoured for having skipped the hard workload.
+    /// Workloads that every framework ran, less those that exercise a feature (or are a
+    /// feature workload's baseline) when any plain one is left: cross-framework means use only
+    /// these, so a framework is not favoured for having skipped the hard workload, and the
+    /// seed's tables keep comparing what the seed compared.
     pub common_workloads: Vec<String>,
 }
 
@@ -219,7 +230,7 @@ impl Analysis {
                 }
             }
         }
-        let common_workloads = workloads
+        let common: Vec<String> = workloads
             .iter()
             .filter(|w| {
                 frameworks
@@ -228,6 +239,18 @@ impl Analysis {
             })
             .cloned()
             .collect();
+        // The seed's tables compare the plain serving path. A workload that exercises a
+        // feature (a shared prefix, an output constraint), or is such a workload's baseline,
+        // has its own section and rule; it joins the cross-framework means only when the
+        // study has nothing else.
+        let featured = |w: &String| {
+            stats.iter().any(|s| {
+                &s.workload == w && s.spec.exercises_a_feature()
+                    || s.spec.baseline.as_ref() == Some(w)
+            })
+        };
+        let plain: Vec<String> = common.iter().filter(|w| !featured(w)).cloned().collect();
+        let common_workloads = if plain.is_empty() { common } else { plain };
         Analysis {
             frameworks,
             workloads,

@@ -36,6 +36,15 @@ pub fn fmt_usd(v: f64) -> String {
     format!("${v:.4}")
 }
 
+/// Milliseconds, for TTFTs that are usually tens to hundreds of ms.
+fn fmt_ms(v: f64) -> String {
+    if v.abs() < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn fmt_pct(v: f64) -> String {
     format!("{v:.1}")
 }
@@ -116,6 +125,7 @@ pub fn build(study: &Study, a: &Analysis) -> Vec<Block> {
     latency(study, a, &mut out);
     cost(study, a, &mut out);
     gpu(study, a, &mut out);
+    prefix_sharing(study, a, &mut out);
     let recs = recommendations(a, &gpu_name(study));
     discussion(study, a, &recs, &mut out);
     conclusion(study, a, &recs, &mut out);
@@ -641,6 +651,104 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
         rows,
         numeric: vec![false, false, true, true, true, false],
     }));
+}
+
+/// 5.5: for each shared-prefix workload, the hit rate the server reported beside what the cache
+/// bought: TTFT and throughput against the workload's baseline (the same token counts without
+/// sharing), when the study has one.
+fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
+    let shared: Vec<&Stats> = a.stats.iter().filter(|s| s.spec.shared_prefix).collect();
+    if shared.is_empty() {
+        return;
+    }
+    let mixed = study.any_simulated() && !study.all_simulated();
+    out.push(Block::Heading(3, "5.5 Prefix Sharing".into()));
+    let hit = |s: &Stats| {
+        s.prefix_cache_hit_rate
+            .map_or("not reported by the server".to_string(), |r| {
+                fmt_pct(r * 100.0)
+            })
+    };
+    let change = |now: f64, before: f64| {
+        if before > 0.0 {
+            format!("{:+.1}", (now / before - 1.0) * 100.0)
+        } else {
+            "—".into()
+        }
+    };
+    let mut notes = Vec::new();
+    let rows = shared
+        .iter()
+        .map(|s| {
+            let base = s
+                .spec
+                .baseline
+                .as_deref()
+                .and_then(|b| a.get(&s.framework, b));
+            let ttft_ms = s.ttft.mean * 1000.0;
+            if let (Some(b), Some(r)) = (base, s.prefix_cache_hit_rate) {
+                notes.push(format!(
+                    "{} on {}: {} % of prompt tokens came from the prefix cache and mean TTFT changed by {} % \
+                     against {} ({} → {} ms).",
+                    framework_label(&s.framework),
+                    s.workload,
+                    fmt_pct(r * 100.0),
+                    change(ttft_ms, b.ttft.mean * 1000.0),
+                    b.workload,
+                    fmt_ms(b.ttft.mean * 1000.0),
+                    fmt_ms(ttft_ms),
+                ));
+            }
+            vec![
+                fw_cell(s, mixed),
+                s.workload.clone(),
+                hit(s),
+                fmt_ms(ttft_ms),
+                fmt_tps(s.output_tps),
+                base.map_or("no baseline".into(), |b| b.workload.clone()),
+                base.map_or("—".into(), hit),
+                base.map_or("—".into(), |b| fmt_ms(b.ttft.mean * 1000.0)),
+                base.map_or("—".into(), |b| change(ttft_ms, b.ttft.mean * 1000.0)),
+                base.map_or("—".into(), |b| change(s.output_tps, b.output_tps)),
+            ]
+        })
+        .collect();
+    out.push(Block::Para(vec![t(
+        "Requests in groups that share a long system prompt let an engine reuse the prompt's KV cache \
+         (vLLM's automatic prefix caching, SGLang's radix cache). The hit rate is the server's own: the \
+         share of prompt tokens it served from its prefix cache over the measured phase, from its \
+         /metrics counters. The baseline is the workload the suite names as the same token counts \
+         without sharing, on the same framework; a negative TTFT change is the cache's gain.",
+    )]));
+    out.push(Block::Table(Table {
+        caption: caption(
+            "5.5",
+            "Prefix-cache hit rate beside the latency and throughput it bought, per framework and shared-prefix workload.",
+            study,
+        ),
+        header: [
+            "Framework",
+            "Workload",
+            "Prefix-cache hit rate (%)",
+            "TTFT mean (ms)",
+            "Output (tok/s)",
+            "Baseline",
+            "Baseline hit rate (%)",
+            "Baseline TTFT mean (ms)",
+            "TTFT change (%)",
+            "Output change (%)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        numeric: vec![false, false, true, true, true, false, true, true, true, true],
+    }));
+    if !notes.is_empty() {
+        out.push(Block::List {
+            ordered: false,
+            items: notes.into_iter().map(|n| vec![t(n)]).collect(),
+        });
+    }
 }
 
 /// "vLLM 123.4 tok/s vs SGLang 100.0 tok/s (23.4 % higher)" style comparison of the best two.

@@ -73,6 +73,18 @@ pub struct WorkloadSpec {
     /// Requests in groups sharing a long prompt prefix (prefix caching matters).
     #[serde(default)]
     pub shared_prefix: bool,
+    /// The workload that is this one without its feature (no shared prefix, no output
+    /// constraint), when the study has one: the report compares the two.
+    #[serde(default)]
+    pub baseline: Option<String>,
+}
+
+impl WorkloadSpec {
+    /// A workload that exercises one engine feature (prefix caching, constrained decoding)
+    /// rather than the plain serving path the seed's tables compare.
+    pub fn exercises_a_feature(&self) -> bool {
+        self.shared_prefix || self.structured_output
+    }
 }
 
 /// GPU telemetry over one cell's measured phase.
@@ -102,6 +114,10 @@ pub struct Cell {
     /// Why there is no GPU telemetry, when there is none (`no NVML on this host`).
     #[serde(default)]
     pub gpu_unavailable: Option<String>,
+    /// The server's prefix-cache hit rate over the measured phase (0–1), read from its
+    /// `/metrics`, when it exports one.
+    #[serde(default)]
+    pub prefix_cache_hit_rate: Option<f64>,
     pub simulated: bool,
     /// The cell's result JSON, relative to the report's directory where possible.
     pub result_file: String,
@@ -171,6 +187,7 @@ impl Cell {
             cost: None,
             gpu: None,
             gpu_unavailable: None,
+            prefix_cache_hit_rate: None,
             simulated,
             result_file: result_file.into(),
         }

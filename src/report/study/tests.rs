@@ -67,6 +67,7 @@ fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, 
             prompt: Some("synthetic, 32 tokens".into()),
             structured_output: false,
             shared_prefix: false,
+            baseline: None,
         },
         repeat: 0,
         cost: Some(cost_summary(&price(), &s)),
@@ -78,6 +79,7 @@ fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, 
             source: "simulator".into(),
         }),
         gpu_unavailable: (!gpu).then(|| "NVML not available on this host".into()),
+        prefix_cache_hit_rate: None,
         simulated,
         result_file: format!("{fw}/benchmark_{}_20261128T160000Z.json", wl.to_lowercase()),
     }
@@ -482,4 +484,80 @@ mod properties {
             prop_assert_eq!(find_placeholders(&md), Vec::<String>::new());
         }
     }
+}
+
+/// The seed study plus a shared-prefix workload and its unshared baseline on both frameworks.
+fn with_prefix_sharing() -> Study {
+    let mut study = seed(true, true);
+    for (fw, hit, base_hit, ttft_lat) in [("vllm", 0.62, 0.0, 200.0), ("sglang", 0.81, 0.01, 150.0)]
+    {
+        let mut base = cell(
+            fw,
+            "Unshared",
+            (64, 64, 8),
+            summary(64, 900.0, 14.0, 400.0),
+            true,
+            true,
+        );
+        base.prefix_cache_hit_rate = Some(base_hit);
+        let mut shared = cell(
+            fw,
+            "SharedPrefix",
+            (64, 64, 8),
+            summary(64, 1100.0, 17.0, ttft_lat),
+            true,
+            true,
+        );
+        shared.spec.shared_prefix = true;
+        shared.spec.baseline = Some("Unshared".into());
+        shared.prefix_cache_hit_rate = Some(hit);
+        study.cells.push(base);
+        study.cells.push(shared);
+    }
+    study
+}
+
+#[test]
+fn prefix_sharing_shows_the_hit_rate_beside_the_latency_gain() {
+    let study = with_prefix_sharing();
+    let md = render_markdown(&study);
+    assert!(md.contains("### 5.5 Prefix Sharing"), "{md}");
+    // vLLM: 62 % hits, TTFT mean 0.05·200 = 10 ms against 0.05·400 = 20 ms: −50 %.
+    assert!(
+        md.contains("| vLLM | SharedPrefix | 62.0 | 10.0 | 1100.0 | Unshared | 0.0 | 20.0 | -50.0 | +22.2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| SGLang | SharedPrefix | 81.0 | 7.50 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("mean TTFT changed by -50.0 % against Unshared (20.0 → 10.0 ms)"),
+        "{md}"
+    );
+    // Feature workloads and their baselines stay out of the seed's cross-framework tables.
+    let a = Analysis::of(&study);
+    assert_eq!(a.common_workloads, vec!["Small", "Medium", "Large"]);
+    // A study without a shared-prefix workload has no such section.
+    assert!(!render_markdown(&seed(true, true)).contains("5.5 Prefix Sharing"));
+}
+
+#[test]
+fn a_shared_prefix_workload_without_baseline_or_metrics_says_so() {
+    let mut study = seed(true, true);
+    let mut shared = cell(
+        "vllm",
+        "SharedPrefix",
+        (64, 64, 8),
+        summary(64, 1100.0, 17.0, 200.0),
+        true,
+        true,
+    );
+    shared.spec.shared_prefix = true;
+    study.cells.push(shared);
+    let md = render_markdown(&study);
+    assert!(
+        md.contains("| SharedPrefix | not reported by the server | 10.0 | 1100.0 | no baseline | — | — | — | — |"),
+        "{md}"
+    );
 }
