@@ -153,7 +153,9 @@ pub enum OutputCheck {
     Valid,
     /// Not valid, with why (truncated): not JSON, cut off by `max_tokens`, a schema violation,
     /// no regex match.
-    Invalid { reason: String },
+    Invalid {
+        reason: String,
+    },
 }
 
 impl OutputCheck {

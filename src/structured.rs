@@ -124,7 +124,10 @@ pub const SCHEMA_NAME: &str = "servebench_answer";
 
 /// The body fields that ask `dialect` for `constraint`, to merge into every request.
 /// `Err` names the combination no engine of that dialect accepts.
-pub fn body_fields(constraint: &Constraint, dialect: Dialect) -> Result<Map<String, Value>, String> {
+pub fn body_fields(
+    constraint: &Constraint,
+    dialect: Dialect,
+) -> Result<Map<String, Value>, String> {
     let response_format = |schema: &Value| {
         json!({"type": "json_schema",
                "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": true}})
@@ -134,9 +137,11 @@ pub fn body_fields(constraint: &Constraint, dialect: Dialect) -> Result<Map<Stri
             ("response_format", response_format(s))
         }
         (Dialect::OpenAi, Constraint::Regex(_)) => {
-            return Err("the openai dialect has no regex constraint (response_format takes JSON \
+            return Err(
+                "the openai dialect has no regex constraint (response_format takes JSON \
                         schemas only); use --structured-dialect vllm or sglang, or a JSON schema"
-                .into())
+                    .into(),
+            )
         }
         (Dialect::Vllm, Constraint::JsonSchema(s)) => ("structured_outputs", json!({"json": s})),
         (Dialect::Vllm, Constraint::Regex(r)) => ("structured_outputs", json!({"regex": r})),
@@ -214,15 +219,6 @@ pub fn default_schema() -> Value {
     })
 }
 
-/// The instruction appended to prompts of a constrained run, so a real model knows what is
-/// wanted (engines constrain decoding; a model that is also told the format fills it better).
-pub fn prompt_hint(c: &Constraint) -> String {
-    match c {
-        Constraint::JsonSchema(s) => format!("\nAnswer with JSON only, following this schema: {s}"),
-        Constraint::Regex(r) => format!("\nAnswer with text matching the regular expression {r}"),
-    }
-}
-
 /// Longest reason kept in an `Invalid` verdict.
 const REASON_CHARS: usize = 200;
 
@@ -250,7 +246,8 @@ impl Checker {
     pub fn new(c: &Constraint) -> Result<Checker, String> {
         let compiled = match c {
             Constraint::JsonSchema(s) => Compiled::Json(Box::new(
-                jsonschema::validator_for(s).map_err(|e| format!("not a usable JSON schema: {e}"))?,
+                jsonschema::validator_for(s)
+                    .map_err(|e| format!("not a usable JSON schema: {e}"))?,
             )),
             Constraint::Regex(r) => Compiled::Regex(
                 // Anchored: the engines constrain the whole answer, so the whole answer must
@@ -415,7 +412,9 @@ fn gen_value(s: &Value, rng: &mut impl Rng, depth: usize) -> Result<Value, Strin
         }
         "number" => {
             let lo = num("minimum").or(num("exclusiveMinimum")).unwrap_or(0.0);
-            let hi = num("maximum").or(num("exclusiveMaximum")).unwrap_or(lo + 100.0);
+            let hi = num("maximum")
+                .or(num("exclusiveMaximum"))
+                .unwrap_or(lo + 100.0);
             if hi <= lo {
                 return Ok(Value::from(lo));
             }
@@ -587,7 +586,9 @@ fn gen_hir(
             }
             Ok(())
         }
-        HirKind::Alternation(alts) => gen_hir(&alts[rng.random_range(0..alts.len())], rng, out, depth + 1),
+        HirKind::Alternation(alts) => {
+            gen_hir(&alts[rng.random_range(0..alts.len())], rng, out, depth + 1)
+        }
     }
 }
 

@@ -245,6 +245,22 @@ pub struct Summary {
     pub queue_ms: Distribution,
     pub tokens: TokenReport,
     pub self_check: SelfCheck,
+    /// Structured output: the verdicts on the answers of a constrained run (`None` when no
+    /// record carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<StructuredOutput>,
+}
+
+/// How many successful answers of a constrained run satisfied the constraint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StructuredOutput {
+    /// Successful measured requests whose answer was checked.
+    pub checked: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    /// `valid / checked × 100`, in percent as vLLM's structured-output benchmark writes its
+    /// `correct_rate`. Failed requests are in `error_rate`, not here.
+    pub correct_rate: f64,
 }
 
 #[cfg(test)]

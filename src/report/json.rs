@@ -78,6 +78,11 @@ pub struct ResultFile {
     pub client_limited: bool,
     pub self_check: SelfCheck,
     pub metric_definitions: BTreeMap<String, String>,
+    /// Structured output: valid answers / checked answers × 100, under the key of vLLM's
+    /// structured-output benchmark (`benchmarks/benchmark_serving_structured_output.py`).
+    /// Absent for an unconstrained run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_rate: Option<f64>,
     pub summary: Summary,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +142,7 @@ impl ResultFile {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            correct_rate: summary.structured.as_ref().map(|s| s.correct_rate),
             summary: summary.clone(),
             load: None,
             telemetry: None,

@@ -77,7 +77,10 @@ fn dialect_names_round_trip_and_engines_pick_theirs() {
     for d in Dialect::ALL {
         assert_eq!(d.as_str().parse::<Dialect>(), Ok(d));
     }
-    assert!("guided".parse::<Dialect>().unwrap_err().contains("vllm-guided"));
+    assert!("guided"
+        .parse::<Dialect>()
+        .unwrap_err()
+        .contains("vllm-guided"));
     assert_eq!(Dialect::for_engine("vllm"), Dialect::Vllm);
     assert_eq!(Dialect::for_engine("SGLang-0.5"), Dialect::Sglang);
     assert_eq!(Dialect::for_engine("openai"), Dialect::OpenAi);
@@ -155,7 +158,10 @@ fn unsupported_schemas_are_refused_not_faked() {
         json!({"type": "integer", "minimum": 5, "maximum": 4}),
         json!(false),
     ] {
-        assert!(generate(&Constraint::JsonSchema(s.clone()), &mut rng).is_err(), "{s}");
+        assert!(
+            generate(&Constraint::JsonSchema(s.clone()), &mut rng).is_err(),
+            "{s}"
+        );
     }
 }
 
@@ -176,9 +182,8 @@ fn arb_schema() -> impl Strategy<Value = Value> {
             .prop_map(|(lo, w)| json!({"type": "integer", "minimum": lo, "maximum": lo + w})),
         (-5.0f64..5.0, 0.5f64..10.0)
             .prop_map(|(lo, w)| json!({"type": "number", "minimum": lo, "maximum": lo + w})),
-        (0u64..4, 0u64..10).prop_map(
-            |(min, w)| json!({"type": "string", "minLength": min, "maxLength": min + w})
-        ),
+        (0u64..4, 0u64..10)
+            .prop_map(|(min, w)| json!({"type": "string", "minLength": min, "maxLength": min + w})),
         prop::collection::vec("[a-z]{1,6}", 1..4).prop_map(|v| json!({"enum": v})),
         Just(json!({"type": "string", "pattern": "^[A-Z]{2}[0-9]{2,3}$"})),
         Just(json!({"const": "fixed"})),
