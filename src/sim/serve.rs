@@ -600,6 +600,8 @@ mod tests {
             ignore_eos: true,
             chat: false,
             structured: false,
+            answer_tokens: None,
+            grammar: None,
             stream: true,
         }
     }
