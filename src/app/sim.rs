@@ -179,12 +179,25 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .zip(offsets)
         .take(n as usize)
         .enumerate()
-        .map(|(i, (item, at))| SimRequest {
-            id: i as u64,
-            arrival_ns: at,
-            prefix: prefix_segments(&item.prompt, item.prompt_tokens),
-            prompt_tokens: item.prompt_tokens,
-            max_output_tokens: item.max_tokens,
+        .map(|(i, (item, at))| {
+            // A constrained answer ends where its grammar does: the same instance the served
+            // simulator would stream for request i, so predict and serve agree on its length.
+            let (grammar, answer) = match &w.structured {
+                Some(s) => (
+                    Some(s.constraint.key()),
+                    crate::server::structured_answer(&s.constraint, i as u64)
+                        .map(|p| p.len() as u32),
+                ),
+                None => (None, None),
+            };
+            SimRequest {
+                id: i as u64,
+                arrival_ns: at,
+                prefix: prefix_segments(&item.prompt, item.prompt_tokens),
+                prompt_tokens: item.prompt_tokens,
+                max_output_tokens: answer.map_or(item.max_tokens, |a| a.clamp(1, item.max_tokens)),
+                grammar,
+            }
         })
         .collect();
     let wall = std::time::Instant::now();

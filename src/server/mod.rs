@@ -671,7 +671,10 @@ struct Whole {
 /// the regex), seeded by the request's index so a run is reproducible. `None` when the
 /// generator does not handle the constraint: the answer is then the usual filler text, which
 /// the client's check reports as invalid rather than passing a schema nobody satisfied.
-fn structured_answer(c: &crate::structured::Constraint, index: u64) -> Option<Arc<Vec<String>>> {
+pub fn structured_answer(
+    c: &crate::structured::Constraint,
+    index: u64,
+) -> Option<Arc<Vec<String>>> {
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(index ^ c.key());
     let text = crate::structured::generate(c, &mut rng).ok()?;

@@ -379,6 +379,7 @@ pub fn requests_from_lengths(lengths: &[(u32, u32)]) -> Vec<SimRequest> {
             prompt_tokens: p,
             max_output_tokens: o,
             prefix: Vec::new(),
+            grammar: None,
         })
         .collect()
 }
@@ -419,6 +420,7 @@ mod tests {
                 prompt_tokens: 100,
                 max_output_tokens: 50,
                 prefix: Vec::new(),
+                grammar: None,
             })
             .collect()
     }
