@@ -65,7 +65,10 @@ fn a_structured_workload_and_its_twin_fill_the_report() {
         result_dir: Some(results.clone()),
     })
     .unwrap();
-    assert_eq!(out.cells_run, 4, "Json and Json-unconstrained on two targets");
+    assert_eq!(
+        out.cells_run, 4,
+        "Json and Json-unconstrained on two targets"
+    );
     for fw in ["vllm", "sglang"] {
         let json = result(&results.join(fw), "benchmark_json_");
         assert_eq!(json.correct_rate, Some(100.0), "{fw}");
@@ -78,8 +81,15 @@ fn a_structured_workload_and_its_twin_fill_the_report() {
         assert_eq!(json.total_input_tokens, twin.total_input_tokens, "{fw}");
     }
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
-    assert!(find_placeholders(&md).is_empty(), "{:?}", find_placeholders(&md));
+    assert!(
+        find_placeholders(&md).is_empty(),
+        "{:?}",
+        find_placeholders(&md)
+    );
     assert!(md.contains("### 5.6 Structured Output"), "{md}");
     assert!(md.contains("| Json | 100.0 (8/8) |"), "{md}");
-    assert!(!md.contains("| Structured generation | not measured"), "{md}");
+    assert!(
+        !md.contains("| Structured generation | not measured"),
+        "{md}"
+    );
 }

@@ -516,4 +516,54 @@ max_tokens = 1
             .to_string();
         assert!(e.contains("names the workload itself"), "{e}");
     }
+
+    #[test]
+    fn a_structured_workload_gets_its_unconstrained_twin_as_baseline() {
+        let base = r#"
+title = "t"
+[[targets]]
+name = "a"
+[targets.launch]
+kind = "sim"
+engine = "vllm"
+gpu = "a10g"
+model = "facebook/opt-125m"
+[[workloads]]
+name = "J"
+requests = 4
+max_tokens = 64
+"#;
+        let c = SuiteConfig::parse(
+            &format!("{base}structured_output = \"json-schema\"\nunconstrained_baseline = true\n"),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let names: Vec<&str> = c.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["J", "J-unconstrained"]);
+        assert_eq!(c.workloads[0].baseline.as_deref(), Some("J-unconstrained"));
+        let twin = &c.workloads[1];
+        assert!(!twin.is_structured() && twin.baseline.is_none());
+        assert_eq!(twin.seed_from.as_deref(), Some("J"));
+        assert_eq!((twin.requests, twin.max_tokens), (4, 64));
+
+        for (extra, says) in [
+            ("unconstrained_baseline = true\n", "needs structured_output"),
+            ("structured_output = \"xml\"\n", "json-schema"),
+            ("structured_output = \"regex\"\n", "(with regex"),
+            ("regex = \"x\"\n", "only apply with structured_output"),
+            (
+                "structured_output = \"json-schema\"\nstructured_dialect = \"guided\"\n",
+                "vllm-guided",
+            ),
+            (
+                "structured_output = \"json-schema\"\njson_schema = \"/no/such.json\"\n",
+                "not a file",
+            ),
+        ] {
+            let e = SuiteConfig::parse(&format!("{base}{extra}"), Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+    }
 }
