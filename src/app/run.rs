@@ -412,30 +412,24 @@ struct Checked {
 }
 
 impl load::Sender for Checked {
-    fn send(
-        &self,
-        body: bytes::Bytes,
-        ctx: load::SendContext,
-    ) -> impl std::future::Future<Output = RequestRecord> + Send {
-        async move {
-            let mut rec = self.client.send(body, ctx).await;
-            let Some(checker) = &self.checker else {
-                return rec;
-            };
-            if rec.outcome.is_success() {
-                let verdict = checker.check(rec.output_text.as_deref().unwrap_or(""));
-                if !self.keep_text {
-                    rec.output_text = match verdict.is_valid() {
-                        true => None,
-                        false => rec
-                            .output_text
-                            .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
-                    };
-                }
-                rec.output_check = Some(verdict);
+    async fn send(&self, body: bytes::Bytes, ctx: load::SendContext) -> RequestRecord {
+        let mut rec = self.client.send(body, ctx).await;
+        let Some(checker) = &self.checker else {
+            return rec;
+        };
+        if rec.outcome.is_success() {
+            let verdict = checker.check(rec.output_text.as_deref().unwrap_or(""));
+            if !self.keep_text {
+                rec.output_text = match verdict.is_valid() {
+                    true => None,
+                    false => rec
+                        .output_text
+                        .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
+                };
             }
-            rec
+            rec.output_check = Some(verdict);
         }
+        rec
     }
 }
 
