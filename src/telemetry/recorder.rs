@@ -263,38 +263,57 @@ async fn run(
             _ = stop.changed() => break,
             _ = ticker.tick() => {}
         }
-        let before = ns_since(epoch);
-        let result = tokio::select! {
+        let reading = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            r = tokio::time::timeout(config.sample_timeout, state.sampler.sample()) => r,
+            r = read(&mut state, epoch, config.sample_timeout) => r,
         };
-        let after = ns_since(epoch);
-        match result {
-            Ok(Ok(samples)) => {
-                state.report.ok += 1;
-                state.store(before + (after - before) / 2, samples);
-            }
-            Ok(Err(TelemetryError::Unavailable(reason))) => {
-                state.report.unavailable = Some(reason);
-                break;
-            }
-            Ok(Err(e)) => {
-                state.report.errors += 1;
-                state.report.last_error = Some(e.to_string());
-            }
-            Err(_elapsed) => {
-                state.report.errors += 1;
-                state.report.last_error = Some(
-                    TelemetryError::Timeout {
-                        timeout_ms: config.sample_timeout.as_millis() as u64,
-                    }
-                    .to_string(),
-                );
-            }
+        if reading == Reading::Unavailable {
+            return state.finish();
         }
     }
+    // One last reading once the load has ended, so a counter (prefix-cache hits, tokens) is
+    // bracketed at both ends of the measured phase even when the run was shorter than one
+    // interval; without it a half-second run has no window to take a difference over.
+    read(&mut state, epoch, config.sample_timeout).await;
     state.finish()
+}
+
+#[derive(Debug, PartialEq)]
+enum Reading {
+    Done,
+    Unavailable,
+}
+
+/// One bounded reading, stored at the middle of its span; failures are counted, not raised.
+async fn read(state: &mut SamplerState, epoch: Instant, timeout: Duration) -> Reading {
+    let before = ns_since(epoch);
+    let result = tokio::time::timeout(timeout, state.sampler.sample()).await;
+    let after = ns_since(epoch);
+    match result {
+        Ok(Ok(samples)) => {
+            state.report.ok += 1;
+            state.store(before + (after - before) / 2, samples);
+        }
+        Ok(Err(TelemetryError::Unavailable(reason))) => {
+            state.report.unavailable = Some(reason);
+            return Reading::Unavailable;
+        }
+        Ok(Err(e)) => {
+            state.report.errors += 1;
+            state.report.last_error = Some(e.to_string());
+        }
+        Err(_elapsed) => {
+            state.report.errors += 1;
+            state.report.last_error = Some(
+                TelemetryError::Timeout {
+                    timeout_ms: timeout.as_millis() as u64,
+                }
+                .to_string(),
+            );
+        }
+    }
+    Reading::Done
 }
 
 #[cfg(test)]
@@ -419,6 +438,34 @@ mod tests {
             .unwrap()
             .contains("longer than 30 ms"));
         assert!(t.stopped_ns >= t.started_ns);
+    }
+
+    #[tokio::test]
+    async fn a_run_shorter_than_one_interval_is_read_at_both_ends() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let config = RecorderConfig {
+            interval: Duration::from_secs(3600),
+            ..fast()
+        };
+        let rec = Recorder::start(
+            Instant::now(),
+            config,
+            vec![Box::new(Flaky {
+                calls: calls.clone(),
+            })],
+        );
+        // The first reading is taken at once; wait for it (bounded), then stop long before the
+        // next tick: the stop itself takes the closing reading.
+        for _ in 0..2000 {
+            if calls.load(Ordering::SeqCst) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = rec.stop().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Flaky fails its second reading: the closing one was made and counted.
+        assert_eq!((t.samplers[0].ok, t.samplers[0].errors), (1, 1));
     }
 
     #[tokio::test]

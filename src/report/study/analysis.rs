@@ -521,7 +521,26 @@ pub fn recommendations(a: &Analysis, gpu: &str) -> Vec<Recommendation> {
             "the framework with the highest mean output throughput over the shared-prefix workloads \
              (requests sharing long system prompts, where prefix caching pays); {tie}"
         ),
-        evidence: evidence(&shared, |v| format!("{v:.1} tok/s")),
+        evidence: shared
+            .iter()
+            .map(|(f, v)| {
+                // The server's own hit rate beside the throughput: a framework that wins here
+                // without hitting its cache won for another reason, and the reader should see it.
+                let hits: Vec<f64> = a
+                    .stats
+                    .iter()
+                    .filter(|s| &s.framework == f && s.spec.shared_prefix)
+                    .filter_map(|s| s.prefix_cache_hit_rate)
+                    .collect();
+                let hits = if hits.is_empty() {
+                    "hit rate not reported".to_string()
+                } else {
+                    format!("{:.1} % prefix-cache hits", mean(hits) * 100.0)
+                };
+                format!("{} {v:.1} tok/s ({hits})", framework_label(f))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     });
 
     // Per framework over its structured-output workloads: pooled validity and mean output

@@ -283,6 +283,9 @@ fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Bars<'_>) ->
 }
 
 fn workload_notes(a: &Analysis) -> Vec<String> {
+    // Beyond four groups a panel has no room for the request count under each label (the
+    // tables carry it); the concurrency alone still tells the groups' load apart.
+    let roomy = a.workloads.len() <= 4;
     a.workloads
         .iter()
         .map(|w| {
@@ -292,8 +295,12 @@ fn workload_notes(a: &Analysis) -> Vec<String> {
                     let conc = s
                         .spec
                         .concurrency
-                        .map_or("no cap".to_string(), |c| format!("concurrency {c}"));
-                    format!("{} req, {}", s.spec.requests, conc)
+                        .map_or("no cap".to_string(), |c| format!("conc. {c}"));
+                    if roomy {
+                        format!("{} req, {}", s.spec.requests, conc)
+                    } else {
+                        conc
+                    }
                 }
                 None => String::new(),
             }

@@ -535,6 +535,11 @@ fn prefix_sharing_shows_the_hit_rate_beside_the_latency_gain() {
         md.contains("mean TTFT changed by -50.0 % against Unshared (20.0 → 10.0 ms)"),
         "{md}"
     );
+    // The recommendation's evidence carries the hit rate beside the throughput.
+    assert!(
+        md.contains("vLLM 1100.0 tok/s (62.0 % prefix-cache hits), SGLang 1100.0 tok/s (81.0 % prefix-cache hits)"),
+        "{md}"
+    );
     // Feature workloads and their baselines stay out of the seed's cross-framework tables.
     let a = Analysis::of(&study);
     assert_eq!(a.common_workloads, vec!["Small", "Medium", "Large"]);
