@@ -71,6 +71,8 @@ fn a_json_schema_run_reports_every_answer_valid() {
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out.summary_path).unwrap()).unwrap();
     assert_eq!(result["correct_rate"], 100.0);
+    assert_eq!(result["structured_output"]["checked"], 40);
+    assert_eq!(result["structured_output"]["valid"], 40);
     // Valid answers keep no text without --save-detailed.
     let j = read_journal(&out.journal_path).unwrap();
     assert!(j

@@ -10,6 +10,10 @@
 //! `itl_ms`, `e2el_ms`. Where the numbers differ by definition (ours: per-token ITL, measured-
 //! phase duration, tokens rather than chunks in the peak) `metric_definitions` says how.
 //!
+//! Structured output (`--structured-output`): `correct_rate` (the key of vLLM's
+//! structured-output benchmark, percent) and `structured_output` (`checked`, `valid`,
+//! `invalid`).
+//!
 //! Ours: the run metadata ([`RunInfo`], flat: `run_id`, `start_time`, `seed`, `simulated`,
 //! `servebench_version`, `config`, …), `schema_version`, `attempted`, `success_rate`,
 //! `errors_by_kind`, `token_source`, `client_limited`, `self_check`, `min_`/`max_` and P50/P90/
@@ -83,6 +87,10 @@ pub struct ResultFile {
     /// Absent for an unconstrained run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correct_rate: Option<f64>,
+    /// The counts behind `correct_rate`: `checked`, `valid`, `invalid` (absent when
+    /// unconstrained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<crate::metrics::StructuredOutput>,
     pub summary: Summary,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +151,7 @@ impl ResultFile {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             correct_rate: summary.structured.as_ref().map(|s| s.correct_rate),
+            structured_output: summary.structured.clone(),
             summary: summary.clone(),
             load: None,
             telemetry: None,
