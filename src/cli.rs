@@ -338,6 +338,23 @@ pub struct WorkloadArgs {
     /// Seed for prompts and arrival times.
     #[arg(long, default_value_t = 0, help_heading = "Workload")]
     pub seed: u64,
+    /// Constrain every answer: `json-schema` (--json-schema, or a small built-in schema) or
+    /// `regex` (--regex). Each successful answer is checked; the summary reports the
+    /// `correct_rate` (vLLM's structured benchmark's key). Absent: unconstrained.
+    #[arg(long, help_heading = "Structured output")]
+    pub structured_output: Option<String>,
+    /// The JSON schema file for `--structured-output json-schema`.
+    #[arg(long, help_heading = "Structured output")]
+    pub json_schema: Option<PathBuf>,
+    /// The regex for `--structured-output regex` (the whole answer must match).
+    #[arg(long, help_heading = "Structured output")]
+    pub regex: Option<String>,
+    /// Request fields that carry the constraint: `openai` (response_format), `vllm`
+    /// (structured_outputs), `vllm-guided` (guided_json/guided_regex, vLLM ≤ 0.10), `sglang`
+    /// (response_format / regex). Default: by the target's label (vllm, sglang, else openai;
+    /// vllm for the embedded server, which reads them all).
+    #[arg(long, help_heading = "Structured output")]
+    pub structured_dialect: Option<String>,
 }
 
 /// How to pace it (shared by `run` and `predict`).

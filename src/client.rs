@@ -463,6 +463,7 @@ impl Exchange {
             output_text: self.text,
             conversation: None,
             turn: None,
+            output_check: None,
         }
     }
 }

@@ -126,6 +126,8 @@ pub struct RunConfig {
     pub ignore_eos: bool,
     pub min_tokens: Option<u32>,
     pub seed: u64,
+    /// A constrained run (`--structured-output`); `None`: unconstrained.
+    pub structured: Option<StructuredConfig>,
     #[serde(serialize_with = "ser_plan")]
     pub plan: LoadPlan,
     /// The rate as given (`inf` or a number), for result file names and the vLLM-style keys.
@@ -368,6 +370,111 @@ pub struct WorkloadConfig {
     pub ignore_eos: bool,
     pub min_tokens: Option<u32>,
     pub seed: u64,
+    pub structured: Option<StructuredConfig>,
+}
+
+/// A constrained run: what every answer must satisfy, and in which engine's fields to ask.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StructuredConfig {
+    pub constraint: crate::structured::Constraint,
+    /// `None`: chosen from the target once it is known ([`crate::structured::Dialect::for_engine`]).
+    pub dialect: Option<crate::structured::Dialect>,
+}
+
+impl StructuredConfig {
+    /// The `--structured-output` group of flags, validated. `None` when the run is unconstrained.
+    pub fn from_args(a: &WorkloadArgs) -> Result<Option<StructuredConfig>, ConfigError> {
+        use crate::structured::{Constraint, Dialect};
+        let Some(kind) = a.structured_output.as_deref() else {
+            for (flag, given) in [
+                ("--json-schema", a.json_schema.is_some()),
+                ("--regex", a.regex.is_some()),
+                ("--structured-dialect", a.structured_dialect.is_some()),
+            ] {
+                if given {
+                    return Err(bad(
+                        flag,
+                        "(given)",
+                        "only applies to a constrained run; add --structured-output json-schema or regex",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let constraint = match kind {
+            "json-schema" => {
+                if a.regex.is_some() {
+                    return Err(bad("--regex", "(given)", "--structured-output json-schema takes --json-schema; use --structured-output regex for a regex"));
+                }
+                match &a.json_schema {
+                    None => Constraint::JsonSchema(crate::structured::default_schema()),
+                    Some(p) => {
+                        let text = std::fs::read_to_string(p).map_err(|e| {
+                            bad("--json-schema", p.display(), format!("cannot read it: {e}"))
+                        })?;
+                        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                            bad("--json-schema", p.display(), format!("not JSON: {e}"))
+                        })?;
+                        Constraint::JsonSchema(v)
+                    }
+                }
+            }
+            "regex" => {
+                if a.json_schema.is_some() {
+                    return Err(bad("--json-schema", "(given)", "--structured-output regex takes --regex; use --structured-output json-schema for a schema"));
+                }
+                let Some(r) = &a.regex else {
+                    return Err(bad(
+                        "--regex",
+                        "(missing)",
+                        "--structured-output regex needs the pattern, e.g. --regex '[0-9]{3}-[0-9]{4}'",
+                    ));
+                };
+                Constraint::Regex(r.clone())
+            }
+            other => {
+                return Err(bad(
+                    "--structured-output",
+                    other,
+                    "use json-schema or regex",
+                ))
+            }
+        };
+        // Compile it now: a schema or regex the checker cannot use is a usage error, not a
+        // run whose every answer is "invalid".
+        crate::structured::Checker::new(&constraint).map_err(|e| {
+            bad(
+                if kind == "regex" {
+                    "--regex"
+                } else {
+                    "--json-schema"
+                },
+                kind,
+                e,
+            )
+        })?;
+        if a.ignore_eos {
+            return Err(bad(
+                "--ignore-eos",
+                "(given)",
+                "cannot go with --structured-output: the grammar ends the answer with EOS when the \
+                 JSON or the regex is complete, and ignoring EOS would run on to max_tokens; drop --ignore-eos",
+            ));
+        }
+        let dialect = match a.structured_dialect.as_deref() {
+            None => None,
+            Some(d) => {
+                let d: Dialect = d.parse().map_err(|e| bad("--structured-dialect", d, e))?;
+                crate::structured::body_fields(&constraint, d)
+                    .map_err(|e| bad("--structured-dialect", d, e))?;
+                Some(d)
+            }
+        };
+        Ok(Some(StructuredConfig {
+            constraint,
+            dialect,
+        }))
+    }
 }
 
 impl WorkloadConfig {
@@ -473,6 +580,7 @@ impl WorkloadConfig {
             ignore_eos: a.ignore_eos,
             min_tokens: a.min_tokens,
             seed: a.seed,
+            structured: StructuredConfig::from_args(a)?,
         })
     }
 }
@@ -782,6 +890,7 @@ impl RunConfig {
             ignore_eos: w.ignore_eos,
             min_tokens: w.min_tokens,
             seed: w.seed,
+            structured: w.structured,
             plan,
             request_rate: l.request_rate,
             burstiness: l.burstiness,

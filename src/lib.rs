@@ -19,6 +19,7 @@ pub mod record;
 pub mod report;
 pub mod server;
 pub mod sim;
+pub mod structured;
 pub mod suite;
 pub mod sweep;
 pub mod telemetry;

@@ -574,6 +574,7 @@ mod tests {
                 output_text: None,
                 conversation: None,
                 turn: None,
+                output_check: None,
             }
         }
     }

@@ -147,6 +147,28 @@ pub struct RequestRecord {
     /// turn's prompt carries the whole history before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// The verdict on the answer against the run's structured-output constraint: set for
+    /// successful requests of a constrained run, after the response completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_check: Option<OutputCheck>,
+}
+
+/// Whether an answer satisfied the run's constraint (JSON schema or regex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum OutputCheck {
+    Valid,
+    /// Not valid, with why (truncated): not JSON, cut off by `max_tokens`, a schema violation,
+    /// no regex match.
+    Invalid {
+        reason: String,
+    },
+}
+
+impl OutputCheck {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, OutputCheck::Valid)
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -185,6 +207,7 @@ impl RequestRecord {
             output_text: None,
             conversation: None,
             turn: None,
+            output_check: None,
         }
     }
 

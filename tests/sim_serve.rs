@@ -84,6 +84,7 @@ fn sim_serve_measured_by_run_agrees_with_predict() {
             prompt_tokens: r.input_tokens(),
             max_output_tokens: r.max_tokens,
             prefix: Vec::new(),
+            grammar: None,
         })
         .collect();
     let p = predict(

@@ -10,13 +10,14 @@ use super::serve::EmbeddedServer;
 use super::{runtime, AppError, ExitStatus};
 use crate::cli::RunArgs;
 use crate::client::{Client, ClientOptions};
-use crate::config::{RunConfig, Target, TelemetryConfig, UsageRequest};
+use crate::config::{RunConfig, StructuredConfig, Target, TelemetryConfig, UsageRequest};
 use crate::journal::{JournalError, JournalHeader, JournalWriter};
 use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions, Endpoint};
 use crate::record::{Phase, RequestRecord};
 use crate::report::{self, default_result_filename, ResultFile, RunInfo};
+use crate::structured::{Checker, Dialect};
 use crate::telemetry::{
     NvmlSampler, PrometheusSampler, Recorder, RecorderConfig, Sampler, TelemetrySummary, Timeline,
 };
@@ -170,7 +171,21 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         Some(p) => PromptMaker::with_tokenizer(p).map_err(|e| AppError::usage(anyhow!(e)))?,
         None => PromptMaker::approximate(),
     };
-    let body_opts = body_options(cfg, &model, continuous_usage);
+    let structured = match &cfg.structured {
+        Some(s) => Some(resolve_structured(s, &cfg.target, &label).map_err(AppError::usage)?),
+        None => None,
+    };
+    let mut body_opts = body_options(cfg, &model, continuous_usage);
+    if let Some(s) = &structured {
+        body_opts.extra.extend(s.fields.clone());
+        if interactive {
+            eprintln!(
+                "structured output: {} in the {} dialect; every answer is checked",
+                s.constraint.kind(),
+                s.dialect
+            );
+        }
+    }
     let total = cfg.plan.stop.max_requests().map(|n| n + cfg.plan.warmups);
     let work = match &cfg.workload {
         // Conversations are planned up front (everything but the replies); their bodies are
@@ -199,10 +214,18 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         api_key: cfg.api_key.clone(),
         request_timeout: cfg.request_timeout,
         stream: cfg.stream,
-        // A conversation's next turn sends the reply back, so the client keeps it.
-        keep_text: cfg.save_detailed || multi_turn,
+        // A conversation's next turn sends the reply back, and a constrained run checks
+        // each answer: both need the text.
+        keep_text: cfg.save_detailed || multi_turn || structured.is_some(),
     })
     .map_err(AppError::usage)?;
+    let sender = Checked {
+        client,
+        checker: structured.map(|s| s.checker),
+        // A conversation needs every reply for its next turn (the session driver drops the
+        // text from the journal itself unless --save-detailed).
+        keep_text: cfg.save_detailed || multi_turn,
+    };
 
     std::fs::create_dir_all(&cfg.result_dir)
         .with_context(|| format!("cannot create --result-dir {}", cfg.result_dir.display()))
@@ -249,7 +272,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         load::LoadMode::Open { max_in_flight, .. } => max_in_flight.map_or(64, |n| n.get()),
     }
     .min(1024);
-    client.prewarm(warm_connections).await;
+    sender.client.prewarm(warm_connections).await;
 
     let interrupt = Interrupt::default();
     if interactive {
@@ -275,7 +298,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         Work::Prepared(requests, producer) => {
             let r = load::run(
                 cfg.plan.clone(),
-                Arc::new(client),
+                Arc::new(sender),
                 requests,
                 tx,
                 epoch,
@@ -287,7 +310,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         Work::Sessions(work) => {
             let r = load::run_sessions(
                 cfg.plan.clone(),
-                Arc::new(client),
+                Arc::new(sender),
                 work,
                 tx,
                 epoch,
@@ -386,6 +409,77 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         faults_injected,
         telemetry,
     })
+}
+
+/// A constrained run's settings once the target is known.
+struct ResolvedStructured {
+    constraint: crate::structured::Constraint,
+    dialect: Dialect,
+    fields: serde_json::Map<String, serde_json::Value>,
+    checker: Checker,
+}
+
+/// The dialect (given, or by the target's label: the embedded server reads every dialect, so
+/// it gets `vllm`, which carries both JSON schemas and regexes), its body fields and the
+/// compiled checker.
+fn resolve_structured(
+    s: &StructuredConfig,
+    target: &Target,
+    label: &str,
+) -> Result<ResolvedStructured, anyhow::Error> {
+    let dialect = s.dialect.unwrap_or(match target {
+        Target::Embedded(_) => Dialect::Vllm,
+        Target::External { .. } => Dialect::for_engine(label),
+    });
+    let fields = crate::structured::body_fields(&s.constraint, dialect).map_err(|e| {
+        anyhow!(
+            "--structured-output {} for target `{label}`: {e}",
+            s.constraint.kind()
+        )
+    })?;
+    let checker = Checker::new(&s.constraint).map_err(|e| anyhow!("--structured-output: {e}"))?;
+    Ok(ResolvedStructured {
+        constraint: s.constraint.clone(),
+        dialect,
+        fields,
+        checker,
+    })
+}
+
+/// Longest answer text kept in the record of an invalid answer (without --save-detailed).
+const INVALID_TEXT_CHARS: usize = 500;
+
+/// The client, plus the structured-output check of each successful answer. The check runs in
+/// the request's task after the response completed (every timing point is already taken), so
+/// it costs the measurement nothing.
+struct Checked {
+    client: Client,
+    checker: Option<Checker>,
+    /// `--save-detailed`: keep every answer's text; otherwise only invalid answers keep
+    /// theirs (truncated), as evidence, and valid ones drop it to keep the journal small.
+    keep_text: bool,
+}
+
+impl load::Sender for Checked {
+    async fn send(&self, body: bytes::Bytes, ctx: load::SendContext) -> RequestRecord {
+        let mut rec = self.client.send(body, ctx).await;
+        let Some(checker) = &self.checker else {
+            return rec;
+        };
+        if rec.outcome.is_success() {
+            let verdict = checker.check(rec.output_text.as_deref().unwrap_or(""));
+            if !self.keep_text {
+                rec.output_text = match verdict.is_valid() {
+                    true => None,
+                    false => rec
+                        .output_text
+                        .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
+                };
+            }
+            rec.output_check = Some(verdict);
+        }
+        rec
+    }
 }
 
 /// Start sampling the server's `/metrics`, a DCGM exporter and local GPUs, as configured.

@@ -189,13 +189,25 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .take(n as usize)
         .enumerate()
         .map(|(i, (item, at))| {
-            SimRequest::from_text(
+            // A constrained answer ends where its grammar does: the same instance the served
+            // simulator would stream for request i, so predict and serve agree on its length.
+            let (grammar, answer) = match &w.structured {
+                Some(s) => (
+                    Some(s.constraint.key()),
+                    crate::server::structured_answer(&s.constraint, i as u64)
+                        .map(|p| p.len() as u32),
+                ),
+                None => (None, None),
+            };
+            let mut r = SimRequest::from_text(
                 i as u64,
                 at,
                 &item.prompt,
                 item.prompt_tokens,
-                item.max_tokens,
-            )
+                answer.map_or(item.max_tokens, |a| a.clamp(1, item.max_tokens)),
+            );
+            r.grammar = grammar;
+            r
         })
         .collect();
     let wall = std::time::Instant::now();

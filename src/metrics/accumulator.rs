@@ -10,7 +10,7 @@
 
 use super::{
     percentile_label, percentile_of_ranks, token_source_label, Distribution, Goodput, SelfCheck,
-    Slo, Summary, SummaryFacts, TokenReport, TurnSummary, MAX_CPU_FRACTION,
+    Slo, StructuredOutput, Summary, SummaryFacts, TokenReport, TurnSummary, MAX_CPU_FRACTION,
     MAX_DISPATCH_LAG_P99_MS, MIN_SEND_RATE_FRACTION, STANDARD_PERCENTILES, SUMMARY_SCHEMA_VERSION,
 };
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord};
@@ -71,6 +71,8 @@ struct Success {
     ttft_ms: Option<f64>,
     tpot_ms: Option<f64>,
     e2el_ms: f64,
+    /// False only for an answer checked and found invalid against the run's constraint.
+    valid: bool,
 }
 
 impl Success {
@@ -82,7 +84,8 @@ impl Success {
             .tpot_ms
             .is_none_or(|max| self.tpot_ms.is_none_or(|v| v <= max));
         let e2el_ok = slo.e2el_ms.is_none_or(|max| self.e2el_ms <= max);
-        ttft_ok && tpot_ok && e2el_ok
+        // An answer that breaks its schema is not useful work, however fast it came.
+        ttft_ok && tpot_ok && e2el_ok && self.valid
     }
 }
 
@@ -160,6 +163,9 @@ pub struct Accumulator {
     /// (gap µs since the previous event, tokens | flags), events after each request's first.
     events: Vec<(u32, u32)>,
     buckets: TokenBuckets,
+    /// Successful answers checked against a structured-output constraint, and the valid ones.
+    checked: u64,
+    valid: u64,
     /// Multi-turn runs: per turn index.
     turns: BTreeMap<u32, TurnAcc>,
 }
@@ -265,6 +271,10 @@ impl Accumulator {
             }
             _ => None,
         };
+        if let Some(check) = &rec.output_check {
+            self.checked += 1;
+            self.valid += u64::from(check.is_valid());
+        }
         if let Some(t) = rec.turn {
             let acc = self.turns.entry(t).or_default();
             acc.completed += 1;
@@ -275,6 +285,7 @@ impl Accumulator {
             ttft_ms,
             tpot_ms,
             e2el_ms: ns_to_ms(rec.finished_ns.saturating_sub(rec.sent_ns)),
+            valid: rec.output_check.as_ref().is_none_or(|c| c.is_valid()),
         });
         self.e2el_with_queue_ms
             .push(ns_to_ms(rec.finished_ns.saturating_sub(rec.scheduled_ns)));
@@ -445,6 +456,12 @@ impl Accumulator {
                     ttft_ms: distribution(t.ttft_ms, &ps),
                 })
                 .collect(),
+            structured: (self.checked > 0).then(|| StructuredOutput {
+                checked: self.checked,
+                valid: self.valid,
+                invalid: self.checked - self.valid,
+                correct_rate: ratio(self.valid, self.checked) * 100.0,
+            }),
         }
     }
 

@@ -247,6 +247,10 @@ pub struct Summary {
     pub queue_ms: Distribution,
     pub tokens: TokenReport,
     pub self_check: SelfCheck,
+    /// Structured output: the verdicts on the answers of a constrained run (`None` when no
+    /// record carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<StructuredOutput>,
     /// Multi-turn runs: the measured requests by turn (0-based), ascending. Each turn's prompt
     /// holds the whole history before it, so TTFT by turn shows whether a prefix cache pays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -266,6 +270,18 @@ pub struct TurnSummary {
     pub mean_input_tokens: f64,
     /// TTFT of its successful requests.
     pub ttft_ms: Distribution,
+}
+
+/// How many successful answers of a constrained run satisfied the constraint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StructuredOutput {
+    /// Successful measured requests whose answer was checked.
+    pub checked: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    /// `valid / checked × 100`, in percent as vLLM's structured-output benchmark writes its
+    /// `correct_rate`. Failed requests are in `error_rate`, not here.
+    pub correct_rate: f64,
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         output_text: None,
         conversation: None,
         turn: None,
+        output_check: None,
     }
 }
 
@@ -493,4 +494,50 @@ fn multi_turn_records_are_broken_down_by_turn() {
     assert!(!serde_json::to_string(&single)
         .unwrap()
         .contains("\"turns\""));
+}
+
+#[test]
+fn structured_verdicts_give_the_correct_rate_and_invalid_answers_are_not_good() {
+    use crate::record::OutputCheck;
+    let mut recs = fixture();
+    let ok: Vec<usize> = recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.outcome.is_success() && r.phase == Phase::Measured)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(ok.len() >= 2, "the fixture needs two successes");
+    for (n, &i) in ok.iter().enumerate() {
+        recs[i].output_check = Some(if n == 0 {
+            OutputCheck::Invalid {
+                reason: "not JSON".into(),
+            }
+        } else {
+            OutputCheck::Valid
+        });
+    }
+    let slo = Slo {
+        e2el_ms: Some(1e9),
+        ..Default::default()
+    };
+    let s = summarize(
+        recs,
+        &SummaryFacts {
+            slo,
+            ..Default::default()
+        },
+    );
+    let st = s.structured.expect("verdicts were recorded");
+    assert_eq!(
+        (st.checked, st.valid, st.invalid),
+        (ok.len() as u64, ok.len() as u64 - 1, 1)
+    );
+    let want = (ok.len() - 1) as f64 / ok.len() as f64 * 100.0;
+    assert!((st.correct_rate - want).abs() < 1e-9);
+    // Every success meets the loose SLO; the invalid one is still not good.
+    assert_eq!(s.goodput.unwrap().good, ok.len() as u64 - 1);
+    // An unconstrained run has no structured block.
+    assert!(summarize(fixture(), &SummaryFacts::default())
+        .structured
+        .is_none());
 }

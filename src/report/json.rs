@@ -10,6 +10,10 @@
 //! `itl_ms`, `e2el_ms`. Where the numbers differ by definition (ours: per-token ITL, measured-
 //! phase duration, tokens rather than chunks in the peak) `metric_definitions` says how.
 //!
+//! Structured output (`--structured-output`): `correct_rate` (the key of vLLM's
+//! structured-output benchmark, percent) and `structured_output` (`checked`, `valid`,
+//! `invalid`).
+//!
 //! Ours: the run metadata ([`RunInfo`], flat: `run_id`, `start_time`, `seed`, `simulated`,
 //! `servebench_version`, `config`, …), `schema_version`, `attempted`, `success_rate`,
 //! `errors_by_kind`, `token_source`, `client_limited`, `self_check`, `min_`/`max_` and P50/P90/
@@ -78,6 +82,15 @@ pub struct ResultFile {
     pub client_limited: bool,
     pub self_check: SelfCheck,
     pub metric_definitions: BTreeMap<String, String>,
+    /// Structured output: valid answers / checked answers × 100, under the key of vLLM's
+    /// structured-output benchmark (`benchmarks/benchmark_serving_structured_output.py`).
+    /// Absent for an unconstrained run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_rate: Option<f64>,
+    /// The counts behind `correct_rate`: `checked`, `valid`, `invalid` (absent when
+    /// unconstrained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<crate::metrics::StructuredOutput>,
     pub summary: Summary,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +150,8 @@ impl ResultFile {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            correct_rate: summary.structured.as_ref().map(|s| s.correct_rate),
+            structured_output: summary.structured.clone(),
             summary: summary.clone(),
             load: None,
             telemetry: None,

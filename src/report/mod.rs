@@ -246,6 +246,7 @@ pub(crate) mod fixtures {
             output_text: None,
             conversation: None,
             turn: None,
+            output_check: None,
         }
     }
 

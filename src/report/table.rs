@@ -58,6 +58,14 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
         "Success rate (%)",
         format!("{:.2}", s.success_rate * 100.0),
     );
+    if let Some(st) = &s.structured {
+        // vLLM's structured-output benchmark prints "correct_rate(%)".
+        row(
+            &mut out,
+            "Schema-valid answers (correct_rate %)",
+            format!("{:.2} ({} of {})", st.correct_rate, st.valid, st.checked),
+        );
+    }
     if let Some(c) = run.max_concurrency {
         row(&mut out, "Maximum request concurrency", c);
     }

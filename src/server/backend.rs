@@ -61,6 +61,13 @@ pub struct GenerateRequest {
     /// Structured output was asked for (`response_format` other than text, `guided_json`,
     /// `guided_regex`, `guided_choice`, `guided_grammar`, `structured_outputs`).
     pub structured: bool,
+    /// A constrained answer's length in tokens: the grammar ends it (EOS) there, whatever the
+    /// backend's own stopping rule. `None`: unconstrained, or a constraint the server does not
+    /// generate for.
+    pub answer_tokens: Option<u32>,
+    /// The constraint's content key ([`crate::structured::Constraint::key`]): engines compile
+    /// a grammar once per key and cache it.
+    pub grammar: Option<u64>,
     /// The client asked for a streamed (SSE) response. Informational: the backend's events
     /// are the same either way.
     pub stream: bool,
@@ -134,7 +141,8 @@ pub fn stream_from_unbounded(rx: mpsc::UnboundedReceiver<GenEvent>) -> GenStream
 /// `min_tokens` postpones it, `max_tokens` always caps.
 pub fn output_length(req: &GenerateRequest, natural_len: Option<u32>) -> (u32, FinishReason) {
     let max = req.max_tokens.max(1);
-    match natural_len {
+    // A constrained answer ends where its grammar does.
+    match req.answer_tokens.or(natural_len) {
         Some(n) if !req.ignore_eos => {
             let len = n.max(req.min_tokens).max(1);
             if len < max {
@@ -162,6 +170,8 @@ mod tests {
             ignore_eos,
             chat: false,
             structured: false,
+            answer_tokens: None,
+            grammar: None,
             stream: true,
         }
     }

@@ -191,6 +191,8 @@ mod tests {
             ignore_eos: false,
             chat: false,
             structured: false,
+            answer_tokens: None,
+            grammar: None,
             stream: true,
         }
     }

@@ -550,6 +550,8 @@ fn admit(
         ignore_eos: parsed.ignore_eos,
         chat: endpoint == Endpoint::Chat,
         structured: parsed.structured,
+        answer_tokens: None,
+        grammar: parsed.constraint.as_ref().map(|c| c.key()),
         stream: parsed.stream,
     })
 }
@@ -568,6 +570,11 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
         return reject(&s, Rejection::bad_request(message, None));
     }
     req.index = s.next_index.fetch_add(1, Ordering::Relaxed);
+    let answer = parsed
+        .constraint
+        .as_ref()
+        .and_then(|c| structured_answer(c, req.index));
+    req.answer_tokens = answer.as_ref().map(|p| p.len() as u32);
     let fault = s.plan.decide(req.index);
     let mut guard = RequestGuard::admit(Arc::clone(&s.stats), req.prompt_tokens);
     if let Some(kind) = fault.filter(|k| k.is_http_status()) {
@@ -588,7 +595,8 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
     let gen = s.backend.generate(req);
     if parsed.stream {
         let setup = StreamSetup {
-            template: ChunkTemplate::new(&meta, &s.model_json, endpoint == Endpoint::Chat),
+            template: ChunkTemplate::new(&meta, &s.model_json, endpoint == Endpoint::Chat)
+                .with_answer(answer),
             prompt_tokens,
             include_usage: parsed.include_usage,
             continuous_usage: parsed.continuous_usage,
@@ -614,6 +622,7 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
             meta,
             prompt_tokens,
             fault,
+            answer,
         };
         whole.respond(&s, gen, guard).await
     }
@@ -655,6 +664,21 @@ struct Whole {
     meta: ResponseMeta,
     prompt_tokens: u32,
     fault: Option<FaultKind>,
+    answer: Option<Arc<Vec<String>>>,
+}
+
+/// The token pieces of a constrained answer: a valid instance of the schema (or a match of
+/// the regex), seeded by the request's index so a run is reproducible. `None` when the
+/// generator does not handle the constraint: the answer is then the usual filler text, which
+/// the client's check reports as invalid rather than passing a schema nobody satisfied.
+pub fn structured_answer(
+    c: &crate::structured::Constraint,
+    index: u64,
+) -> Option<Arc<Vec<String>>> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(index ^ c.key());
+    let text = crate::structured::generate(c, &mut rng).ok()?;
+    Some(Arc::new(crate::structured::token_pieces(&text)))
 }
 
 /// Drain a generation: total tokens and the finish reason, or the backend's error.
@@ -718,7 +742,14 @@ impl Whole {
             }
             _ => {}
         }
-        let text = wire::words(0, tokens, pad);
+        let text = match &self.answer {
+            Some(pieces) => {
+                let mut t = wire::answer_text(pieces, tokens);
+                t.push_str(&wire::words(0, 0, pad));
+                t
+            }
+            None => wire::words(0, tokens, pad),
+        };
         let body = wire::full_response(
             self.endpoint,
             &self.meta,

@@ -30,7 +30,7 @@ use futures_util::Stream;
 use super::backend::{FinishReason, GenEvent, GenStream};
 use super::faults::{FaultConfig, FaultKind};
 use super::stats::{RequestOutcome, ServerStats};
-use super::wire::{push_padding, push_words, ResponseMeta};
+use super::wire::{push_padding, push_pieces, push_words, ResponseMeta};
 
 /// Frames are collected into one body write until it holds this many bytes.
 pub const BATCH_BYTES: usize = 16 * 1024;
@@ -99,6 +99,8 @@ pub(crate) struct ChunkTemplate {
     /// `data: {"id":"…","object":"…","created":…,"model":"…","choices":[`
     prefix: Vec<u8>,
     chat: bool,
+    /// A structured answer's token pieces; `None`: the filler words.
+    answer: Option<Arc<Vec<String>>>,
 }
 
 impl ChunkTemplate {
@@ -116,7 +118,14 @@ impl ChunkTemplate {
         ChunkTemplate {
             prefix: prefix.into_bytes(),
             chat,
+            answer: None,
         }
+    }
+
+    /// Stream the pieces of a structured answer instead of the filler words.
+    pub(crate) fn with_answer(mut self, answer: Option<Arc<Vec<String>>>) -> ChunkTemplate {
+        self.answer = answer;
+        self
     }
 
     /// The chat role-only chunk.
@@ -147,7 +156,10 @@ impl ChunkTemplate {
         } else {
             out.extend_from_slice(br#"{"index":0,"text":""#);
         }
-        push_words(out, first, count);
+        match &self.answer {
+            Some(pieces) => push_pieces(out, pieces, first, count),
+            None => push_words(out, first, count),
+        }
         push_padding(out, pad);
         if self.chat {
             out.extend_from_slice(br#""},"logprobs":null,"finish_reason":"#);

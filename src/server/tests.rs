@@ -840,3 +840,76 @@ fn invalid_options_are_refused_with_a_reason() {
         .to_string()
         .contains("between 0 and 1"));
 }
+
+/// A constrained request streams a valid instance of its schema, ending with `stop`; one
+/// whose max_tokens cuts it ends with `length` and its text is not valid JSON.
+#[tokio::test]
+async fn constrained_requests_stream_a_valid_instance_or_a_truncated_one() {
+    use crate::structured::{body_fields, Checker, Constraint, Dialect};
+    let server = start(fast(), ServerOptions::default()).await;
+    let c = Constraint::JsonSchema(crate::structured::default_schema());
+    let checker = Checker::new(&c).unwrap();
+    for d in Dialect::ALL {
+        for (path, mut body) in [
+            ("/v1/completions", completion_req(200, true)),
+            ("/v1/chat/completions", chat_req(200, true)),
+        ] {
+            body.as_object_mut()
+                .unwrap()
+                .extend(body_fields(&c, d).unwrap());
+            let events = stream_events(&server, path, body.clone()).await;
+            let chunks: Vec<Value> = events
+                .iter()
+                .filter(|e| e.data != "[DONE]")
+                .map(Event::json)
+                .collect();
+            let text: String = chunks.iter().map(text_of).collect();
+            assert!(checker.check(&text).is_valid(), "{d} {path}: {text}");
+            let finish: Vec<&str> = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+                .collect();
+            assert_eq!(finish, ["stop"], "{d} {path}");
+            // The same request cut short by max_tokens.
+            body["max_tokens"] = json!(5);
+            let events = stream_events(&server, path, body).await;
+            let text: String = events
+                .iter()
+                .filter(|e| e.data != "[DONE]")
+                .map(|e| text_of(&e.json()))
+                .collect();
+            assert!(!checker.check(&text).is_valid(), "{d} {path}: {text}");
+            assert!(events
+                .iter()
+                .any(|e| e.json()["choices"][0]["finish_reason"] == "length"));
+        }
+    }
+    // Non-streamed: the whole answer in one body, with its token count in usage.
+    let mut body = completion_req(200, false);
+    body.as_object_mut().unwrap().extend(
+        body_fields(
+            &Constraint::Regex("[0-9]{3}-[a-z]{2}".into()),
+            Dialect::Sglang,
+        )
+        .unwrap(),
+    );
+    let v: Value = post(&server, "/v1/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(
+        Checker::new(&Constraint::Regex("[0-9]{3}-[a-z]{2}".into()))
+            .unwrap()
+            .check(text)
+            .is_valid(),
+        "{text}"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"]["completion_tokens"].as_u64(),
+        Some(crate::structured::token_pieces(text).len() as u64)
+    );
+    server.shutdown().await;
+}

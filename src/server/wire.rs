@@ -75,6 +75,9 @@ struct RawRequest {
     guided_choice: Option<Value>,
     guided_grammar: Option<Value>,
     structured_outputs: Option<Value>,
+    /// SGLang's top-level constraint fields.
+    json_schema: Option<Value>,
+    regex: Option<Value>,
 }
 
 /// A generation request as the HTTP layer understood it.
@@ -91,6 +94,9 @@ pub struct ParsedRequest {
     pub include_usage: bool,
     pub continuous_usage: bool,
     pub structured: bool,
+    /// The JSON schema or regex the answer must satisfy, read from any engine's fields
+    /// ([`crate::structured::from_body`]); `None` for forms the server does not generate for.
+    pub constraint: Option<crate::structured::Constraint>,
 }
 
 /// Parse a request body for `endpoint`.
@@ -141,9 +147,19 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, R
             &raw.guided_choice,
             &raw.guided_grammar,
             &raw.structured_outputs,
+            &raw.json_schema,
+            &raw.regex,
         ]
         .iter()
         .any(|v| v.as_ref().is_some_and(|v| !v.is_null()));
+    // Parsed a second time only for constrained requests, which are few and not timed here.
+    let constraint = if structured {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| crate::structured::from_body(&v))
+    } else {
+        None
+    };
     Ok(ParsedRequest {
         model: raw.model,
         prompt,
@@ -156,6 +172,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, R
         // vLLM sends running usage only together with include_usage.
         continuous_usage: include_usage && opts.continuous_usage_stats.unwrap_or(false),
         structured,
+        constraint,
     })
 }
 
@@ -345,6 +362,34 @@ pub fn words(first: u32, count: u32, pad: usize) -> String {
     push_padding(&mut out, pad);
     // Only ASCII words were written.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Append pieces `first..first + count` of a structured answer to `out`, escaped for a JSON
+/// string. Tokens past the answer's end (`min_tokens`, `ignore_eos`) are spaces, which JSON
+/// allows after a document.
+pub fn push_pieces(out: &mut Vec<u8>, pieces: &[String], first: u32, count: u32) {
+    for i in first..first.saturating_add(count) {
+        match pieces.get(i as usize) {
+            Some(p) => {
+                // The JSON string literal without its own two quotes.
+                let quoted = serde_json::to_string(p).unwrap_or_default();
+                let inner = quoted
+                    .strip_prefix('"')
+                    .and_then(|q| q.strip_suffix('"'))
+                    .unwrap_or_default();
+                out.extend_from_slice(inner.as_bytes());
+            }
+            None => out.push(b' '),
+        }
+    }
+}
+
+/// The first `count` tokens of a structured answer as plain text.
+pub fn answer_text(pieces: &[String], count: u32) -> String {
+    let n = (count as usize).min(pieces.len());
+    let mut s = pieces[..n].concat();
+    s.extend(std::iter::repeat_n(' ', count as usize - n));
+    s
 }
 
 /// `pad` bytes of ASCII words (no JSON escaping needed).

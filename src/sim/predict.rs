@@ -364,6 +364,7 @@ fn to_record(t: &Trace) -> RequestRecord {
         output_text: None,
         conversation: None,
         turn: None,
+        output_check: None,
         outcome,
     }
 }
@@ -380,6 +381,7 @@ pub fn requests_from_lengths(lengths: &[(u32, u32)]) -> Vec<SimRequest> {
             prompt_tokens: p,
             max_output_tokens: o,
             prefix: Vec::new(),
+            grammar: None,
         })
         .collect()
 }
@@ -420,6 +422,7 @@ mod tests {
                 prompt_tokens: 100,
                 max_output_tokens: 50,
                 prefix: Vec::new(),
+                grammar: None,
             })
             .collect()
     }

@@ -98,6 +98,44 @@ pub struct EngineProfile {
     /// Longest sequence accepted; `None` = the model's context (capped at the KV capacity).
     pub max_model_len: Option<u32>,
     pub cpu: CpuOverhead,
+    /// What a structured-output (grammar-constrained) request costs.
+    #[serde(default = "StructuredCost::xgrammar")]
+    pub structured: StructuredCost,
+}
+
+/// The cost model of grammar-constrained decoding (both engines default to XGrammar).
+/// Numbers are assumptions drawn from public sources (docs/simulator.md, "Structured output").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructuredCost {
+    /// Compiling a schema's or regex's grammar, once per distinct constraint (engines cache
+    /// compiled grammars): requests of a new constraint wait this long before they may be
+    /// scheduled, as vLLM and SGLang hold them while compiling in the background.
+    pub compile_s: f64,
+    /// Filling one constrained sequence's token mask, per step in which it samples.
+    pub mask_per_seq_s: f64,
+    /// The mask is filled while the GPU runs the step (SGLang's overlap scheduler), so only
+    /// the part longer than the GPU's work adds to the step; otherwise (vLLM) it adds in full.
+    pub overlapped: bool,
+}
+
+impl StructuredCost {
+    /// XGrammar without overlap: vLLM's default backend.
+    pub fn xgrammar() -> StructuredCost {
+        StructuredCost {
+            compile_s: 0.05,
+            mask_per_seq_s: 40e-6,
+            overlapped: false,
+        }
+    }
+
+    /// XGrammar with the mask filled during the GPU step: SGLang's default.
+    pub fn xgrammar_overlapped() -> StructuredCost {
+        StructuredCost {
+            overlapped: true,
+            ..StructuredCost::xgrammar()
+        }
+    }
 }
 
 /// CPU overhead of vLLM's engine loop (scheduling, input preparation, sampling, detokenizing
@@ -142,6 +180,7 @@ impl EngineProfile {
             scheduler_steps: 1,
             max_model_len: None,
             cpu: VLLM_CPU,
+            structured: StructuredCost::xgrammar(),
         }
     }
 
@@ -184,6 +223,7 @@ impl EngineProfile {
             scheduler_steps: 1,
             max_model_len: None,
             cpu: SGLANG_CPU,
+            structured: StructuredCost::xgrammar_overlapped(),
         }
     }
 

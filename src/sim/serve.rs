@@ -335,7 +335,8 @@ impl Backend for SimBackend {
             .unwrap_or(Duration::ZERO)
             .as_nanos() as u64;
         let prompt_tokens = req.prompt_tokens.max(1);
-        let sim = SimRequest::from_text(req.index, arrival_ns, &req.prompt, prompt_tokens, len);
+        let mut sim = SimRequest::from_text(req.index, arrival_ns, &req.prompt, prompt_tokens, len);
+        sim.grammar = req.grammar;
         let submit = Submit {
             req: sim,
             finish,
@@ -600,6 +601,8 @@ mod tests {
             ignore_eos: true,
             chat: false,
             structured: false,
+            answer_tokens: None,
+            grammar: None,
             stream: true,
         }
     }
@@ -785,6 +788,7 @@ mod tests {
                 prompt_tokens: 50,
                 max_output_tokens: 20,
                 prefix: Vec::new(),
+                grammar: None,
             })
             .collect();
         let predicted = predict_with(engine(EngineKind::Vllm), &reqs, SimLoad::Open, 0);

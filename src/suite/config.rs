@@ -143,6 +143,26 @@ pub struct WorkloadConfig {
     /// report sets the two side by side to show what the feature costs or gains.
     #[serde(default)]
     pub baseline: Option<String>,
+    /// Constrain every answer: `json-schema` or `regex` (`run --structured-output`).
+    #[serde(default)]
+    pub structured_output: Option<String>,
+    /// The schema file for `json-schema` (default: the built-in schema).
+    #[serde(default)]
+    pub json_schema: Option<PathBuf>,
+    /// The pattern for `regex`.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// `openai`, `vllm`, `vllm-guided` or `sglang` (default: by the target's name).
+    #[serde(default)]
+    pub structured_dialect: Option<String>,
+    /// Also run this workload unconstrained, as `<name>-unconstrained` with the same prompts
+    /// and seed, and make it this workload's `baseline`.
+    #[serde(default)]
+    pub unconstrained_baseline: bool,
+    /// The workload whose seed this one uses (set for an unconstrained twin, so both send the
+    /// same prompts); not a suite-file key.
+    #[serde(skip)]
+    pub seed_from: Option<String>,
 }
 
 impl WorkloadConfig {
@@ -164,6 +184,26 @@ impl WorkloadConfig {
             (Some(e), _) => e.clone(),
             (None, true) => "/v1/chat/completions".into(),
             (None, false) => default.to_string(),
+        }
+    }
+
+    /// The workload asks for structured output.
+    pub fn is_structured(&self) -> bool {
+        self.structured_output.is_some()
+    }
+
+    /// The same workload without its output constraint, named `<name>-unconstrained`.
+    pub fn unconstrained_twin(&self) -> WorkloadConfig {
+        WorkloadConfig {
+            name: format!("{}-unconstrained", self.name),
+            baseline: None,
+            structured_output: None,
+            json_schema: None,
+            regex: None,
+            structured_dialect: None,
+            unconstrained_baseline: false,
+            seed_from: Some(self.name.clone()),
+            ..self.clone()
         }
     }
 }
@@ -192,16 +232,53 @@ impl SuiteConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<SuiteConfig, SuiteConfigError> {
-        let cfg: SuiteConfig = toml::from_str(text).map_err(|e| SuiteConfigError::Parse {
+        let mut cfg: SuiteConfig = toml::from_str(text).map_err(|e| SuiteConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        cfg.add_unconstrained_twins()
+            .map_err(|message| SuiteConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         cfg.validate()
             .map_err(|message| SuiteConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
             })?;
         Ok(cfg)
+    }
+
+    /// `unconstrained_baseline = true`: add the twin right after its workload and pair them
+    /// through the ordinary `baseline` key.
+    fn add_unconstrained_twins(&mut self) -> Result<(), String> {
+        let mut out = Vec::with_capacity(self.workloads.len());
+        for mut w in std::mem::take(&mut self.workloads) {
+            if !w.unconstrained_baseline {
+                out.push(w);
+                continue;
+            }
+            if !w.is_structured() {
+                return Err(format!(
+                    "workload `{}`: unconstrained_baseline needs structured_output (\"json-schema\" or \"regex\")",
+                    w.name
+                ));
+            }
+            let twin = w.unconstrained_twin();
+            match &w.baseline {
+                Some(b) if b != &twin.name => {
+                    return Err(format!(
+                        "workload `{}`: baseline = \"{b}\" and unconstrained_baseline = true name two baselines; keep one",
+                        w.name
+                    ))
+                }
+                _ => w.baseline = Some(twin.name.clone()),
+            }
+            out.push(w);
+            out.push(twin);
+        }
+        self.workloads = out;
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -317,6 +394,39 @@ impl SuiteConfig {
                         w.name
                     ));
                 }
+            }
+            if let Some(kind) = &w.structured_output {
+                let need = match kind.as_str() {
+                    "json-schema" => w.regex.is_none(),
+                    "regex" => w.regex.is_some() && w.json_schema.is_none(),
+                    _ => false,
+                };
+                if !need {
+                    return Err(format!(
+                        "workload `{}`: structured_output = \"json-schema\" (with json_schema = \"path\" or the built-in schema) or \"regex\" (with regex = \"pattern\"), not {kind:?} with these keys",
+                        w.name
+                    ));
+                }
+                if let Some(d) = &w.structured_dialect {
+                    d.parse::<crate::structured::Dialect>().map_err(|e| {
+                        format!("workload `{}`: structured_dialect {d:?}: {e}", w.name)
+                    })?;
+                }
+                if let Some(p) = &w.json_schema {
+                    if !p.is_file() {
+                        return Err(format!(
+                            "workload `{}`: json_schema {} is not a file; give the path of a JSON schema",
+                            w.name,
+                            p.display()
+                        ));
+                    }
+                }
+            } else if w.json_schema.is_some() || w.regex.is_some() || w.structured_dialect.is_some()
+            {
+                return Err(format!(
+                    "workload `{}`: json_schema, regex and structured_dialect only apply with structured_output",
+                    w.name
+                ));
             }
             if w.concurrency == Some(0) {
                 return Err(format!(
@@ -467,5 +577,55 @@ max_tokens = 1
             c.workloads[0].endpoint_or("/v1/completions"),
             "/v1/chat/completions"
         );
+    }
+
+    #[test]
+    fn a_structured_workload_gets_its_unconstrained_twin_as_baseline() {
+        let base = r#"
+title = "t"
+[[targets]]
+name = "a"
+[targets.launch]
+kind = "sim"
+engine = "vllm"
+gpu = "a10g"
+model = "facebook/opt-125m"
+[[workloads]]
+name = "J"
+requests = 4
+max_tokens = 64
+"#;
+        let c = SuiteConfig::parse(
+            &format!("{base}structured_output = \"json-schema\"\nunconstrained_baseline = true\n"),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let names: Vec<&str> = c.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["J", "J-unconstrained"]);
+        assert_eq!(c.workloads[0].baseline.as_deref(), Some("J-unconstrained"));
+        let twin = &c.workloads[1];
+        assert!(!twin.is_structured() && twin.baseline.is_none());
+        assert_eq!(twin.seed_from.as_deref(), Some("J"));
+        assert_eq!((twin.requests, twin.max_tokens), (4, 64));
+
+        for (extra, says) in [
+            ("unconstrained_baseline = true\n", "needs structured_output"),
+            ("structured_output = \"xml\"\n", "json-schema"),
+            ("structured_output = \"regex\"\n", "(with regex"),
+            ("regex = \"x\"\n", "only apply with structured_output"),
+            (
+                "structured_output = \"json-schema\"\nstructured_dialect = \"guided\"\n",
+                "vllm-guided",
+            ),
+            (
+                "structured_output = \"json-schema\"\njson_schema = \"/no/such.json\"\n",
+                "not a file",
+            ),
+        ] {
+            let e = SuiteConfig::parse(&format!("{base}{extra}"), Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
     }
 }

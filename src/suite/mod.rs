@@ -140,11 +140,24 @@ fn cell_argv(
     if let Some(r) = w.request_rate {
         push("--request-rate", r.to_string());
     }
+    if let Some(kind) = &w.structured_output {
+        push("--structured-output", kind.clone());
+        if let Some(p) = &w.json_schema {
+            push("--json-schema", p.display().to_string());
+        }
+        if let Some(r) = &w.regex {
+            push("--regex", r.clone());
+        }
+        if let Some(d) = &w.structured_dialect {
+            push("--structured-dialect", d.clone());
+        }
+    }
     if let Some(t) = &d.tokenizer {
         v.push("--tokenizer".into());
         v.push(t.display().to_string());
     }
-    if d.ignore_eos {
+    // A constrained answer ends with EOS when its grammar is complete: never --ignore-eos.
+    if d.ignore_eos && !w.is_structured() {
         v.push("--ignore-eos".into());
     }
     if is_simulated(target) {
@@ -395,7 +408,7 @@ fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<Planne
                 repeat,
                 seed: suite
                     .seed
-                    .wrapping_add((wi as u64) << 32)
+                    .wrapping_add((seed_index(suite, w, wi) as u64) << 32)
                     .wrapping_add(u64::from(repeat)),
                 stem,
                 done_before,
@@ -403,6 +416,15 @@ fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<Planne
         }
     }
     cells
+}
+
+/// The index a workload's seed derives from: its own, or (an unconstrained twin) that of the
+/// workload it copies, so both send the same prompts.
+fn seed_index(suite: &SuiteConfig, w: &WorkloadConfig, own: usize) -> usize {
+    w.seed_from
+        .as_ref()
+        .and_then(|name| suite.workloads.iter().position(|o| &o.name == name))
+        .unwrap_or(own)
 }
 
 /// The study cell and the CSV row of one result file.
@@ -448,7 +470,7 @@ fn to_cell(
                 w.input_len.unwrap_or(suite.defaults.input_len)
             )
         }),
-        structured_output: false,
+        structured_output: w.is_structured(),
         shared_prefix: w.is_shared_prefix(),
         baseline: w.baseline.clone(),
     };

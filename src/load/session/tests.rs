@@ -81,6 +81,7 @@ impl Sender for FakeSender {
             output_text: Some(format!("reply-{}", ctx.id)),
             conversation: None,
             turn: None,
+            output_check: None,
         }
     }
 }

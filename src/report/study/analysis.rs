@@ -91,9 +91,27 @@ pub struct Stats {
     pub gpu_unavailable: Option<String>,
     /// Mean over the repeats that reported one.
     pub prefix_cache_hit_rate: Option<f64>,
+    /// Mean over the repeats of the mean TPOT, seconds.
+    pub tpot_mean: f64,
+    /// Structured output: (valid, checked) answers summed over the repeats; `None` when no
+    /// answer was checked.
+    pub structured: Option<(u64, u64)>,
     pub simulated: bool,
     pub result_files: Vec<String>,
 }
+
+impl Stats {
+    /// Valid answers / checked answers × 100 (vLLM's `correct_rate`), pooled over repeats.
+    pub fn correct_rate(&self) -> Option<f64> {
+        self.structured
+            .filter(|&(_, checked)| checked > 0)
+            .map(|(valid, checked)| valid as f64 / checked as f64 * 100.0)
+    }
+}
+
+/// The "Structured generation" row's validity bar: a framework whose answers are valid less
+/// often than this is not recommended on speed.
+pub const MIN_CORRECT_RATE: f64 = 99.0;
 
 fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     let (sum, n) = values
@@ -181,6 +199,12 @@ impl Stats {
                     .collect();
                 (!rates.is_empty()).then(|| mean(rates))
             },
+            tpot_mean: mean(cells.iter().map(|c| c.summary.tpot_ms.mean / 1000.0)),
+            structured: cells
+                .iter()
+                .filter_map(|c| c.summary.structured.as_ref())
+                .map(|st| (st.valid, st.checked))
+                .reduce(|a, b| (a.0 + b.0, a.1 + b.1)),
             simulated: cells.iter().any(|c| c.simulated),
             result_files: cells.iter().map(|c| c.result_file.clone()).collect(),
         }
@@ -519,29 +543,66 @@ pub fn recommendations(a: &Analysis, gpu: &str) -> Vec<Recommendation> {
             .join(", "),
     });
 
-    let structured: Vec<(String, f64)> = a
+    // Per framework over its structured-output workloads: pooled validity and mean output
+    // throughput.
+    let structured: Vec<(String, Option<f64>, f64)> = a
         .frameworks
         .iter()
         .filter_map(|f| {
-            let s: Vec<f64> = a
+            let s: Vec<&Stats> = a
                 .stats
                 .iter()
                 .filter(|s| &s.framework == f && s.spec.structured_output)
-                .map(|s| s.output_tps)
                 .collect();
-            (!s.is_empty()).then(|| (f.clone(), mean(s)))
+            if s.is_empty() {
+                return None;
+            }
+            let (valid, checked) = s
+                .iter()
+                .filter_map(|s| s.structured)
+                .fold((0, 0), |acc, (v, c)| (acc.0 + v, acc.1 + c));
+            let rate = (checked > 0).then(|| valid as f64 / checked as f64 * 100.0);
+            Some((f.clone(), rate, mean(s.iter().map(|s| s.output_tps))))
         })
         .collect();
+    let passing: Vec<(String, f64)> = structured
+        .iter()
+        .filter(|(_, rate, _)| rate.is_some_and(|r| r >= MIN_CORRECT_RATE))
+        .map(|(f, _, tps)| (f.clone(), *tps))
+        .collect();
+    let rated: Vec<(String, f64)> = structured
+        .iter()
+        .filter_map(|(f, rate, _)| rate.map(|r| (f.clone(), r)))
+        .collect();
+    let choice = if structured.is_empty() {
+        Choice::NotMeasured("no structured-output workload in this study".into())
+    } else if let Some(c) = pick(&passing, Better::Higher) {
+        c
+    } else if let Some(c) = pick(&rated, Better::Higher) {
+        c
+    } else {
+        Choice::NotMeasured("no answer of the structured-output workloads was checked".into())
+    };
     out.push(Recommendation {
         use_case: "Structured generation",
-        choice: pick(&structured, Better::Higher).unwrap_or_else(|| {
-            Choice::NotMeasured("no structured-output workload in this study".into())
-        }),
+        choice,
         gpu: if structured.is_empty() { "—".into() } else { gpu.to_string() },
         rule: format!(
-            "the framework with the highest mean output throughput over the structured-output workloads; {tie}"
+            "among the frameworks whose structured-output answers were schema-valid at least {MIN_CORRECT_RATE:.0} % \
+             of the time, the one with the highest mean output throughput over the structured-output workloads; \
+             when none reaches that, the one with the highest validity rate; {tie}"
         ),
-        evidence: evidence(&structured, |v| format!("{v:.1} tok/s")),
+        evidence: structured
+            .iter()
+            .map(|(f, rate, tps)| {
+                format!(
+                    "{} {tps:.1} tok/s at {} valid",
+                    framework_label(f),
+                    rate.map_or("unchecked".into(), |r| format!("{r:.1} %"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     });
     out
 }

@@ -126,6 +126,7 @@ pub fn build(study: &Study, a: &Analysis) -> Vec<Block> {
     cost(study, a, &mut out);
     gpu(study, a, &mut out);
     prefix_sharing(study, a, &mut out);
+    structured_output(study, a, &mut out);
     let recs = recommendations(a, &gpu_name(study));
     discussion(study, a, &recs, &mut out);
     conclusion(study, a, &recs, &mut out);
@@ -749,6 +750,96 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             items: notes.into_iter().map(|n| vec![t(n)]).collect(),
         });
     }
+}
+
+/// 5.6: for each structured-output workload, how often answers were schema-valid and what the
+/// constraint cost against the same workload unconstrained (its `baseline`), when the study has
+/// one. Per-token figures (TPOT), TTFT and throughput are compared, not end-to-end latency:
+/// a constrained answer ends when its JSON is complete, an unconstrained one runs to max_tokens.
+fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
+    let rows_of: Vec<&Stats> = a
+        .stats
+        .iter()
+        .filter(|s| s.spec.structured_output)
+        .collect();
+    if rows_of.is_empty() {
+        return;
+    }
+    let mixed = study.any_simulated() && !study.all_simulated();
+    out.push(Block::Heading(3, "5.6 Structured Output".into()));
+    let change = |now: f64, before: f64| {
+        if before > 0.0 {
+            format!("{:+.1}", (now / before - 1.0) * 100.0)
+        } else {
+            "—".into()
+        }
+    };
+    let rows = rows_of
+        .iter()
+        .map(|s| {
+            let base = s
+                .spec
+                .baseline
+                .as_deref()
+                .and_then(|b| a.get(&s.framework, b));
+            let (valid, checked) = s.structured.unwrap_or((0, 0));
+            vec![
+                fw_cell(s, mixed),
+                s.workload.clone(),
+                s.correct_rate().map_or("not checked".into(), |r| {
+                    format!("{} ({valid}/{checked})", fmt_pct(r))
+                }),
+                fmt_ms(s.ttft.mean * 1000.0),
+                fmt_ms(s.tpot_mean * 1000.0),
+                fmt_tps(s.output_tps),
+                base.map_or("no baseline".into(), |b| b.workload.clone()),
+                base.map_or("—".into(), |b| fmt_ms(b.ttft.mean * 1000.0)),
+                base.map_or("—".into(), |b| fmt_ms(b.tpot_mean * 1000.0)),
+                base.map_or("—".into(), |b| fmt_tps(b.output_tps)),
+                base.map_or("—".into(), |b| change(s.tpot_mean, b.tpot_mean)),
+                base.map_or("—".into(), |b| change(s.output_tps, b.output_tps)),
+            ]
+        })
+        .collect();
+    out.push(Block::Para(vec![t(format!(
+        "Requests constrained by a JSON schema or a regex (vLLM's structured_outputs, SGLang's \
+         response_format/regex, OpenAI's response_format). Every successful answer was checked against \
+         its constraint; the validity rate is valid answers over checked ones (vLLM's correct_rate), and \
+         an invalid answer never counts as good for goodput. The baseline is the same workload with the \
+         same prompts and seed but no constraint, on the same framework. A constrained answer ends when \
+         its JSON is complete while an unconstrained one runs to max_tokens, so the cost of the \
+         constraint is read from TPOT (time per output token), TTFT (which includes compiling the \
+         grammar) and output throughput, not from end-to-end latency. The recommendation asks for a \
+         validity rate of at least {:.0} % before it compares speed.",
+        super::analysis::MIN_CORRECT_RATE
+    ))]));
+    out.push(Block::Table(Table {
+        caption: caption(
+            "5.6",
+            "Schema-valid answers and the cost of the output constraint against the same workload unconstrained.",
+            study,
+        ),
+        header: [
+            "Framework",
+            "Workload",
+            "Valid (%)",
+            "TTFT mean (ms)",
+            "TPOT mean (ms)",
+            "Output (tok/s)",
+            "Baseline",
+            "Baseline TTFT mean (ms)",
+            "Baseline TPOT mean (ms)",
+            "Baseline output (tok/s)",
+            "TPOT change (%)",
+            "Output change (%)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        numeric: vec![
+            false, false, true, true, true, true, false, true, true, true, true, true,
+        ],
+    }));
 }
 
 /// "vLLM 123.4 tok/s vs SGLang 100.0 tok/s (23.4 % higher)" style comparison of the best two.

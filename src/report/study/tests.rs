@@ -566,3 +566,76 @@ fn a_shared_prefix_workload_without_baseline_or_metrics_says_so() {
         "{md}"
     );
 }
+
+/// The seed study plus a structured-output workload and its unconstrained twin on both
+/// frameworks: vLLM faster, SGLang valid more often.
+fn with_structured(vllm_valid: u64, sglang_valid: u64) -> Study {
+    use crate::metrics::StructuredOutput;
+    let mut study = seed(true, true);
+    for (fw, valid, tps, tpot, base_tps, base_tpot) in [
+        ("vllm", vllm_valid, 1200.0, 12.0, 1300.0, 10.0),
+        ("sglang", sglang_valid, 1000.0, 11.0, 1050.0, 10.0),
+    ] {
+        let mut s = summary(100, base_tps, 14.0, 300.0);
+        s.tpot_ms.mean = base_tpot;
+        let base = cell(fw, "Json-unconstrained", (100, 128, 8), s, true, true);
+        let mut s = summary(100, tps, 14.0, 300.0);
+        s.tpot_ms.mean = tpot;
+        s.structured = Some(StructuredOutput {
+            checked: 100,
+            valid,
+            invalid: 100 - valid,
+            correct_rate: valid as f64,
+        });
+        let mut json = cell(fw, "Json", (100, 128, 8), s, true, true);
+        json.spec.structured_output = true;
+        json.spec.baseline = Some("Json-unconstrained".into());
+        study.cells.push(base);
+        study.cells.push(json);
+    }
+    study
+}
+
+#[test]
+fn structured_generation_asks_for_validity_before_speed() {
+    // vLLM is faster but only 95 % valid: SGLang (100 %) is recommended.
+    let md = render_markdown(&with_structured(95, 100));
+    assert!(
+        md.contains("| Structured generation | SGLang | A10G |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("vLLM 1200.0 tok/s at 95.0 % valid, SGLang 1000.0 tok/s at 100.0 % valid"),
+        "{md}"
+    );
+    // Both valid enough: the faster one.
+    let md = render_markdown(&with_structured(100, 99));
+    assert!(
+        md.contains("| Structured generation | vLLM | A10G |"),
+        "{md}"
+    );
+    // Neither reaches 99 %: the more valid one.
+    let md = render_markdown(&with_structured(90, 97));
+    assert!(
+        md.contains("| Structured generation | SGLang | A10G |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_structured_output_table_sets_each_workload_beside_its_twin() {
+    let md = render_markdown(&with_structured(95, 100));
+    assert!(md.contains("### 5.6 Structured Output"), "{md}");
+    // vLLM: 95 % valid, TTFT 0.05·300 = 15 ms, TPOT 12 vs 10 ms (+20 %), 1200 vs 1300 tok/s.
+    assert!(
+        md.contains("| vLLM | Json | 95.0 (95/100) | 15.0 | 12.0 | 1200.0 | Json-unconstrained | 15.0 | 10.0 | 1300.0 | +20.0 | -7.7 |"),
+        "{md}"
+    );
+    assert!(md.contains("not from end-to-end latency"), "{md}");
+    // Feature workloads and their twins stay out of the seed's cross-framework tables.
+    assert_eq!(
+        Analysis::of(&with_structured(95, 100)).common_workloads,
+        vec!["Small", "Medium", "Large"]
+    );
+    assert!(!render_markdown(&seed(true, true)).contains("5.6 Structured Output"));
+}
