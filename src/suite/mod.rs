@@ -472,6 +472,7 @@ fn to_cell(
         }),
         structured_output: w.is_structured(),
         shared_prefix: w.is_shared_prefix(),
+        multi_turn: w.is_multi_turn(),
         baseline: w.baseline.clone(),
     };
     let rel = path.strip_prefix(root).unwrap_or(path);

@@ -127,6 +127,7 @@ pub fn build(study: &Study, a: &Analysis) -> Vec<Block> {
     gpu(study, a, &mut out);
     prefix_sharing(study, a, &mut out);
     structured_output(study, a, &mut out);
+    multi_turn(study, a, &mut out);
     let recs = recommendations(a, &gpu_name(study));
     discussion(study, a, &recs, &mut out);
     conclusion(study, a, &recs, &mut out);
@@ -750,6 +751,88 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             items: notes.into_iter().map(|n| vec![t(n)]).collect(),
         });
     }
+}
+
+/// 5.7: conversations. Each turn's prompt holds the history before it, replies included, so
+/// TTFT by turn shows whether the engine's prefix cache carries the history (flat or falling)
+/// or recomputes it (rising with the history's length).
+fn multi_turn(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
+    let mixed = study.any_simulated() && !study.all_simulated();
+    let mut rows = Vec::new();
+    for s in a.stats.iter().filter(|s| s.spec.multi_turn) {
+        let cells: Vec<_> = study
+            .cells
+            .iter()
+            .filter(|c| c.framework == s.framework && c.workload == s.workload)
+            .collect();
+        let turns = cells
+            .iter()
+            .flat_map(|c| c.summary.turns.iter().map(|t| t.turn))
+            .max();
+        for turn in 0..=turns.unwrap_or(0) {
+            // Mean over the repeats that had this turn.
+            let at: Vec<_> = cells
+                .iter()
+                .filter_map(|c| c.summary.turns.iter().find(|t| t.turn == turn))
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let n = at.len() as f64;
+            let mean = |f: &dyn Fn(&crate::metrics::TurnSummary) -> f64| {
+                at.iter().map(|t| f(t)).sum::<f64>() / n
+            };
+            rows.push(vec![
+                fw_cell(s, mixed),
+                s.workload.clone(),
+                (turn + 1).to_string(),
+                at.iter().map(|t| t.completed).sum::<u64>().to_string(),
+                format!("{:.0}", mean(&|t| t.mean_input_tokens)),
+                fmt_ms(mean(&|t| t.ttft_ms.mean)),
+                fmt_ms(mean(&|t| t.ttft_ms.percentile(50.0).unwrap_or(0.0))),
+                fmt_ms(mean(&|t| t.ttft_ms.percentile(99.0).unwrap_or(0.0))),
+                if turn == 0 {
+                    s.prefix_cache_hit_rate
+                        .map_or("not reported".into(), |r| fmt_pct(r * 100.0))
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push(Block::Heading(3, "5.7 Multi-turn Conversations".into()));
+    out.push(Block::Para(vec![t(
+        "Each conversation sends its whole history back every turn, the model's own replies \
+         included, after a think time. The prompt grows turn by turn; an engine whose prefix cache \
+         keeps the history (vLLM's automatic prefix caching, SGLang's radix cache) prefills only the \
+         new message, so its TTFT stays flat or falls, while one that recomputes the history sees TTFT \
+         rise with the prompt. The hit rate is the server's, over the whole workload.",
+    )]));
+    out.push(Block::Table(Table {
+        caption: caption(
+            "5.7",
+            "TTFT by turn per framework and multi-turn workload (successful requests; means over repeats).",
+            study,
+        ),
+        header: [
+            "Framework",
+            "Workload",
+            "Turn",
+            "Requests",
+            "Prompt tokens (mean)",
+            "TTFT mean (ms)",
+            "TTFT P50 (ms)",
+            "TTFT P99 (ms)",
+            "Prefix-cache hit rate (%)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        numeric: vec![false, false, true, true, true, true, true, true, true],
+    }));
 }
 
 /// 5.6: for each structured-output workload, how often answers were schema-valid and what the

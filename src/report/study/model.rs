@@ -73,6 +73,9 @@ pub struct WorkloadSpec {
     /// Requests in groups sharing a long prompt prefix (prefix caching matters).
     #[serde(default)]
     pub shared_prefix: bool,
+    /// Conversations whose history (replies included) is sent back each turn.
+    #[serde(default)]
+    pub multi_turn: bool,
     /// The workload that is this one without its feature (no shared prefix, no output
     /// constraint), when the study has one: the report compares the two.
     #[serde(default)]
@@ -80,10 +83,11 @@ pub struct WorkloadSpec {
 }
 
 impl WorkloadSpec {
-    /// A workload that exercises one engine feature (prefix caching, constrained decoding)
+    /// A workload that exercises one engine feature (prefix caching, constrained decoding,
+    /// a conversation's cached history)
     /// rather than the plain serving path the seed's tables compare.
     pub fn exercises_a_feature(&self) -> bool {
-        self.shared_prefix || self.structured_output
+        self.shared_prefix || self.structured_output || self.multi_turn
     }
 }
 

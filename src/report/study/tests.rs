@@ -67,6 +67,7 @@ fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, 
             prompt: Some("synthetic, 32 tokens".into()),
             structured_output: false,
             shared_prefix: false,
+            multi_turn: false,
             baseline: None,
         },
         repeat: 0,
@@ -638,4 +639,45 @@ fn the_structured_output_table_sets_each_workload_beside_its_twin() {
         vec!["Small", "Medium", "Large"]
     );
     assert!(!render_markdown(&seed(true, true)).contains("5.6 Structured Output"));
+}
+
+#[test]
+fn multi_turn_workloads_show_ttft_by_turn_and_leave_the_seed_tables() {
+    let mut study = seed(true, true);
+    let mut s = summary(96, 900.0, 14.0, 300.0);
+    s.turns = (0..3u32)
+        .map(|t| crate::metrics::TurnSummary {
+            turn: t,
+            attempted: 32,
+            completed: 32,
+            mean_input_tokens: 256.0 + 96.0 * f64::from(t),
+            // 20 ms at the first turn, 8 ms once the history is cached.
+            ttft_ms: dist(
+                32,
+                if t == 0 { 20.0 } else { 8.0 },
+                5.0,
+                [18.0, 25.0, 27.0, 30.0],
+                31.0,
+            ),
+        })
+        .collect();
+    let mut c = cell("sglang", "Chat", (96, 64, 8), s, true, true);
+    c.spec.multi_turn = true;
+    c.prefix_cache_hit_rate = Some(0.72);
+    study.cells.push(c);
+    let md = render_markdown(&study);
+    assert!(md.contains("### 5.7 Multi-turn Conversations"), "{md}");
+    assert!(
+        md.contains("| SGLang | Chat | 1 | 32 | 256 | 20.0 | 18.0 | 30.0 | 72.0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| SGLang | Chat | 3 | 32 | 448 | 8.00 | 18.0 | 30.0 |  |"),
+        "{md}"
+    );
+    assert_eq!(
+        Analysis::of(&study).common_workloads,
+        vec!["Small", "Medium", "Large"]
+    );
+    assert!(!render_markdown(&seed(true, true)).contains("5.7 Multi-turn"));
 }
