@@ -6,9 +6,7 @@
 //! Bounded: a few dozen requests per kind, short timeouts, loopback only. Run with
 //! `--nocapture` to see the table of injected vs counted faults.
 
-use clap::Parser;
 use servebench::app::{run_benchmark, ExitStatus};
-use servebench::cli::{Cli, Command};
 use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::{Outcome, Phase};
@@ -18,30 +16,12 @@ use std::path::Path;
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
-fn config(dir: &Path, args: &[&str]) -> RunConfig {
-    let mut argv = vec![
-        "servebench",
-        "run",
-        "--no-progress",
-        "--telemetry-interval-ms",
-        "0",
-        "--no-nvml",
-        "--result-dir",
-        dir.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Command::Run(a) => RunConfig::from_args(&a).unwrap(),
-        _ => unreachable!(),
-    }
-}
+mod common;
+use common::rt;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+fn config(dir: &Path, args: &[&str]) -> RunConfig {
+    let quiet = ["--telemetry-interval-ms", "0", "--no-nvml"];
+    common::run_config(dir, &[&quiet[..], args].concat()).unwrap()
 }
 
 /// The failure kind the client must count for each injected fault kind (`None`: the request

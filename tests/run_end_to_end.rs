@@ -2,36 +2,18 @@
 //! journal, result file, fault accounting and exit statuses. Small, bounded runs; behaviour is
 //! asserted, wall-clock speed never is.
 
-use clap::Parser;
 use servebench::app::{run_benchmark, ExitStatus};
-use servebench::cli::{Cli, Command};
 use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::{Outcome, Phase, TokenSource};
 use std::path::Path;
 use std::process::Command as Proc;
 
-fn config(dir: &Path, args: &[&str]) -> RunConfig {
-    let mut argv = vec![
-        "servebench",
-        "run",
-        "--no-progress",
-        "--result-dir",
-        dir.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Command::Run(a) => RunConfig::from_args(&a).unwrap(),
-        _ => unreachable!(),
-    }
-}
+mod common;
+use common::rt;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+fn config(dir: &Path, args: &[&str]) -> RunConfig {
+    common::run_config(dir, args).unwrap()
 }
 
 #[test]

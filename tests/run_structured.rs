@@ -2,21 +2,17 @@
 //! answer is checked, the summary and result file carry `correct_rate`, and answers that
 //! max_tokens cuts short are counted invalid (and not good for goodput).
 
-use clap::Parser;
 use servebench::app::run_benchmark;
-use servebench::cli::{Cli, Command};
 use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::{OutputCheck, Phase};
 use std::path::Path;
 
+mod common;
+use common::rt;
+
 fn config(dir: &Path, args: &[&str]) -> Result<RunConfig, String> {
     let mut argv = vec![
-        "servebench",
-        "run",
-        "--no-progress",
-        "--result-dir",
-        dir.to_str().unwrap(),
         "--num-prompts",
         "40",
         "--max-concurrency",
@@ -32,18 +28,7 @@ fn config(dir: &Path, args: &[&str]) -> Result<RunConfig, String> {
         "--no-nvml",
     ];
     argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Command::Run(a) => RunConfig::from_args(&a).map_err(|e| e.to_string()),
-        _ => unreachable!(),
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::run_config(dir, &argv)
 }
 
 #[test]
