@@ -176,6 +176,34 @@ pub struct LoadReport {
     pub conversations: Option<ConversationReport>,
 }
 
+/// Sends one request, unless the run is interrupted first: the request in flight then becomes
+/// a `Cancelled` record at the moment of the interrupt (`now`), never a silent loss.
+pub(crate) async fn send_unless_interrupted<S: Sender>(
+    sender: &S,
+    body: Bytes,
+    ctx: SendContext,
+    interrupt: &Interrupt,
+    now: impl Fn() -> u64,
+) -> RequestRecord {
+    tokio::select! {
+        biased;
+        rec = sender.send(body, ctx) => rec,
+        _ = interrupt.wait() => {
+            let mut r = RequestRecord::failed_before_response(
+                ctx.id,
+                ctx.phase,
+                (ctx.scheduled_ns, ctx.slot_ns, ctx.slot_ns),
+                now(),
+                FailureKind::Cancelled,
+                "run interrupted while this request was in flight".into(),
+            );
+            r.prompt_tokens = ctx.prompt_tokens;
+            r.max_tokens = ctx.max_tokens;
+            r
+        }
+    }
+}
+
 fn ns_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
@@ -311,19 +339,9 @@ fn launch<S: Sender>(
     let out = out.clone();
     let interrupt = interrupt.clone();
     tokio::spawn(async move {
-        let record = tokio::select! {
-            biased;
-            rec = sender.send(req.body, ctx) => rec,
-            _ = interrupt.wait() => {
-                let now = ns_since(ctx.epoch);
-                let mut r = RequestRecord::failed_before_response(
-                    ctx.id, ctx.phase, (ctx.scheduled_ns, ctx.slot_ns, ctx.slot_ns), now,
-                    FailureKind::Cancelled, "run interrupted while this request was in flight".into());
-                r.prompt_tokens = ctx.prompt_tokens;
-                r.max_tokens = ctx.max_tokens;
-                r
-            }
-        };
+        let record =
+            send_unless_interrupted(&*sender, req.body, ctx, &interrupt, || ns_since(ctx.epoch))
+                .await;
         drop(permit);
         // The receiver only goes away when the whole run is being torn down.
         let _ = out.send(record);

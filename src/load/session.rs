@@ -476,19 +476,9 @@ async fn converse<S: Sender>(d: &Driver<S>, index: usize, first_due_ns: u64) {
         let body = build_chat_body(&messages, turn.max_tokens, &d.c.body);
         d.sent.fetch_add(1, Ordering::SeqCst);
         turns_sent += 1;
-        let mut rec = tokio::select! {
-            biased;
-            rec = d.c.sender.send(body, ctx) => rec,
-            _ = d.c.interrupt.wait() => {
-                let now = d.now();
-                let mut r = RequestRecord::failed_before_response(
-                    ctx.id, ctx.phase, (ctx.scheduled_ns, ctx.slot_ns, ctx.slot_ns), now,
-                    FailureKind::Cancelled, "run interrupted while this request was in flight".into());
-                r.prompt_tokens = ctx.prompt_tokens;
-                r.max_tokens = ctx.max_tokens;
-                r
-            }
-        };
+        let mut rec =
+            super::send_unless_interrupted(&*d.c.sender, body, ctx, &d.c.interrupt, || d.now())
+                .await;
         drop(permit);
         rec.conversation = Some(conv);
         rec.turn = Some(k);

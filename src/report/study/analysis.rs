@@ -289,6 +289,11 @@ impl Analysis {
             .find(|s| s.framework == framework && s.workload == workload)
     }
 
+    /// The same framework's run of the workload `s` names as its baseline, when there is one.
+    pub fn baseline_of(&self, s: &Stats) -> Option<&Stats> {
+        self.get(&s.framework, s.spec.baseline.as_deref()?)
+    }
+
     /// The workloads a per-framework figure is taken over: the common ones, or, when no
     /// workload was run by every framework, each framework's own.
     pub fn basis(&self, framework: &str) -> Vec<&Stats> {

@@ -36,6 +36,15 @@ pub fn fmt_usd(v: f64) -> String {
     format!("${v:.4}")
 }
 
+/// `+12.3` (% change from `before` to `now`), or `—` when there is nothing to compare with.
+fn pct_change(now: f64, before: f64) -> String {
+    if before > 0.0 {
+        format!("{:+.1}", (now / before - 1.0) * 100.0)
+    } else {
+        "—".into()
+    }
+}
+
 /// Milliseconds, for TTFTs that are usually tens to hundreds of ms.
 fn fmt_ms(v: f64) -> String {
     if v.abs() < 10.0 {
@@ -671,22 +680,11 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                 fmt_pct(r * 100.0)
             })
     };
-    let change = |now: f64, before: f64| {
-        if before > 0.0 {
-            format!("{:+.1}", (now / before - 1.0) * 100.0)
-        } else {
-            "—".into()
-        }
-    };
     let mut notes = Vec::new();
     let rows = shared
         .iter()
         .map(|s| {
-            let base = s
-                .spec
-                .baseline
-                .as_deref()
-                .and_then(|b| a.get(&s.framework, b));
+            let base = a.baseline_of(s);
             let ttft_ms = s.ttft.mean * 1000.0;
             if let (Some(b), Some(r)) = (base, s.prefix_cache_hit_rate) {
                 notes.push(format!(
@@ -695,7 +693,7 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                     framework_label(&s.framework),
                     s.workload,
                     fmt_pct(r * 100.0),
-                    change(ttft_ms, b.ttft.mean * 1000.0),
+                    pct_change(ttft_ms, b.ttft.mean * 1000.0),
                     b.workload,
                     fmt_ms(b.ttft.mean * 1000.0),
                     fmt_ms(ttft_ms),
@@ -710,8 +708,8 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                 base.map_or("no baseline".into(), |b| b.workload.clone()),
                 base.map_or("—".into(), hit),
                 base.map_or("—".into(), |b| fmt_ms(b.ttft.mean * 1000.0)),
-                base.map_or("—".into(), |b| change(ttft_ms, b.ttft.mean * 1000.0)),
-                base.map_or("—".into(), |b| change(s.output_tps, b.output_tps)),
+                base.map_or("—".into(), |b| pct_change(ttft_ms, b.ttft.mean * 1000.0)),
+                base.map_or("—".into(), |b| pct_change(s.output_tps, b.output_tps)),
             ]
         })
         .collect();
@@ -850,21 +848,10 @@ fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
     }
     let mixed = study.any_simulated() && !study.all_simulated();
     out.push(Block::Heading(3, "5.6 Structured Output".into()));
-    let change = |now: f64, before: f64| {
-        if before > 0.0 {
-            format!("{:+.1}", (now / before - 1.0) * 100.0)
-        } else {
-            "—".into()
-        }
-    };
     let rows = rows_of
         .iter()
         .map(|s| {
-            let base = s
-                .spec
-                .baseline
-                .as_deref()
-                .and_then(|b| a.get(&s.framework, b));
+            let base = a.baseline_of(s);
             let (valid, checked) = s.structured.unwrap_or((0, 0));
             vec![
                 fw_cell(s, mixed),
@@ -879,8 +866,8 @@ fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                 base.map_or("—".into(), |b| fmt_ms(b.ttft.mean * 1000.0)),
                 base.map_or("—".into(), |b| fmt_ms(b.tpot_mean * 1000.0)),
                 base.map_or("—".into(), |b| fmt_tps(b.output_tps)),
-                base.map_or("—".into(), |b| change(s.tpot_mean, b.tpot_mean)),
-                base.map_or("—".into(), |b| change(s.output_tps, b.output_tps)),
+                base.map_or("—".into(), |b| pct_change(s.tpot_mean, b.tpot_mean)),
+                base.map_or("—".into(), |b| pct_change(s.output_tps, b.output_tps)),
             ]
         })
         .collect();
