@@ -266,3 +266,151 @@ impl Arrivals for Conversations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FailureKind, Outcome, RequestRecord};
+    use crate::sim::predict::{simulate_arrivals, PredictOptions, Prediction, SimLoad};
+    use crate::sim::{Catalog, EngineKind};
+    use crate::workload::{MultiTurnSpec, PromptMaker, ThinkTime, TurnCount};
+
+    /// `n` conversations of `turns` turns: user messages of `input` words, replies of `output`
+    /// tokens, 10 ms think times.
+    fn plans(n: u32, turns: u32, input: u32, output: u32) -> Vec<ConversationPlan> {
+        MultiTurnSpec::new(
+            n,
+            TurnCount::Fixed { turns },
+            16,
+            input,
+            input,
+            output,
+            10.0,
+            ThinkTime::Fixed,
+            7,
+        )
+        .conversations(&PromptMaker::approximate(), 7)
+    }
+
+    fn run(plans: Vec<ConversationPlan>, pacing: Pacing, max: u64) -> (Prediction, Conversations) {
+        let engine = PredictOptions::new(EngineKind::Vllm, "a10g", "facebook/opt-125m")
+            .engine(&Catalog::builtin())
+            .unwrap();
+        let mut c = Conversations::new(plans, pacing, ReplyRule::default(), max);
+        let p = simulate_arrivals(engine, &mut c, SimLoad::Open, 0, 200_000);
+        (p, c)
+    }
+
+    fn of(p: &Prediction, conv: u64) -> Vec<&RequestRecord> {
+        let mut t: Vec<_> = p
+            .records
+            .iter()
+            .filter(|r| r.conversation == Some(conv))
+            .collect();
+        t.sort_by_key(|r| r.turn);
+        t
+    }
+
+    #[test]
+    fn each_turn_is_due_at_the_previous_finish_plus_the_think_time() {
+        let (p, c) = run(plans(3, 3, 40, 20), Pacing::Lanes(3), 100);
+        assert_eq!(p.records.len(), 9);
+        for conv in 0..3 {
+            let t = of(&p, conv);
+            assert_eq!(t.len(), 3);
+            assert_eq!(t[0].scheduled_ns, 0);
+            for (k, w) in t.windows(2).enumerate() {
+                assert_eq!(w[1].turn, Some(k as u32 + 1));
+                assert_eq!(w[1].scheduled_ns, w[0].finished_ns + 10_000_000);
+                assert_eq!(w[1].sent_ns, w[1].scheduled_ns);
+                // The history grows by the reply and the new message (the server's count:
+                // the system prompt's and messages' words).
+                assert_eq!(w[1].prompt_tokens, w[0].prompt_tokens + 20 + 40);
+            }
+        }
+        assert_eq!(
+            c.tally(),
+            ConversationTally {
+                started: 3,
+                completed: 3,
+                ended_by_failure: 0,
+                ended_early: 0
+            }
+        );
+        // Turns 1 and 2 find their history (prompt and reply) in the prefix cache: every whole
+        // 16-token block of the previous turn's sequence but the last, at least.
+        let hits = p.gauges.last().unwrap().prefix_cache_hits_total;
+        let per_conversation: u64 = [16 + 40 + 20, 16 + 2 * 40 + 2 * 20]
+            .iter()
+            .map(|&n| (n / 16 - 1) * 16)
+            .sum();
+        assert!(hits >= 3 * per_conversation, "{hits} < {}", 3 * per_conversation);
+    }
+
+    #[test]
+    fn lanes_replace_a_finished_conversation_at_its_finish() {
+        let (p, _) = run(plans(5, 2, 30, 10), Pacing::Lanes(2), 100);
+        assert_eq!(p.records.len(), 10);
+        // Conversations 0 and 1 start at once; each later one starts when one ends.
+        let ends: Vec<u64> = (0..5).map(|c| of(&p, c)[1].finished_ns).collect();
+        for conv in 2..5u64 {
+            let start = of(&p, conv)[0].scheduled_ns;
+            assert!(ends[..conv as usize].contains(&start), "{conv}: {start}");
+        }
+        // Never more than two conversations between their first send and last finish.
+        let mut edges: Vec<(u64, i32)> = (0..5)
+            .flat_map(|c| [(of(&p, c)[0].sent_ns, 1), (ends[c as usize], -1)])
+            .collect();
+        edges.sort();
+        let mut live = 0;
+        for (_, d) in edges {
+            live += d;
+            assert!(live <= 2);
+        }
+    }
+
+    #[test]
+    fn starts_follow_the_offsets() {
+        let offsets = vec![0, 50_000_000, 400_000_000];
+        let (p, _) = run(plans(3, 2, 30, 10), Pacing::Starts(offsets.clone()), 100);
+        for (conv, &at) in offsets.iter().enumerate() {
+            assert_eq!(of(&p, conv as u64)[0].scheduled_ns, at);
+        }
+        // Request ids are in sending order.
+        let mut by_send: Vec<&RequestRecord> = p.records.iter().collect();
+        by_send.sort_by_key(|r| (r.sent_ns, r.id));
+        assert!(by_send.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    #[test]
+    fn the_request_count_cuts_conversations_short() {
+        let (p, c) = run(plans(3, 4, 30, 10), Pacing::Lanes(3), 7);
+        assert_eq!(p.records.len(), 7);
+        assert!(p.records.iter().all(|r| r.outcome.is_success()));
+        let t = c.tally();
+        assert_eq!((t.started, t.completed, t.ended_early), (3, 0, 3));
+    }
+
+    #[test]
+    fn a_failed_turn_ends_its_conversation() {
+        // opt-125m's context is 2048 tokens: the third turn's history (3 × 700 words and two
+        // replies) does not fit, so the engine refuses it (HTTP 400) and the conversation
+        // ends; the lane starts the next conversation then.
+        let (p, c) = run(plans(2, 4, 700, 8), Pacing::Lanes(1), 100);
+        for conv in 0..2 {
+            let t = of(&p, conv);
+            assert_eq!(t.len(), 3, "turns after the failed one are never sent");
+            assert!(t[0].outcome.is_success() && t[1].outcome.is_success());
+            assert!(matches!(
+                t[2].outcome,
+                Outcome::Failed {
+                    kind: FailureKind::Http { status: 400 },
+                    ..
+                }
+            ));
+        }
+        assert!(of(&p, 1)[0].scheduled_ns >= of(&p, 0)[2].finished_ns);
+        let t = c.tally();
+        assert_eq!((t.started, t.ended_by_failure, t.completed), (2, 2, 0));
+    }
+}
