@@ -160,7 +160,10 @@ fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Err
 /// poisson, …" (the stop count is requests, i.e. turns, either way).
 pub fn describe_plan(plan: &LoadPlan) -> String {
     let (unit, all) = if plan.conversations {
-        ("conversations/s", "open loop, all conversations start at t=0")
+        (
+            "conversations/s",
+            "open loop, all conversations start at t=0",
+        )
     } else {
         ("req/s", "open loop, all requests due at t=0")
     };

@@ -227,7 +227,11 @@ fn predict_agrees_with_sim_serve_on_conversations() {
         _ => unreachable!(),
     };
     let out = runtime().block_on(run_benchmark(&cfg, false)).unwrap();
-    assert_eq!(out.summary.completed, 64, "{:?}", out.summary.errors_by_kind);
+    assert_eq!(
+        out.summary.completed, 64,
+        "{:?}",
+        out.summary.errors_by_kind
+    );
     let measured: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out.summary_path).unwrap()).unwrap();
     drop(server);
@@ -248,8 +252,7 @@ fn predict_agrees_with_sim_serve_on_conversations() {
     let status = servebench::app::main(Cli::try_parse_from(argv).unwrap());
     assert_eq!(status, servebench::app::ExitStatus::Success);
     let predicted: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("predicted.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("predicted.json")).unwrap()).unwrap();
 
     let (m, p) = (&measured["summary"], &predicted["summary"]);
     assert_eq!(p["completed"], 64);
@@ -261,7 +264,10 @@ fn predict_agrees_with_sim_serve_on_conversations() {
         tps(p),
         off * 100.0
     );
-    let (mt, pt) = (m["turns"].as_array().unwrap(), p["turns"].as_array().unwrap());
+    let (mt, pt) = (
+        m["turns"].as_array().unwrap(),
+        p["turns"].as_array().unwrap(),
+    );
     assert_eq!((mt.len(), pt.len()), (4, 4));
     let mut misses = Vec::new();
     for (a, b) in mt.iter().zip(pt) {
@@ -272,11 +278,18 @@ fn predict_agrees_with_sim_serve_on_conversations() {
             a["ttft_ms"]["mean"].as_f64().unwrap(),
             b["ttft_ms"]["mean"].as_f64().unwrap(),
         );
-        eprintln!("turn {}: mean TTFT measured {x:.2} ms, predicted {y:.2} ms", a["turn"]);
+        eprintln!(
+            "turn {}: mean TTFT measured {x:.2} ms, predicted {y:.2} ms",
+            a["turn"]
+        );
         if (x - y).abs() > (0.25 * y).max(1.0) {
             misses.push(format!("turn {}: {x:.2} vs {y:.2} ms", a["turn"]));
         }
     }
-    assert!(off.abs() < 0.15, "throughput differs by {:.1} %", off * 100.0);
+    assert!(
+        off.abs() < 0.15,
+        "throughput differs by {:.1} %",
+        off * 100.0
+    );
     assert!(misses.is_empty(), "mean TTFT by turn differs: {misses:?}");
 }

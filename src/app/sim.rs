@@ -11,8 +11,8 @@ use crate::metrics::summarize;
 use crate::report::{self, ResultFile, RunInfo};
 use crate::server::{self, ServerOptions};
 use crate::sim::catalog::Catalog;
-use crate::sim::engine::SimRequest;
 use crate::sim::conversation::{Conversations, Pacing as ConversationPacing, ReplyRule};
+use crate::sim::engine::SimRequest;
 use crate::sim::predict::{predict, predict_arrivals, PredictOptions, SimLoad};
 use crate::sim::profile::EngineKind;
 use crate::sim::serve::SimBackend;
@@ -216,10 +216,9 @@ fn conversation_pacing(
     seed: u64,
 ) -> Result<(ConversationPacing, SimLoad), AppError> {
     Ok(match mode {
-        LoadMode::Closed { concurrency } => (
-            ConversationPacing::Lanes(concurrency.get()),
-            SimLoad::Open,
-        ),
+        LoadMode::Closed { concurrency } => {
+            (ConversationPacing::Lanes(concurrency.get()), SimLoad::Open)
+        }
         LoadMode::Open {
             pacing,
             max_in_flight,
@@ -232,7 +231,10 @@ fn conversation_pacing(
                     .collect(),
                 Pacing::Trace(o) => o.iter().copied().take(conversations).collect(),
             };
-            (ConversationPacing::Starts(offsets), open_load(*max_in_flight))
+            (
+                ConversationPacing::Starts(offsets),
+                open_load(*max_in_flight),
+            )
         }
     })
 }
@@ -244,9 +246,8 @@ fn requests_of(
     offsets: Box<dyn Iterator<Item = u64>>,
     n: u64,
 ) -> Vec<SimRequest> {
-    w
-        .spec
-        .items(&maker, w.seed)
+    w.spec
+        .items(maker, w.seed)
         .zip(offsets)
         .take(n as usize)
         .enumerate()

@@ -15,7 +15,7 @@
 
 use super::engine::SimRequest;
 use super::predict::{Arrivals, Offer};
-use crate::server::{GenerateRequest, output_length};
+use crate::server::{output_length, GenerateRequest};
 use crate::structured::Constraint;
 use crate::workload::ConversationPlan;
 use serde::{Deserialize, Serialize};
@@ -344,7 +344,11 @@ mod tests {
             .iter()
             .map(|&n| (n / 16 - 1) * 16)
             .sum();
-        assert!(hits >= 3 * per_conversation, "{hits} < {}", 3 * per_conversation);
+        assert!(
+            hits >= 3 * per_conversation,
+            "{hits} < {}",
+            3 * per_conversation
+        );
     }
 
     #[test]

@@ -317,11 +317,11 @@ pub fn simulate_arrivals(
 
     // A request ended at the client at `at`: its slot frees, its source hears of it.
     let end = |traces: &mut Vec<Trace>,
-                   slots: &mut VecDeque<u64>,
-                   source: &mut dyn Arrivals,
-                   i: usize,
-                   at: u64,
-                   rejected: Option<String>| {
+               slots: &mut VecDeque<u64>,
+               source: &mut dyn Arrivals,
+               i: usize,
+               at: u64,
+               rejected: Option<String>| {
         let t = &mut traces[i];
         let ok = rejected.is_none();
         if let Some(reason) = rejected {
@@ -364,7 +364,14 @@ pub fn simulate_arrivals(
             });
             if let Err(r) = submitted {
                 // The 400 reaches the client one latency later; its slot frees then.
-                end(&mut traces, &mut slots, source, i, sent + 2 * lat, Some(r.reason));
+                end(
+                    &mut traces,
+                    &mut slots,
+                    source,
+                    i,
+                    sent + 2 * lat,
+                    Some(r.reason),
+                );
             }
         }
 
