@@ -42,9 +42,12 @@ pub enum Command {
     /// file: configs/quickstart.toml, the seed study on the simulator.
     Suite(SuiteArgs),
     /// Run one deployment at several loads: `sweep --concurrency 1,2,4,8 -- <run flags>`.
+    /// With `--dataset-name multi-turn` the concurrency counts conversations at once and a
+    /// rate is conversation starts per second.
     Sweep(SweepArgs),
     /// Find the highest request rate whose goodput meets a target:
-    /// `capacity --target 0.95 -- <run flags with --goodput ...>`.
+    /// `capacity --target 0.95 -- <run flags with --goodput ...>`. With `--dataset-name
+    /// multi-turn` the rate is conversation starts per second.
     Capacity(CapacityArgs),
     /// Compare two result files and mark the differences larger than the noise.
     Compare(CompareArgs),
@@ -64,10 +67,12 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Closed-loop concurrencies to run, e.g. 1,2,4,8,16.
+    /// Closed-loop concurrencies to run, e.g. 1,2,4,8,16 (conversations at once for a
+    /// multi-turn workload).
     #[arg(long)]
     pub concurrency: Option<String>,
-    /// Open-loop request rates to run, e.g. 1,2,4,8.
+    /// Open-loop request rates to run, e.g. 1,2,4,8 (conversation starts per second for a
+    /// multi-turn workload).
     #[arg(long)]
     pub rates: Option<String>,
     /// `servebench run` flags for every point (after `--`).
@@ -81,7 +86,8 @@ pub struct CapacityArgs {
     /// Fraction of requests that must succeed and meet every --goodput objective.
     #[arg(long, default_value_t = 0.95)]
     pub target: f64,
-    /// First rate tried (requests/s); the search doubles it until the target is missed.
+    /// First rate tried (requests/s; conversation starts/s for a multi-turn workload); the
+    /// search doubles it until the target is missed.
     #[arg(long, default_value_t = 1.0)]
     pub start_rate: f64,
     /// Stop when the bracket (highest met, lowest missed) is this tight, relative.
@@ -90,7 +96,8 @@ pub struct CapacityArgs {
     /// At most this many probes.
     #[arg(long, default_value_t = 14)]
     pub max_probes: usize,
-    /// Each probe sends rate × this many seconds of requests…
+    /// Each probe sends rate × this many seconds of requests (of conversations, each counted
+    /// as its mean turns, for a multi-turn workload)…
     #[arg(long, default_value_t = 15.0)]
     pub seconds_per_point: f64,
     /// …and at least this many.

@@ -155,17 +155,30 @@ fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&describe_plan(plan))
 }
 
-/// One line a person can read: "closed loop, 10 in flight, 100 requests, 2 warmups".
+/// One line a person can read: "closed loop, 10 in flight, 100 requests, 2 warmups"; for
+/// conversations "closed loop, 10 conversations at once, …" and "open loop, 2 conversations/s
+/// poisson, …" (the stop count is requests, i.e. turns, either way).
 pub fn describe_plan(plan: &LoadPlan) -> String {
+    let (unit, all) = if plan.conversations {
+        (
+            "conversations/s",
+            "open loop, all conversations start at t=0",
+        )
+    } else {
+        ("req/s", "open loop, all requests due at t=0")
+    };
     let mode = match &plan.mode {
+        LoadMode::Closed { concurrency } if plan.conversations => {
+            format!("closed loop, {concurrency} conversations at once")
+        }
         LoadMode::Closed { concurrency } => format!("closed loop, {concurrency} in flight"),
         LoadMode::Open {
             pacing,
             max_in_flight,
         } => {
             let pace = match pacing {
-                Pacing::AllAtOnce => "open loop, all requests due at t=0".to_string(),
-                Pacing::Rate { rate, arrival } => format!("open loop, {rate} req/s {arrival}"),
+                Pacing::AllAtOnce => all.to_string(),
+                Pacing::Rate { rate, arrival } => format!("open loop, {rate} {unit} {arrival}"),
                 Pacing::Trace(o) => {
                     format!("open loop, a trace's own clock ({} arrivals)", o.len())
                 }
@@ -176,12 +189,17 @@ pub fn describe_plan(plan: &LoadPlan) -> String {
             }
         }
     };
+    let warmups = if plan.conversations {
+        "warmup conversations"
+    } else {
+        "warmups"
+    };
     let stop = match plan.stop {
         Stop::Requests(n) => format!("{n} requests"),
         Stop::Duration(d) => format!("{} s", d.as_secs_f64()),
         Stop::RequestsOrDuration(n, d) => format!("{n} requests or {} s", d.as_secs_f64()),
     };
-    format!("{mode}, {stop}, {} warmups", plan.warmups)
+    format!("{mode}, {stop}, {} {warmups}", plan.warmups)
 }
 
 fn positive_secs(field: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -875,6 +893,7 @@ impl RunConfig {
             warmups: a.num_warmups,
             warmup_concurrency,
             seed: w.seed,
+            conversations: matches!(w.spec, Workload::MultiTurn(_)),
         };
         Ok(RunConfig {
             target,
@@ -1133,6 +1152,26 @@ mod tests {
         // The default size is every turn of every conversation.
         assert_eq!(c.plan.stop, Stop::Requests(15));
         assert!(matches!(c.plan.mode, LoadMode::Closed { concurrency } if concurrency.get() == 2));
+        // The concurrency counts conversations; the stop count is still requests (turns).
+        assert_eq!(
+            describe_plan(&c.plan),
+            "closed loop, 2 conversations at once, 15 requests, 0 warmup conversations"
+        );
+        let mut open = c.plan.clone();
+        open.mode = LoadMode::Open {
+            pacing: Pacing::Rate {
+                rate: 2.0,
+                arrival: crate::arrival::Arrival::POISSON,
+            },
+            max_in_flight: None,
+        };
+        assert!(
+            describe_plan(&open).starts_with("open loop, 2 conversations/s"),
+            "{}",
+            describe_plan(&open)
+        );
+        open.conversations = false;
+        assert!(describe_plan(&open).starts_with("open loop, 2 req/s"));
     }
 
     #[test]

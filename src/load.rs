@@ -122,6 +122,11 @@ pub struct LoadPlan {
     /// Warmup concurrency.
     pub warmup_concurrency: NonZeroUsize,
     pub seed: u64,
+    /// The plan drives multi-turn conversations (`load::session`): the closed loop's N counts
+    /// conversations at once, an open loop's rate is conversation starts per second, the stop
+    /// count still counts requests (turns). Only descriptions read it; the driver is chosen
+    /// by the workload.
+    pub conversations: bool,
 }
 
 /// Ask a running load to stop early (Ctrl-C). Cheap to clone.
@@ -639,6 +644,7 @@ mod tests {
             warmups: 3,
             warmup_concurrency: nz(2),
             seed: 1,
+            conversations: false,
         };
         let (rep, recs) = collect(plan, Arc::clone(&s), 43, Interrupt::default()).await;
         assert_eq!(rep.measured_sent, 40);
@@ -671,6 +677,7 @@ mod tests {
             warmups: 0,
             warmup_concurrency: nz(1),
             seed: 1,
+            conversations: false,
         };
         let (rep, recs) = collect(plan, s, 20, Interrupt::default()).await;
         assert_eq!(recs.len(), 20);
@@ -692,6 +699,7 @@ mod tests {
             warmups: 0,
             warmup_concurrency: nz(1),
             seed: 1,
+            conversations: false,
         };
         let (_, recs) = collect(plan, Arc::clone(&s), 6, Interrupt::default()).await;
         assert_eq!(recs.len(), 6);
@@ -717,6 +725,7 @@ mod tests {
             warmups: 0,
             warmup_concurrency: nz(1),
             seed: 1,
+            conversations: false,
         };
         let (rep, recs) = collect(plan, s, 100, Interrupt::default()).await;
         assert_eq!(rep.stop_reason, StopReason::Duration);
@@ -732,6 +741,7 @@ mod tests {
             warmups: 0,
             warmup_concurrency: nz(1),
             seed: 1,
+            conversations: false,
         };
         let intr = Interrupt::default();
         let i2 = intr.clone();
@@ -772,6 +782,7 @@ mod tests {
             warmups: 0,
             warmup_concurrency: nz(1),
             seed: 1,
+            conversations: false,
         };
         let (rep, recs) = collect(plan, s, 4, Interrupt::default()).await;
         assert_eq!(rep.stop_reason, StopReason::WorkloadExhausted);

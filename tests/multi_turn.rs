@@ -155,3 +155,141 @@ fn conversations_on_the_simulator_hit_their_history_and_report_ttft_by_turn() {
     );
     drop(server);
 }
+
+/// `predict` simulates the same conversations in virtual time: each turn due at the previous
+/// turn's finish plus the think time, the history rendered as the server renders it (so the
+/// prefix cache hits alike). It must agree with the served simulator measured by `run` on
+/// mean TTFT by turn and on output throughput. Tolerance: 15 % on throughput (as the
+/// single-turn agreement test), and 25 % or 1 ms, whichever is larger, on each turn's mean
+/// TTFT (a few ms each, where the loopback and timer jitter of a busy machine weigh more).
+/// Think times are exponential (seeded, the same in both): with fixed ones the 8
+/// conversations of predict finish their turns in the same step and send their next turns at
+/// the same instant, batched into one prefill, while a real client's jitter spreads them over
+/// two steps; that lockstep is a property of the deterministic model, not what is compared.
+/// Bounded: 16 conversations × 4 turns, 8 at once, about a second of serving.
+#[test]
+fn predict_agrees_with_sim_serve_on_conversations() {
+    let catalog = Catalog::builtin();
+    let model = "facebook/opt-125m";
+    let opts = PredictOptions::new(EngineKind::Vllm, "a10g", model);
+    let server_rt = runtime();
+    let backend = server_rt
+        .block_on(async { Arc::new(SimBackend::spawn(opts.engine(&catalog).unwrap(), model)) });
+    let server = server_rt
+        .block_on(spawn_local(
+            backend.clone(),
+            ServerOptions {
+                model: model.into(),
+                max_model_len: backend.facts().max_model_len,
+                ..ServerOptions::default()
+            },
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let workload = [
+        "--dataset-name",
+        "multi-turn",
+        "--conversation-num",
+        "16",
+        "--conversation-turn-mean",
+        "4",
+        "--conversation-system-prompt-len",
+        "64",
+        "--conversation-first-input-len",
+        "512",
+        "--conversation-input-len",
+        "64",
+        "--conversation-output-len",
+        "64",
+        "--conversation-turn-delay-mean",
+        "20",
+        "--conversation-turn-delay-dist",
+        "exponential",
+        "--max-concurrency",
+        "8",
+        "--ignore-eos",
+        "--result-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    let mut argv = vec![
+        "servebench",
+        "run",
+        "--no-progress",
+        "--no-nvml",
+        "--base-url",
+        server.url(),
+        "--endpoint",
+        "/v1/chat/completions",
+    ];
+    argv.extend(workload);
+    let cfg = match Cli::try_parse_from(argv).unwrap().command {
+        Command::Run(a) => RunConfig::from_args(&a).unwrap(),
+        _ => unreachable!(),
+    };
+    let out = runtime().block_on(run_benchmark(&cfg, false)).unwrap();
+    assert_eq!(
+        out.summary.completed, 64,
+        "{:?}",
+        out.summary.errors_by_kind
+    );
+    let measured: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out.summary_path).unwrap()).unwrap();
+    drop(server);
+
+    let mut argv = vec![
+        "servebench",
+        "predict",
+        "--engine",
+        "vllm",
+        "--gpu",
+        "a10g",
+        "--sim-model",
+        model,
+        "--result-filename",
+        "predicted.json",
+    ];
+    argv.extend(workload);
+    let status = servebench::app::main(Cli::try_parse_from(argv).unwrap());
+    assert_eq!(status, servebench::app::ExitStatus::Success);
+    let predicted: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("predicted.json")).unwrap()).unwrap();
+
+    let (m, p) = (&measured["summary"], &predicted["summary"]);
+    assert_eq!(p["completed"], 64);
+    let tps = |s: &serde_json::Value| s["output_throughput"].as_f64().unwrap();
+    let off = tps(m) / tps(p) - 1.0;
+    eprintln!(
+        "output tok/s measured {:.1} predicted {:.1} ({:+.1} %)",
+        tps(m),
+        tps(p),
+        off * 100.0
+    );
+    let (mt, pt) = (
+        m["turns"].as_array().unwrap(),
+        p["turns"].as_array().unwrap(),
+    );
+    assert_eq!((mt.len(), pt.len()), (4, 4));
+    let mut misses = Vec::new();
+    for (a, b) in mt.iter().zip(pt) {
+        assert_eq!(a["turn"], b["turn"]);
+        // The same prompts: the history grows by the same reply and message each turn.
+        assert_eq!(a["mean_input_tokens"], b["mean_input_tokens"]);
+        let (x, y) = (
+            a["ttft_ms"]["mean"].as_f64().unwrap(),
+            b["ttft_ms"]["mean"].as_f64().unwrap(),
+        );
+        eprintln!(
+            "turn {}: mean TTFT measured {x:.2} ms, predicted {y:.2} ms",
+            a["turn"]
+        );
+        if (x - y).abs() > (0.25 * y).max(1.0) {
+            misses.push(format!("turn {}: {x:.2} vs {y:.2} ms", a["turn"]));
+        }
+    }
+    assert!(
+        off.abs() < 0.15,
+        "throughput differs by {:.1} %",
+        off * 100.0
+    );
+    assert!(misses.is_empty(), "mean TTFT by turn differs: {misses:?}");
+}

@@ -11,11 +11,12 @@ use crate::metrics::summarize;
 use crate::report::{self, ResultFile, RunInfo};
 use crate::server::{self, ServerOptions};
 use crate::sim::catalog::Catalog;
+use crate::sim::conversation::{Conversations, Pacing as ConversationPacing, ReplyRule};
 use crate::sim::engine::SimRequest;
-use crate::sim::predict::{predict, PredictOptions, SimLoad};
+use crate::sim::predict::{predict, predict_arrivals, PredictOptions, SimLoad};
 use crate::sim::profile::EngineKind;
 use crate::sim::serve::SimBackend;
-use crate::workload::PromptMaker;
+use crate::workload::{PromptMaker, Workload};
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 
@@ -131,15 +132,6 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         .map_err(AppError::usage)?;
     let m = MetricConfig::from_args(&args.metrics).map_err(AppError::usage)?;
     let o = OutputConfig::from_args(&args.output).map_err(AppError::usage)?;
-    if matches!(w.spec, crate::workload::Workload::MultiTurn(_)) {
-        // Each turn would arrive at its previous turn's virtual finish plus the think time;
-        // `simulate` offers requests on fixed arrivals or slots only.
-        return Err(AppError::usage(ConfigError {
-            field: "--dataset-name".into(),
-            value: "multi-turn".into(),
-            problem: "predict does not simulate conversations yet; measure them on the simulator in real time with `servebench sim serve` and `run --dataset-name multi-turn`, or in a suite with a kind = \"sim\" target".into(),
-        }));
-    }
     let n = match l.stop {
         Stop::Requests(n) => n,
         _ => {
@@ -154,7 +146,32 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         Some(p) => PromptMaker::with_tokenizer(p).map_err(|e| AppError::usage(anyhow!(e)))?,
         None => PromptMaker::approximate(),
     };
-    let (load, offsets): (SimLoad, Box<dyn Iterator<Item = u64>>) = match l.mode {
+    let (source, load) = match &w.spec {
+        Workload::MultiTurn(mt) => {
+            let plans = mt.conversations(&maker, w.seed);
+            let (pacing, load) = conversation_pacing(&l.mode, plans.len(), w.seed)?;
+            let rule = ReplyRule {
+                constraint: w.structured.as_ref().map(|s| s.constraint.clone()),
+                ignore_eos: w.ignore_eos,
+                min_tokens: w.min_tokens.unwrap_or(0),
+            };
+            let c = Conversations::new(plans, pacing, rule, n);
+            (Source::Conversations(Box::new(c)), load)
+        }
+        _ => {
+            let (load, offsets) = single_turn_load(&l.mode, w.seed)?;
+            (Source::Requests(requests_of(&w, &maker, offsets, n)), load)
+        }
+    };
+    finish_predict(&target, (&w, &l, &m, &o), n, source, load)
+}
+
+/// A single-turn load in the simulator and the requests' arrival offsets.
+fn single_turn_load(
+    mode: &LoadMode,
+    seed: u64,
+) -> Result<(SimLoad, Box<dyn Iterator<Item = u64>>), AppError> {
+    Ok(match mode {
         LoadMode::Closed { concurrency } => (
             SimLoad::Closed {
                 in_flight: concurrency.get(),
@@ -164,27 +181,73 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         LoadMode::Open {
             pacing: Pacing::AllAtOnce,
             max_in_flight,
-        } => (open_load(max_in_flight), Box::new(std::iter::repeat(0))),
+        } => (open_load(*max_in_flight), Box::new(std::iter::repeat(0))),
         LoadMode::Open {
             pacing: Pacing::Rate { rate, arrival },
             max_in_flight,
         } => (
-            open_load(max_in_flight),
+            open_load(*max_in_flight),
             Box::new(
-                Schedule::new(rate, arrival, w.seed).map_err(|e| AppError::usage(anyhow!(e)))?,
+                Schedule::new(*rate, *arrival, seed).map_err(|e| AppError::usage(anyhow!(e)))?,
             ),
         ),
         LoadMode::Open {
             pacing: Pacing::Trace(offsets),
             max_in_flight,
         } => (
-            open_load(max_in_flight),
-            Box::new((*offsets).clone().into_iter()),
+            open_load(*max_in_flight),
+            Box::new(offsets.as_ref().clone().into_iter()),
         ),
-    };
-    let requests: Vec<SimRequest> = w
-        .spec
-        .items(&maker, w.seed)
+    })
+}
+
+/// Where a prediction's requests come from.
+enum Source {
+    Requests(Vec<SimRequest>),
+    Conversations(Box<Conversations>),
+}
+
+/// Multi-turn pacing, as the session driver paces conversations: a closed loop of N keeps N
+/// conversations going (no slot gate: a conversation thinking between turns holds its place);
+/// an open loop starts conversations on the schedule, turns waiting for a slot under a cap.
+fn conversation_pacing(
+    mode: &LoadMode,
+    conversations: usize,
+    seed: u64,
+) -> Result<(ConversationPacing, SimLoad), AppError> {
+    Ok(match mode {
+        LoadMode::Closed { concurrency } => {
+            (ConversationPacing::Lanes(concurrency.get()), SimLoad::Open)
+        }
+        LoadMode::Open {
+            pacing,
+            max_in_flight,
+        } => {
+            let offsets: Vec<u64> = match pacing {
+                Pacing::AllAtOnce => vec![0; conversations],
+                Pacing::Rate { rate, arrival } => Schedule::new(*rate, *arrival, seed)
+                    .map_err(|e| AppError::usage(anyhow!(e)))?
+                    .take(conversations)
+                    .collect(),
+                Pacing::Trace(o) => o.iter().copied().take(conversations).collect(),
+            };
+            (
+                ConversationPacing::Starts(offsets),
+                open_load(*max_in_flight),
+            )
+        }
+    })
+}
+
+/// The single-turn requests: the workload's items on their offsets, `n` of them.
+fn requests_of(
+    w: &WorkloadConfig,
+    maker: &PromptMaker,
+    offsets: Box<dyn Iterator<Item = u64>>,
+    n: u64,
+) -> Vec<SimRequest> {
+    w.spec
+        .items(maker, w.seed)
         .zip(offsets)
         .take(n as usize)
         .enumerate()
@@ -209,10 +272,29 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             r.grammar = grammar;
             r
         })
-        .collect();
+        .collect()
+}
+
+/// Run the prediction and write its result as `run` writes one.
+fn finish_predict(
+    target: &SimTarget,
+    (w, l, m, o): (&WorkloadConfig, &LoadConfig, &MetricConfig, &OutputConfig),
+    n: u64,
+    source: Source,
+    load: SimLoad,
+) -> Result<ExitStatus, AppError> {
     let wall = std::time::Instant::now();
-    let prediction = predict(&target.catalog, &target.options(), &requests, load)
-        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let (prediction, conversations) = match source {
+        Source::Requests(requests) => (
+            predict(&target.catalog, &target.options(), &requests, load),
+            None,
+        ),
+        Source::Conversations(mut c) => (
+            predict_arrivals(&target.catalog, &target.options(), c.as_mut(), load),
+            Some(c.tally()),
+        ),
+    };
+    let prediction = prediction.map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     let elapsed = wall.elapsed();
 
     let started = chrono::Utc::now();
@@ -234,6 +316,7 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         "profile": prediction.profile,
         "steps": prediction.steps,
         "preemptions": prediction.preemptions,
+        "conversations": conversations,
         "virtual_duration_s": prediction.duration_ns as f64 / 1e9,
         "wall_time_s": elapsed.as_secs_f64(),
     });

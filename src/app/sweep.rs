@@ -9,6 +9,7 @@ use crate::config::RunConfig;
 use crate::metrics::Summary;
 use crate::report::study::{render_latency_throughput, SweepPoint};
 use crate::sweep::{search, CapacitySearch};
+use crate::workload::Workload;
 use anyhow::{anyhow, Context};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -145,15 +146,22 @@ pub(super) fn sweep_command(args: &SweepArgs) -> Result<ExitStatus, AppError> {
         &[flag, "--result-filename", "--no-progress"],
         "sweep",
     )?;
+    // With conversations, --max-concurrency counts conversations at once and --request-rate
+    // is conversation starts per second (as in `run`); the labels say so.
+    let conversations = matches!(
+        point_config(&args.run_args, &[])?.workload,
+        Workload::MultiTurn(_)
+    );
     let rt = runtime(None, "servebench-client")?;
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut rows = Vec::new();
     let mut dir = PathBuf::from("results");
     for v in values {
-        let shown = if flag == "--max-concurrency" {
-            format!("c={v}")
-        } else {
-            format!("{v} req/s")
+        let shown = match (flag, conversations) {
+            ("--max-concurrency", false) => format!("c={v}"),
+            ("--max-concurrency", true) => format!("{v} conversations"),
+            (_, false) => format!("{v} req/s"),
+            (_, true) => format!("{v} conv/s"),
         };
         let value = if flag == "--max-concurrency" {
             format!("{}", v as usize)
@@ -226,6 +234,27 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
         ),
         None => None,
     };
+    // With conversations the rate is conversation starts per second and the count is
+    // requests (turns): a probe of `seconds_per_point` needs rate × seconds × turns per
+    // conversation requests, and the pass must hold that many conversations.
+    let turns_per_start = match &point_config(&args.run_args, &[])?.workload {
+        Workload::MultiTurn(m) => {
+            let per = m.total_turns() as f64 / f64::from(m.conversations.max(1));
+            eprintln!(
+                "capacity: multi-turn workload: rates are conversation starts per second \
+                 ({per:.1} turns each on average); each probe starts at most the pass's {} \
+                 conversations (--conversation-num)",
+                m.conversations
+            );
+            Some(per)
+        }
+        _ => None,
+    };
+    let unit = if turns_per_start.is_some() {
+        "conv/s"
+    } else {
+        "req/s"
+    };
     let rt = runtime(None, "servebench-client")?;
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut rows: Vec<SweepRow> = Vec::new();
@@ -234,7 +263,8 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
     let mut run_at = |rate: f64, tag: &str| -> Result<(SweepRow, Summary), AppError> {
         n += 1;
         // Enough requests for the rate to be a rate: the seconds asked, at least min_requests.
-        let requests = ((rate * args.seconds_per_point).ceil() as u64).max(args.min_requests);
+        let starts = rate * args.seconds_per_point * turns_per_start.unwrap_or(1.0);
+        let requests = (starts.ceil() as u64).max(args.min_requests);
         let cfg = point_config(
             &args.run_args,
             &[
@@ -250,12 +280,12 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
         dir = cfg.result_dir.clone();
         let out = rt.block_on(run_benchmark(&cfg, false))?;
         let r = row(
-            format!("{rate:.3} req/s"),
+            format!("{rate:.3} {unit}"),
             out.summary_path.clone(),
             &out.summary,
         );
         eprintln!(
-            "capacity: {rate:.3} req/s → {:.1} % good",
+            "capacity: {rate:.3} {unit} → {:.1} % good",
             r.good_fraction.unwrap_or(0.0) * 100.0
         );
         Ok((r, out.summary))

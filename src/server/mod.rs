@@ -60,7 +60,7 @@ pub use backend::{
 pub use faults::{FaultConfig, FaultConfigError, FaultKind, FaultPlan};
 pub use fixed::{FixedTiming, FixedTimingConfig};
 pub use stats::{RequestOutcome, ServerStats};
-pub use wire::{estimate_tokens, words as output_words};
+pub use wire::{answer_text, estimate_tokens, render_chat, words as output_words};
 
 use sse::{shutdown_future, AbortBody, ChunkTemplate, RequestGuard, SseStream, StreamSetup};
 use wire::{Endpoint, Rejection, ResponseMeta};

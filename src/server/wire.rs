@@ -223,19 +223,33 @@ fn chat_prompt(messages: Option<&[Message]>) -> Result<(String, u32), Rejection>
             ))
         }
     };
+    let contents = messages
+        .iter()
+        .map(|m| message_text(m.content.as_ref()))
+        .collect::<Result<Vec<String>, Rejection>>()?;
+    Ok(render_chat(messages.iter().zip(&contents).map(|(m, c)| {
+        (m.role.as_deref().unwrap_or("user"), c.as_str())
+    })))
+}
+
+/// Chat messages `(role, content)` as the embedded server renders them into one prompt
+/// (ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
+/// `<|im_start|>assistant\n`) and its token estimate (the contents' words; the tags are not
+/// counted). `predict` renders a conversation's history with this, so its prompts, and the
+/// prefix identities derived from them, are the served simulator's.
+pub fn render_chat<'a>(messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> (String, u32) {
     let mut prompt = String::new();
     let mut tokens: u32 = 0;
-    for m in messages {
-        let content = message_text(m.content.as_ref())?;
-        tokens = tokens.saturating_add(estimate_tokens(&content));
+    for (role, content) in messages {
+        tokens = tokens.saturating_add(estimate_tokens(content));
         prompt.push_str("<|im_start|>");
-        prompt.push_str(m.role.as_deref().unwrap_or("user"));
+        prompt.push_str(role);
         prompt.push('\n');
-        prompt.push_str(&content);
+        prompt.push_str(content);
         prompt.push_str("<|im_end|>\n");
     }
     prompt.push_str("<|im_start|>assistant\n");
-    Ok((prompt, tokens))
+    (prompt, tokens)
 }
 
 /// A message's text: a string, null, or a list of parts whose `text` fields are joined.

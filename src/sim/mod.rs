@@ -5,7 +5,11 @@
 //! - [`kv`]: paged KV blocks with hash-based prefix caching (vLLM) and the radix cache (SGLang).
 //! - [`profile`]: the engines' scheduling and memory mechanisms and their defaults.
 //! - [`engine`]: the iteration-level discrete-event engine model.
-//! - [`mod@predict`]: run a workload through the model in virtual time, producing client records.
+//! - [`mod@predict`]: run a workload through the model in virtual time, producing client records;
+//!   requests come from an [`predict::Arrivals`] source (a fixed list, or one whose arrivals
+//!   depend on finishes).
+//! - [`conversation`]: multi-turn conversations as such a source (turn k+1 due at turn k's
+//!   finish plus the think time).
 //! - [`sharegpt`]: a synthetic ShareGPT-like length distribution.
 //! - [`calibration`]: the published results the free constants were fitted to.
 //! - [`serve`]: the engine model behind the OpenAI-compatible server, in real time.
@@ -14,6 +18,7 @@
 
 pub mod calibration;
 pub mod catalog;
+pub mod conversation;
 pub mod engine;
 pub mod kv;
 pub mod predict;
@@ -25,6 +30,8 @@ pub mod sharegpt;
 pub use catalog::{Catalog, CatalogError, GpuSpec, InstanceSpec, ModelSpec};
 pub use engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest, StepReport};
 pub use kv::PrefixSegment;
-pub use predict::{predict, predict_with, PredictOptions, Prediction, SimLoad};
+pub use predict::{
+    predict, predict_arrivals, predict_with, Arrivals, Offer, PredictOptions, Prediction, SimLoad,
+};
 pub use profile::{BatchMode, EngineKind, EngineProfile, OptionValue, SchedulePolicy};
 pub use serve::SimBackend;

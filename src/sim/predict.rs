@@ -7,7 +7,7 @@
 //! (latency 0) so its records isolate the engine and the GPU.
 
 use super::catalog::Catalog;
-use super::engine::{Engine, EngineFacts, EngineGauges, Rejection, SimError, SimRequest};
+use super::engine::{Engine, EngineFacts, EngineGauges, SimError, SimRequest};
 use super::kv::HashMap;
 use super::profile::{EngineKind, EngineProfile};
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord, TokenSource, Usage};
@@ -127,8 +127,29 @@ pub fn predict(
     ))
 }
 
+/// Simulate the requests `source` offers (for instance [`super::conversation::Conversations`])
+/// on the engine `opts` describes; `load` gates the sends as in [`simulate_arrivals`].
+pub fn predict_arrivals(
+    catalog: &Catalog,
+    opts: &PredictOptions,
+    source: &mut dyn Arrivals,
+    load: SimLoad,
+) -> Result<Prediction, SimError> {
+    let engine = opts.engine(catalog)?;
+    Ok(simulate_arrivals(
+        engine,
+        source,
+        load,
+        opts.gauge_interval_ns,
+        opts.client_latency_ns,
+    ))
+}
+
+/// One request as the client sent it, and what the client saw of it.
 struct Trace {
     req: SimRequest,
+    /// Records are returned sorted by this ([`Offer::position`]).
+    position: u64,
     scheduled_ns: u64,
     /// When the request was sent (a slot was free and it was due).
     sent_ns: u64,
@@ -136,6 +157,7 @@ struct Trace {
     emissions: Vec<(u64, u32)>,
     rejected: Option<(u64, String)>,
     done: bool,
+    conversation: Option<(u64, u32)>,
 }
 
 /// Simulate on an engine built by the caller, with an ideal client (no network latency).
@@ -154,59 +176,134 @@ pub fn predict_with(
 /// has started, and waits for it, as it does against a real server.
 pub const DEFAULT_CLIENT_LATENCY_NS: u64 = 200_000;
 
+/// A request a source hands the client to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    /// The request; its `id` must be unique in the run. `arrival_ns` is overwritten with the
+    /// instant it reaches the engine.
+    pub req: SimRequest,
+    /// When it was due at the client (its record's `scheduled_ns`).
+    pub scheduled_ns: u64,
+    /// Records come back sorted by this (a list's index, a conversation turn's request id).
+    pub position: u64,
+    /// (conversation, turn) for a turn of a multi-turn conversation.
+    pub conversation: Option<(u64, u32)>,
+}
+
+/// Where `simulate` gets its requests: when the next one is due, the request itself once it is
+/// sent, and word of each request's end, so a source can make requests due that depend on
+/// earlier ones finishing (a conversation's next turn is due at its previous turn's finish plus
+/// the think time). Times are the client's clock, ns of virtual time.
+///
+/// The loop calls [`Arrivals::ended`] in time order and never asks about the past: a request
+/// that ends at `t` can make another due at `t` or later.
+pub trait Arrivals {
+    /// When the next request is due, if one is due as things stand. `None` may change once a
+    /// request in flight ends.
+    fn next_due(&self) -> Option<u64>;
+    /// The request [`Arrivals::next_due`] named, sent at `sent_ns` (≥ its due time; later when
+    /// it waited for a slot).
+    fn send(&mut self, sent_ns: u64) -> Option<Offer>;
+    /// The client saw request `id` end at `at_ns`: its last token (`ok`) or its error.
+    fn ended(&mut self, id: u64, at_ns: u64, ok: bool);
+}
+
+/// A fixed list of requests: due at their `arrival_ns` in an open loop (sent in that order), or
+/// at once, in list order, in a closed loop (the slots pace them).
+struct RequestList<'a> {
+    requests: &'a [SimRequest],
+    order: VecDeque<usize>,
+    closed: bool,
+}
+
+impl<'a> RequestList<'a> {
+    fn new(requests: &'a [SimRequest], load: SimLoad) -> RequestList<'a> {
+        let closed = matches!(load, SimLoad::Closed { .. });
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        if !closed {
+            order.sort_by_key(|&i| (requests[i].arrival_ns, i));
+        }
+        RequestList {
+            requests,
+            order: order.into(),
+            closed,
+        }
+    }
+}
+
+impl Arrivals for RequestList<'_> {
+    fn next_due(&self) -> Option<u64> {
+        let &i = self.order.front()?;
+        Some(if self.closed {
+            0
+        } else {
+            self.requests[i].arrival_ns
+        })
+    }
+
+    fn send(&mut self, sent_ns: u64) -> Option<Offer> {
+        let i = self.order.pop_front()?;
+        let req = self.requests[i].clone();
+        Some(Offer {
+            // Closed loop: the request was due when its slot freed.
+            scheduled_ns: if self.closed { sent_ns } else { req.arrival_ns },
+            req,
+            position: i as u64,
+            conversation: None,
+        })
+    }
+
+    fn ended(&mut self, _id: u64, _at_ns: u64, _ok: bool) {}
+}
+
 /// Simulate on an engine built by the caller. `client_latency_ns` is the one-way latency
 /// between client and engine: requests reach the engine that much after they are sent and
 /// tokens reach the client that much after the step that produced them.
 pub fn simulate(
-    mut engine: Engine,
+    engine: Engine,
     requests: &[SimRequest],
     load: SimLoad,
     gauge_interval_ns: u64,
     client_latency_ns: u64,
 ) -> Prediction {
-    let lat = client_latency_ns;
-    let mut traces: Vec<Trace> = requests
-        .iter()
-        .map(|r| Trace {
-            req: r.clone(),
-            scheduled_ns: r.arrival_ns,
-            sent_ns: r.arrival_ns,
-            emissions: Vec::new(),
-            rejected: None,
-            done: false,
-        })
-        .collect();
-    let index: HashMap<u64, usize> = requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id, i))
-        .collect();
+    let mut list = RequestList::new(requests, load);
+    simulate_arrivals(
+        engine,
+        &mut list,
+        load,
+        gauge_interval_ns,
+        client_latency_ns,
+    )
+}
 
-    // The queue of requests not yet sent, in sending order.
-    let mut pending: VecDeque<usize> = match load {
-        SimLoad::Open | SimLoad::OpenCapped { .. } => {
-            let mut order: Vec<usize> = (0..requests.len()).collect();
-            order.sort_by_key(|&i| (requests[i].arrival_ns, i));
-            order.into()
-        }
-        SimLoad::Closed { .. } => (0..requests.len()).collect(),
-    };
-    // Closed loop: client-side instants at which a slot freed (non-decreasing).
+/// Simulate requests from `source`. `load` gates the sends: a closed loop or a capped open
+/// loop sends a due request only when one of its slots is free (a slot frees when the client
+/// sees its request end); an open loop sends each request when it is due.
+pub fn simulate_arrivals(
+    mut engine: Engine,
+    source: &mut dyn Arrivals,
+    load: SimLoad,
+    gauge_interval_ns: u64,
+    client_latency_ns: u64,
+) -> Prediction {
+    let lat = client_latency_ns;
+    let mut traces: Vec<Trace> = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::default();
+
+    // Client-side instants at which a slot freed (non-decreasing).
     let mut slots: VecDeque<u64> = match load {
         SimLoad::Closed { in_flight: n } | SimLoad::OpenCapped { max_in_flight: n } => {
             std::iter::repeat_n(0, n.max(1)).collect()
         }
         SimLoad::Open => VecDeque::new(),
     };
-    // When the next unsent request is sent (client clock), if it can be sent at all.
-    let next_send = |pending: &VecDeque<usize>, slots: &VecDeque<u64>, traces: &[Trace]| {
-        let &i = pending.front()?;
-        match load {
-            SimLoad::Open => Some(traces[i].req.arrival_ns),
-            SimLoad::Closed { .. } => slots.front().copied(),
-            SimLoad::OpenCapped { .. } => slots
-                .front()
-                .map(|&free| free.max(traces[i].req.arrival_ns)),
+    // When the next due request is sent (client clock), if it can be sent at all.
+    let next_send = |source: &dyn Arrivals, slots: &VecDeque<u64>| {
+        let due = source.next_due()?;
+        if load.has_slots() {
+            slots.front().map(|&free| free.max(due))
+        } else {
+            Some(due)
         }
     };
 
@@ -218,41 +315,69 @@ pub fn simulate(
     let mut last_gauge: Option<u64> = None;
     let mut end_ns = 0u64;
 
-    let reject = |traces: &mut Vec<Trace>, r: Rejection, at: u64| {
-        if let Some(&i) = index.get(&r.id) {
-            traces[i].rejected = Some((at, r.reason));
-            traces[i].done = true;
+    // A request ended at the client at `at`: its slot frees, its source hears of it.
+    let end = |traces: &mut Vec<Trace>,
+               slots: &mut VecDeque<u64>,
+               source: &mut dyn Arrivals,
+               i: usize,
+               at: u64,
+               rejected: Option<String>| {
+        let t = &mut traces[i];
+        let ok = rejected.is_none();
+        if let Some(reason) = rejected {
+            t.rejected = Some((at, reason));
         }
+        t.done = true;
+        if load.has_slots() {
+            slots.push_back(at);
+        }
+        source.ended(t.req.id, at, ok);
     };
 
     loop {
         // Hand the engine what has reached it.
-        while let Some(sent) = next_send(&pending, &slots, &traces) {
+        while let Some(sent) = next_send(source, &slots) {
             if sent + lat > now {
                 break;
             }
-            let Some(i) = pending.pop_front() else { break };
+            let Some(offer) = source.send(sent) else {
+                break;
+            };
             if load.has_slots() {
                 slots.pop_front();
             }
-            if matches!(load, SimLoad::Closed { .. }) {
-                // Closed loop: the request was due when its slot freed.
-                traces[i].scheduled_ns = sent;
-            }
-            traces[i].sent_ns = sent;
-            if let Err(r) = engine.submit(&traces[i].req) {
+            let mut req = offer.req;
+            // The engine's clock starts the request when it arrives (grammar compilation).
+            req.arrival_ns = sent + lat;
+            let i = traces.len();
+            index.insert(req.id, i);
+            let submitted = engine.submit(&req);
+            traces.push(Trace {
+                req,
+                position: offer.position,
+                scheduled_ns: offer.scheduled_ns,
+                sent_ns: sent,
+                emissions: Vec::new(),
+                rejected: None,
+                done: false,
+                conversation: offer.conversation,
+            });
+            if let Err(r) = submitted {
                 // The 400 reaches the client one latency later; its slot frees then.
-                let back = sent + 2 * lat;
-                reject(&mut traces, r, back);
-                if load.has_slots() {
-                    slots.push_back(back);
-                }
+                end(
+                    &mut traces,
+                    &mut slots,
+                    source,
+                    i,
+                    sent + 2 * lat,
+                    Some(r.reason),
+                );
             }
         }
 
         let Some(rep) = engine.step(now) else {
             // Idle: jump to the next arrival at the engine, or stop.
-            match next_send(&pending, &slots, &traces) {
+            match next_send(source, &slots) {
                 Some(sent) => {
                     now = now.max(sent + lat);
                     continue;
@@ -271,19 +396,15 @@ pub fn simulate(
                 traces[i].emissions.push((seen, k));
             }
         }
-        let mut freed = 0usize;
         for &id in &rep.finished {
             if let Some(&i) = index.get(&id) {
-                traces[i].done = true;
-                freed += 1;
+                end(&mut traces, &mut slots, source, i, seen, None);
             }
         }
         for r in rep.rejected {
-            reject(&mut traces, r, seen);
-            freed += 1;
-        }
-        if load.has_slots() {
-            slots.extend(std::iter::repeat_n(seen, freed));
+            if let Some(&i) = index.get(&r.id) {
+                end(&mut traces, &mut slots, source, i, seen, Some(r.reason));
+            }
         }
         if last_gauge.is_none_or(|t| now.saturating_sub(t) >= gauge_interval_ns) {
             gauges.push(engine.gauges(now));
@@ -291,6 +412,7 @@ pub fn simulate(
         }
     }
 
+    traces.sort_by_key(|t| t.position);
     let records = traces.iter().map(to_record).collect();
     let g = engine.gauges(end_ns);
     let profile = engine.profile().clone();
@@ -327,6 +449,8 @@ fn to_record(t: &Trace) -> RequestRecord {
         );
         r.prompt_tokens = t.req.prompt_tokens;
         r.max_tokens = t.req.max_output_tokens;
+        r.conversation = t.conversation.map(|c| c.0);
+        r.turn = t.conversation.map(|c| c.1);
         return r;
     }
     let micros = |ns: u64| (ns.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32;
@@ -362,8 +486,8 @@ fn to_record(t: &Trace) -> RequestRecord {
         token_source: TokenSource::UsageFinal,
         resends: 0,
         output_text: None,
-        conversation: None,
-        turn: None,
+        conversation: t.conversation.map(|c| c.0),
+        turn: t.conversation.map(|c| c.1),
         output_check: None,
         outcome,
     }

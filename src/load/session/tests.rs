@@ -129,6 +129,7 @@ fn plan(mode: LoadMode, stop: Stop) -> LoadPlan {
         warmups: 0,
         warmup_concurrency: nz(1),
         seed: 1,
+        conversations: true,
     }
 }
 
