@@ -1161,6 +1161,81 @@ mod tests {
     }
 
     #[test]
+    fn sharegpt_multi_turn_flags_are_checked_and_name_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sg.json");
+        let conv = serde_json::json!({"conversations": [
+            {"from": "human", "value": "a b"}, {"from": "gpt", "value": "c"},
+            {"from": "human", "value": "d"}, {"from": "gpt", "value": "e f"}
+        ]});
+        std::fs::write(&p, serde_json::json!([conv, conv, conv]).to_string()).unwrap();
+        let path = p.to_str().unwrap();
+        let chat = ["--endpoint", "/v1/chat/completions"];
+        let ok = cfg(&[
+            &chat[..],
+            &[
+                "--dataset-name",
+                "sharegpt-multi-turn",
+                "--dataset-path",
+                path,
+                "--conversation-num",
+                "2",
+            ],
+        ]
+        .concat())
+        .unwrap();
+        let Workload::MultiTurn(m) = &ok.workload else {
+            panic!("{:?}", ok.workload)
+        };
+        assert_eq!((m.conversations, m.total_turns()), (2, 4));
+        assert_eq!(
+            ok.plan.stop,
+            Stop::Requests(4),
+            "every turn of the chosen conversations"
+        );
+        for (args, says) in [
+            (
+                vec!["--dataset-name", "sharegpt-multi-turn"],
+                "give its path",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt-multi-turn",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-min-turns",
+                    "3",
+                ],
+                "lower --sharegpt-min-turns",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-context-len",
+                    "100",
+                ],
+                "only cuts conversations of --dataset-name sharegpt-multi-turn",
+            ),
+        ] {
+            let e = cfg(&[&chat[..], &args].concat()).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+        let e = cfg(&[
+            "--dataset-name",
+            "sharegpt-multi-turn",
+            "--dataset-path",
+            path,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--endpoint /v1/chat/completions"), "{e}");
+    }
+
+    #[test]
     fn multi_turn_flags_build_the_workload_and_size_the_run() {
         let c = cfg(&[
             "--dataset-name",
