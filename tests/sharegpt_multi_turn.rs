@@ -11,6 +11,10 @@ use std::collections::HashMap;
 mod common;
 use common::{rt, run_config};
 
+/// A file conversation as the test expects it: system prompt words, (user message, reply
+/// length in the file) per turn.
+type Expected<'a> = (u32, Vec<(&'a str, u32)>);
+
 fn words(s: &str) -> u32 {
     s.split_whitespace().count() as u32
 }
@@ -37,7 +41,7 @@ fn a_sharegpt_file_is_replayed_turn_by_turn_with_its_reply_lengths() {
     ]);
     let path = dir.path().join("sharegpt.json");
     std::fs::write(&path, file.to_string()).unwrap();
-    let expected: HashMap<&str, (u32, Vec<(&str, u32)>)> = HashMap::from([
+    let expected: HashMap<&str, Expected> = HashMap::from([
         ("alpha", (0, vec![("alpha one two", 4), ("alpha three", 2)])),
         (
             "beta",
