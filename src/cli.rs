@@ -264,17 +264,32 @@ pub struct WorkloadArgs {
     /// The workload: `random` (independent prompts, as vLLM), `generated-shared-prefix`
     /// (groups sharing a system prompt, as SGLang's bench_serving; --gsp-*), `sharegpt` or
     /// `custom` (a local file, --dataset-path), `trace` (a timestamped JSONL of input and
-    /// output lengths, replayed on its own clock), or `multi-turn` (conversations whose history,
-    /// replies included, is sent back each turn; --conversation-*; chat endpoint only).
+    /// output lengths, replayed on its own clock), `multi-turn` (conversations whose history,
+    /// replies included, is sent back each turn; --conversation-*; chat endpoint only), or
+    /// `sharegpt-multi-turn` (a ShareGPT file's conversations replayed that way, one request
+    /// per human message; --dataset-path, --sharegpt-*, --conversation-num as a cap and
+    /// --conversation-turn-delay-* for think times).
     #[arg(long, default_value = "random", help_heading = "Workload")]
     pub dataset_name: String,
-    /// A local dataset file for `--dataset-name sharegpt` (ShareGPT JSON) or `custom` (JSONL of
+    /// A local dataset file for `--dataset-name sharegpt` or `sharegpt-multi-turn` (ShareGPT
+    /// JSON) or `custom` (JSONL of
     /// {"prompt": …}). Never downloaded.
     #[arg(long, help_heading = "Workload")]
     pub dataset_path: Option<PathBuf>,
-    /// Fixed output length for ShareGPT prompts (default: the reference answer's length).
+    /// Fixed output length for ShareGPT prompts (default: the reference answer's length; with
+    /// `sharegpt-multi-turn`, each turn's reply length in the file).
     #[arg(long, help_heading = "Workload")]
     pub sharegpt_output_len: Option<u32>,
+    /// `--dataset-name sharegpt-multi-turn`: the model's context length (SGLang's name). A
+    /// conversation ends before the first turn whose history, message and max_tokens would not
+    /// fit (history counted with the earlier turns' max_tokens). Default: no limit.
+    #[arg(long, help_heading = "Workload")]
+    pub sharegpt_context_len: Option<u32>,
+    /// `--dataset-name sharegpt-multi-turn`: skip conversations with fewer turns (human
+    /// messages answered in the file), counted after the context cut. vLLM's converter counts
+    /// messages of both roles for its --min-turns; this counts requests.
+    #[arg(long, default_value_t = 2, help_heading = "Workload")]
+    pub sharegpt_min_turns: u32,
     /// Output length for custom prompts without their own max_tokens (default 128).
     #[arg(long, help_heading = "Workload")]
     pub custom_output_len: Option<u32>,
@@ -283,7 +298,8 @@ pub struct WorkloadArgs {
     #[arg(long, default_value_t = 1.0, help_heading = "Workload")]
     pub trace_time_scale: f64,
     /// `--dataset-name multi-turn`: conversations in the workload (AIPerf's name); their
-    /// turns summed are the default --num-prompts.
+    /// turns summed are the default --num-prompts. With `sharegpt-multi-turn`, at most this
+    /// many of the file's conversations (in the seed's order).
     #[arg(long, default_value_t = 16, help_heading = "Workload")]
     pub conversation_num: u32,
     /// Turns (requests) per conversation (AIPerf's name; SGLang bench_multiturn's

@@ -9,8 +9,8 @@ use crate::metrics::Slo;
 use crate::openai::Endpoint;
 use crate::server::{FaultConfig, FaultKind, FixedTimingConfig};
 use crate::workload::{
-    DatasetKind, DatasetSpec, LengthDist, MultiTurnSpec, RandomSpec, SharedPrefixSpec, ThinkTime,
-    TraceSpec, TurnCount, Workload,
+    DatasetKind, DatasetSpec, LengthDist, MultiTurnSpec, PromptMaker, RandomSpec,
+    ShareGptConversations, SharedPrefixSpec, ThinkTime, TraceSpec, TurnCount, Workload,
 };
 use serde::Serialize;
 use std::num::NonZeroUsize;
@@ -586,12 +586,20 @@ impl WorkloadConfig {
                     )
                 }
                 "multi-turn" => Workload::MultiTurn(multi_turn(a)?),
+                "sharegpt-multi-turn" => Workload::MultiTurn(sharegpt_multi_turn(a)?),
                 other => return Err(bad(
                     "--dataset-name",
                     other,
-                    "use random, generated-shared-prefix, sharegpt, custom, trace or multi-turn",
+                    "use random, generated-shared-prefix, sharegpt, custom, trace, multi-turn or sharegpt-multi-turn",
                 )),
             };
+        if a.sharegpt_context_len.is_some() && a.dataset_name != "sharegpt-multi-turn" {
+            return Err(bad(
+                "--sharegpt-context-len",
+                a.sharegpt_context_len.unwrap_or(0),
+                "only cuts conversations of --dataset-name sharegpt-multi-turn; drop it (single-turn sharegpt keeps vLLM's 1024/2048 filter)",
+            ));
+        }
         Ok(WorkloadConfig {
             spec,
             tokenizer: a.tokenizer.clone(),
@@ -633,6 +641,22 @@ fn multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
         LengthDist::Fixed { tokens } => TurnCount::Fixed { turns: tokens },
         LengthDist::Uniform { min, max } => TurnCount::Uniform { min, max },
     };
+    let (delay, think) = think_time(a)?;
+    Ok(MultiTurnSpec::new(
+        a.conversation_num,
+        turns,
+        a.conversation_system_prompt_len,
+        a.conversation_first_input_len,
+        a.conversation_input_len,
+        a.conversation_output_len,
+        delay,
+        think,
+        a.seed,
+    ))
+}
+
+/// `--conversation-turn-delay-*`, validated: the mean in ms and the distribution.
+fn think_time(a: &WorkloadArgs) -> Result<(f64, ThinkTime), ConfigError> {
     let think = match a.conversation_turn_delay_dist.as_str() {
         "fixed" => ThinkTime::Fixed,
         "exponential" => ThinkTime::Exponential,
@@ -652,17 +676,46 @@ fn multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
             "must be a number of milliseconds ≥ 0",
         ));
     }
-    Ok(MultiTurnSpec::new(
-        a.conversation_num,
-        turns,
-        a.conversation_system_prompt_len,
-        a.conversation_first_input_len,
-        a.conversation_input_len,
-        a.conversation_output_len,
-        delay,
-        think,
+    Ok((delay, think))
+}
+
+/// `--dataset-name sharegpt-multi-turn`: a ShareGPT file's conversations, planned here with
+/// the run's token counter (the tokenizer when given), so the run's size is known up front.
+fn sharegpt_multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
+    let Some(path) = &a.dataset_path else {
+        return Err(bad(
+            "--dataset-path",
+            "(missing)",
+            "--dataset-name sharegpt-multi-turn replays a local ShareGPT JSON file; give its path",
+        ));
+    };
+    for (field, v) in [
+        ("--conversation-num", Some(a.conversation_num)),
+        ("--sharegpt-min-turns", Some(a.sharegpt_min_turns)),
+        ("--sharegpt-output-len", a.sharegpt_output_len),
+        ("--sharegpt-context-len", a.sharegpt_context_len),
+    ] {
+        if v == Some(0) {
+            return Err(bad(field, 0, "must be at least 1"));
+        }
+    }
+    let (delay, think) = think_time(a)?;
+    let maker = match &a.tokenizer {
+        Some(t) => {
+            PromptMaker::with_tokenizer(t).map_err(|e| bad("--tokenizer", t.display(), e))?
+        }
+        None => PromptMaker::approximate(),
+    };
+    let file = ShareGptConversations::load(
+        path,
+        a.sharegpt_output_len,
+        a.sharegpt_context_len,
+        a.sharegpt_min_turns,
         a.seed,
-    ))
+    )
+    .map_err(|e| bad("--dataset-path", path.display(), e))?;
+    MultiTurnSpec::sharegpt(file, a.conversation_num, delay, think, &maker)
+        .map_err(|e| bad("--dataset-path", path.display(), e))
 }
 
 /// The load flags, validated: the one place where rate × concurrency becomes a [`LoadMode`].
@@ -859,7 +912,11 @@ impl RunConfig {
                 "use /v1/completions or /v1/chat/completions",
             )
         })?;
-        if a.workload.dataset_name == "multi-turn" && endpoint != Endpoint::ChatCompletions {
+        if matches!(
+            a.workload.dataset_name.as_str(),
+            "multi-turn" | "sharegpt-multi-turn"
+        ) && endpoint != Endpoint::ChatCompletions
+        {
             return Err(bad(
                 "--endpoint",
                 &a.endpoint,
@@ -1123,6 +1180,81 @@ mod tests {
     }
 
     #[test]
+    fn sharegpt_multi_turn_flags_are_checked_and_name_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sg.json");
+        let conv = serde_json::json!({"conversations": [
+            {"from": "human", "value": "a b"}, {"from": "gpt", "value": "c"},
+            {"from": "human", "value": "d"}, {"from": "gpt", "value": "e f"}
+        ]});
+        std::fs::write(&p, serde_json::json!([conv, conv, conv]).to_string()).unwrap();
+        let path = p.to_str().unwrap();
+        let chat = ["--endpoint", "/v1/chat/completions"];
+        let ok = cfg(&[
+            &chat[..],
+            &[
+                "--dataset-name",
+                "sharegpt-multi-turn",
+                "--dataset-path",
+                path,
+                "--conversation-num",
+                "2",
+            ],
+        ]
+        .concat())
+        .unwrap();
+        let Workload::MultiTurn(m) = &ok.workload else {
+            panic!("{:?}", ok.workload)
+        };
+        assert_eq!((m.conversations, m.total_turns()), (2, 4));
+        assert_eq!(
+            ok.plan.stop,
+            Stop::Requests(4),
+            "every turn of the chosen conversations"
+        );
+        for (args, says) in [
+            (
+                vec!["--dataset-name", "sharegpt-multi-turn"],
+                "give its path",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt-multi-turn",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-min-turns",
+                    "3",
+                ],
+                "lower --sharegpt-min-turns",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-context-len",
+                    "100",
+                ],
+                "only cuts conversations of --dataset-name sharegpt-multi-turn",
+            ),
+        ] {
+            let e = cfg(&[&chat[..], &args].concat()).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+        let e = cfg(&[
+            "--dataset-name",
+            "sharegpt-multi-turn",
+            "--dataset-path",
+            path,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--endpoint /v1/chat/completions"), "{e}");
+    }
+
+    #[test]
     fn multi_turn_flags_build_the_workload_and_size_the_run() {
         let c = cfg(&[
             "--dataset-name",
@@ -1144,7 +1276,10 @@ mod tests {
         let Workload::MultiTurn(m) = &c.workload else {
             panic!("{:?}", c.workload)
         };
-        assert_eq!(m.turns, TurnCount::Fixed { turns: 3 });
+        let crate::workload::ConversationSource::Synthetic(syn) = &m.source else {
+            panic!("{:?}", m.source)
+        };
+        assert_eq!(syn.turns, TurnCount::Fixed { turns: 3 });
         assert_eq!(
             (m.think_time_ms, m.think_time),
             (250.0, ThinkTime::Exponential)

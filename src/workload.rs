@@ -430,7 +430,7 @@ impl Workload {
                     .sum::<f64>()
                     / t.entries.len().max(1) as f64
             }
-            Workload::MultiTurn(m) => f64::from(m.output_len),
+            Workload::MultiTurn(m) => m.mean_output(),
         }
     }
 
@@ -463,14 +463,39 @@ pub enum ThinkTime {
     Exponential,
 }
 
-/// Synthetic multi-turn conversations (AIPerf's `--conversation-*` workload; SGLang's
-/// `bench_multiturn` has the same shape with `--num-rounds`): each conversation has an
-/// optional system prompt shared by all conversations, a first user message, then follow-up
-/// user messages, and every turn sends the whole history, the model's own replies included.
+/// Multi-turn conversations: every turn sends the whole history back, the model's own replies
+/// included. What the user says comes from a [`ConversationSource`]: synthetic messages of
+/// planned lengths (AIPerf's `--conversation-*` workload; SGLang's `bench_multiturn` has the
+/// same shape with `--num-rounds`), or a ShareGPT file's real conversations (vLLM's
+/// `benchmarks/multi_turn` replays them the same way).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultiTurnSpec {
-    /// Conversations in one pass of the workload (`--conversation-num`).
+    /// Conversations in one pass of the workload (`--conversation-num`; for a file, at most).
     pub conversations: u32,
+    #[serde(flatten)]
+    pub source: ConversationSource,
+    /// Mean think time between a reply and the next turn, ms.
+    pub think_time_ms: f64,
+    pub think_time: ThinkTime,
+    /// Turns of each conversation of the pass, known before the run starts (so its size is);
+    /// kept out of result files.
+    #[serde(skip)]
+    pub turn_counts: std::sync::Arc<Vec<u32>>,
+}
+
+/// Where a conversation's user messages come from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "source")]
+pub enum ConversationSource {
+    /// Messages of planned token lengths (`--dataset-name multi-turn`).
+    Synthetic(SyntheticTurns),
+    /// A ShareGPT file's conversations (`--dataset-name sharegpt-multi-turn`).
+    ShareGpt(ShareGptConversations),
+}
+
+/// The shape of synthetic conversations.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SyntheticTurns {
     /// Turns (requests) per conversation.
     pub turns: TurnCount,
     /// Tokens of the system prompt every conversation starts with (0: none).
@@ -481,13 +506,6 @@ pub struct MultiTurnSpec {
     pub input_len: u32,
     /// `max_tokens` of every turn.
     pub output_len: u32,
-    /// Mean think time between a reply and the next turn, ms.
-    pub think_time_ms: f64,
-    pub think_time: ThinkTime,
-    /// Turns of each conversation of the pass, drawn once from the seed (so the run's size is
-    /// known before it starts); kept out of result files.
-    #[serde(skip)]
-    pub turn_counts: std::sync::Arc<Vec<u32>>,
 }
 
 /// Turns per conversation.
@@ -507,7 +525,7 @@ pub enum TurnCount {
 /// One conversation, planned before the run: everything except the replies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationPlan {
-    /// The shared system prompt and its planned tokens.
+    /// The system prompt and its planned tokens.
     pub system: Option<(String, u32)>,
     pub turns: Vec<TurnPlan>,
 }
@@ -524,7 +542,7 @@ pub struct TurnPlan {
 }
 
 impl MultiTurnSpec {
-    /// A spec with its turn counts drawn from `seed`.
+    /// A synthetic spec with its turn counts drawn from `seed`.
     #[expect(
         clippy::too_many_arguments,
         reason = "one value per flag, named at the call"
@@ -550,31 +568,87 @@ impl MultiTurnSpec {
             .collect();
         MultiTurnSpec {
             conversations,
-            turns,
-            system_prompt_len,
-            first_input_len,
-            input_len,
-            output_len,
+            source: ConversationSource::Synthetic(SyntheticTurns {
+                turns,
+                system_prompt_len,
+                first_input_len,
+                input_len,
+                output_len,
+            }),
             think_time_ms,
             think_time,
             turn_counts: std::sync::Arc::new(turn_counts),
         }
     }
 
-    /// The same conversations' shape, `n` of them with turn counts drawn from `seed` (the
-    /// warmup conversations).
-    pub fn with_conversations(&self, n: u32, seed: u64) -> MultiTurnSpec {
-        MultiTurnSpec::new(
-            n,
-            self.turns,
-            self.system_prompt_len,
-            self.first_input_len,
-            self.input_len,
-            self.output_len,
-            self.think_time_ms,
-            self.think_time,
-            seed,
-        )
+    /// A ShareGPT file replayed as conversations: at most `conversations` of them, chosen in
+    /// the order `seed` shuffles the file into and planned with `maker`'s token counts.
+    pub fn sharegpt(
+        file: ShareGptConversations,
+        conversations: u32,
+        think_time_ms: f64,
+        think_time: ThinkTime,
+        maker: &PromptMaker,
+    ) -> Result<MultiTurnSpec, String> {
+        let (plans, next) = file.walk(file.start, conversations as usize, maker);
+        if plans.is_empty() {
+            return Err(file.nothing_usable());
+        }
+        let turn_counts: Vec<u32> = plans.iter().map(|p| p.turns.len() as u32).collect();
+        let asked: u64 = plans
+            .iter()
+            .flat_map(|p| p.turns.iter().map(|t| u64::from(t.max_tokens)))
+            .sum();
+        let mean_max_tokens = asked as f64 / turn_counts.iter().sum::<u32>().max(1) as f64;
+        Ok(MultiTurnSpec {
+            conversations: plans.len() as u32,
+            source: ConversationSource::ShareGpt(ShareGptConversations {
+                next,
+                mean_max_tokens,
+                ..file
+            }),
+            think_time_ms,
+            think_time,
+            turn_counts: std::sync::Arc::new(turn_counts),
+        })
+    }
+
+    /// Mean `max_tokens` per turn of the pass.
+    pub fn mean_output(&self) -> f64 {
+        match &self.source {
+            ConversationSource::Synthetic(s) => f64::from(s.output_len),
+            ConversationSource::ShareGpt(f) => f.mean_max_tokens,
+        }
+    }
+
+    /// `n` warmup conversations of the same kind, never one of the measured pass (its history
+    /// would be in the server's prefix cache before it is measured): synthetic ones from
+    /// `seed`; from a file, the conversations that follow the pass in its seeded order (fewer
+    /// when the file runs out).
+    pub fn warmup_conversations(
+        &self,
+        n: u32,
+        maker: &PromptMaker,
+        seed: u64,
+    ) -> Vec<ConversationPlan> {
+        match &self.source {
+            ConversationSource::Synthetic(s) => MultiTurnSpec::new(
+                n,
+                s.turns,
+                s.system_prompt_len,
+                s.first_input_len,
+                s.input_len,
+                s.output_len,
+                self.think_time_ms,
+                self.think_time,
+                seed,
+            )
+            .conversations(maker, seed),
+            ConversationSource::ShareGpt(f) => {
+                let (plans, _) = f.walk(f.next, n as usize, maker);
+                self.with_think_times(plans, seed)
+            }
+        }
     }
 
     /// Requests in one pass: the sum of every conversation's turns.
@@ -582,38 +656,36 @@ impl MultiTurnSpec {
         self.turn_counts.iter().map(|&t| u64::from(t)).sum()
     }
 
-    /// The pass's conversations, deterministic for `seed`: one system prompt shared by all,
-    /// then each conversation's own messages (no two conversations share more than the system
-    /// prompt, so any other cache hit comes from a conversation's own history).
+    /// The pass's conversations, deterministic for `seed`. Synthetic: one system prompt shared
+    /// by all, then each conversation's own messages (no two conversations share more than the
+    /// system prompt, so any other cache hit comes from a conversation's own history). From a
+    /// file: the conversations chosen when the spec was made; `seed` draws the think times.
     pub fn conversations(&self, maker: &PromptMaker, seed: u64) -> Vec<ConversationPlan> {
+        let s = match &self.source {
+            ConversationSource::Synthetic(s) => s,
+            ConversationSource::ShareGpt(f) => {
+                let (plans, _) = f.walk(f.start, self.conversations as usize, maker);
+                return self.with_think_times(plans, seed);
+            }
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let system =
-            (self.system_prompt_len > 0).then(|| maker.make(self.system_prompt_len, &mut rng));
-        let mean_s = self.think_time_ms.max(0.0) / 1000.0;
+        let system = (s.system_prompt_len > 0).then(|| maker.make(s.system_prompt_len, &mut rng));
         self.turn_counts
             .iter()
             .map(|&n| {
                 let turns = (0..n)
                     .map(|k| {
                         let len = if k == 0 {
-                            self.first_input_len
+                            s.first_input_len
                         } else {
-                            self.input_len
+                            s.input_len
                         };
                         let (user, user_tokens) = maker.make(len.max(1), &mut rng);
-                        let think_s = match (k, self.think_time) {
-                            (0, _) => 0.0,
-                            (_, ThinkTime::Fixed) => mean_s,
-                            // Inverse transform: −mean·ln(1 − u), u in [0, 1).
-                            (_, ThinkTime::Exponential) => {
-                                -mean_s * (1.0 - rng.random::<f64>()).ln()
-                            }
-                        };
                         TurnPlan {
                             user,
                             user_tokens,
-                            max_tokens: self.output_len.max(1),
-                            think: std::time::Duration::from_secs_f64(think_s.max(0.0)),
+                            max_tokens: s.output_len.max(1),
+                            think: self.think(k, &mut rng),
                         }
                     })
                     .collect();
@@ -624,6 +696,219 @@ impl MultiTurnSpec {
             })
             .collect()
     }
+
+    /// The wait before turn `k` (none before the first).
+    fn think(&self, k: u32, rng: &mut impl Rng) -> std::time::Duration {
+        let mean_s = self.think_time_ms.max(0.0) / 1000.0;
+        let think_s = match (k, self.think_time) {
+            (0, _) => 0.0,
+            (_, ThinkTime::Fixed) => mean_s,
+            // Inverse transform: −mean·ln(1 − u), u in [0, 1).
+            (_, ThinkTime::Exponential) => -mean_s * (1.0 - rng.random::<f64>()).ln(),
+        };
+        std::time::Duration::from_secs_f64(think_s.max(0.0))
+    }
+
+    fn with_think_times(
+        &self,
+        mut plans: Vec<ConversationPlan>,
+        seed: u64,
+    ) -> Vec<ConversationPlan> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for p in &mut plans {
+            for (k, t) in p.turns.iter_mut().enumerate() {
+                t.think = self.think(k as u32, &mut rng);
+            }
+        }
+        plans
+    }
+}
+
+/// A ShareGPT file's conversations, replayed turn by turn (`--dataset-name
+/// sharegpt-multi-turn`). Each human message is a user turn, in order; the file's own replies
+/// are never sent (the model's are, as in the synthetic workload) but set each turn's
+/// `max_tokens`, as single-turn ShareGPT does, unless `output_len` fixes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShareGptConversations {
+    pub path: std::path::PathBuf,
+    /// A fixed `max_tokens` for every turn instead of the file's reply length
+    /// (`--sharegpt-output-len`).
+    pub output_len: Option<u32>,
+    /// The model's context (`--sharegpt-context-len`, SGLang's name): a conversation ends
+    /// before the first turn whose history + message + `max_tokens` would not fit.
+    pub context_len: Option<u32>,
+    /// Conversations with fewer turns (after the context cut) are skipped
+    /// (`--sharegpt-min-turns`).
+    pub min_turns: u32,
+    /// Conversations of a usable shape in the file (a human message answered at least once).
+    pub conversations_read: usize,
+    /// Mean `max_tokens` of the chosen conversations' turns.
+    pub mean_max_tokens: f64,
+    /// Those conversations in the seeded order; kept out of result files.
+    #[serde(skip)]
+    pub order: std::sync::Arc<Vec<SharedConversation>>,
+    /// Where the measured pass starts in `order`, and where the one after it (warmups) does.
+    #[serde(skip)]
+    pub start: usize,
+    #[serde(skip)]
+    pub next: usize,
+}
+
+/// One conversation as the file has it, before token counting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedConversation {
+    pub system: Option<String>,
+    /// (the human message, the reply the file gives it)
+    pub exchanges: Vec<(String, String)>,
+}
+
+impl ShareGptConversations {
+    /// Read a ShareGPT file and put its conversations in `seed`'s order. Token counting is
+    /// left to [`MultiTurnSpec::sharegpt`], which stops once it has enough conversations, so
+    /// a large file costs one parse, not a tokenization of every message.
+    pub fn load(
+        path: &Path,
+        output_len: Option<u32>,
+        context_len: Option<u32>,
+        min_turns: u32,
+        seed: u64,
+    ) -> Result<ShareGptConversations, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the dataset {}: {e}", path.display()))?;
+        let mut order = parse_sharegpt_conversations(&text, path)?;
+        if order.is_empty() {
+            return Err(format!(
+                "the dataset {} has no conversation that starts with a human message answered by the model (`from`: human/user, then gpt/assistant)",
+                path.display()
+            ));
+        }
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        Ok(ShareGptConversations {
+            path: path.to_path_buf(),
+            output_len,
+            context_len,
+            min_turns: min_turns.max(1),
+            conversations_read: order.len(),
+            mean_max_tokens: 0.0,
+            order: std::sync::Arc::new(order),
+            start: 0,
+            next: 0,
+        })
+    }
+
+    /// Up to `n` usable conversations from `order[from..]`, and the index after the last one
+    /// looked at.
+    fn walk(&self, from: usize, n: usize, maker: &PromptMaker) -> (Vec<ConversationPlan>, usize) {
+        let mut out = Vec::new();
+        let mut i = from;
+        while out.len() < n && i < self.order.len() {
+            if let Some(p) = self.plan(&self.order[i], maker) {
+                out.push(p);
+            }
+            i += 1;
+        }
+        (out, i)
+    }
+
+    /// One conversation's turns, cut before the first that would not fit the context; `None`
+    /// when fewer than `min_turns` remain. Think times are filled in later.
+    fn plan(&self, c: &SharedConversation, maker: &PromptMaker) -> Option<ConversationPlan> {
+        let system = c.system.as_ref().map(|s| (s.clone(), maker.count(s)));
+        // The history is counted with each earlier turn's max_tokens: the model's reply, which
+        // is what is sent back, is at most that long.
+        let mut history = u64::from(system.as_ref().map_or(0, |s| s.1));
+        let mut turns = Vec::new();
+        for (user, reply) in &c.exchanges {
+            let user_tokens = maker.count(user);
+            let max_tokens = self.output_len.unwrap_or_else(|| maker.count(reply)).max(1);
+            let needed = history + u64::from(user_tokens) + u64::from(max_tokens);
+            if self.context_len.is_some_and(|c| needed > u64::from(c)) {
+                break;
+            }
+            history = needed;
+            turns.push(TurnPlan {
+                user: user.clone(),
+                user_tokens,
+                max_tokens,
+                think: std::time::Duration::ZERO,
+            });
+        }
+        (turns.len() >= self.min_turns as usize).then_some(ConversationPlan { system, turns })
+    }
+
+    /// Why no conversation was usable, and what to change.
+    fn nothing_usable(&self) -> String {
+        let cap = match self.context_len {
+            Some(c) => format!(" within --sharegpt-context-len {c}"),
+            None => String::new(),
+        };
+        format!(
+            "none of the {} conversations of {} has at least {} turns{cap}; lower --sharegpt-min-turns{}",
+            self.conversations_read,
+            self.path.display(),
+            self.min_turns,
+            if self.context_len.is_some() {
+                " or raise --sharegpt-context-len"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Roles as ShareGPT files spell them (vLLM's `convert_sharegpt_to_openai.py` accepts the
+/// same names).
+fn sharegpt_role(from: &str) -> Option<&'static str> {
+    match from {
+        "human" | "user" => Some("user"),
+        "gpt" | "chatgpt" | "bing" | "bard" | "assistant" | "model" => Some("assistant"),
+        "system" => Some("system"),
+        _ => None,
+    }
+}
+
+/// Every conversation as (system?, [(human, reply)]): a leading system message is kept,
+/// leading model messages are skipped (a conversation continued from an earlier one, as vLLM
+/// skips them), and the conversation ends at the first message that breaks the human/model
+/// alternation, has an unknown role or no text, or is a human message without a reply.
+fn parse_sharegpt_conversations(
+    text: &str,
+    path: &Path,
+) -> Result<Vec<SharedConversation>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "the dataset {} is not ShareGPT JSON: {e} (expected a JSON array of {{\"conversations\": [{{\"from\": \"human\", \"value\": \"…\"}}, …]}})",
+            path.display()
+        )
+    })?;
+    let list = v.as_array().ok_or_else(|| {
+        format!(
+            "the dataset {} is not a JSON array of conversations",
+            path.display()
+        )
+    })?;
+    let mut out = Vec::new();
+    for conv in list {
+        let Some(messages) = conv.get("conversations").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        let mut msgs = messages
+            .iter()
+            .map_while(|m| Some((sharegpt_role(role_of(m)?)?, text_of(m)?)))
+            .peekable();
+        let system = msgs
+            .next_if(|(r, _)| *r == "system")
+            .map(|(_, t)| t.to_string());
+        while msgs.next_if(|(r, _)| *r == "assistant").is_some() {}
+        let mut exchanges = Vec::new();
+        while let (Some(("user", u)), Some(("assistant", a))) = (msgs.next(), msgs.next()) {
+            exchanges.push((u.to_string(), a.to_string()));
+        }
+        if !exchanges.is_empty() {
+            out.push(SharedConversation { system, exchanges });
+        }
+    }
+    Ok(out)
 }
 
 impl SharedPrefixSpec {
@@ -1240,6 +1525,193 @@ mod tests {
             .conversations(&maker, 1)
             .iter()
             .all(|c| c.system.is_none()));
+    }
+
+    /// A ShareGPT file of four conversations, words as tokens (no tokenizer).
+    fn sharegpt_fixture(dir: &Path) -> std::path::PathBuf {
+        let sg = serde_json::json!([
+            {"id": "long", "conversations": [
+                {"from": "system", "value": "be brief"},
+                {"from": "human", "value": "one two three"},
+                {"from": "gpt", "value": "a b c d e"},
+                {"from": "human", "value": "four five"},
+                {"from": "gpt", "value": "f g"},
+                {"from": "human", "value": "six"},
+                {"from": "gpt", "value": "h i j k l m n"}
+            ]},
+            {"id": "cont", "conversations": [
+                {"from": "gpt", "value": "continued from before"},
+                {"from": "human", "value": "q1"},
+                {"from": "gpt", "value": "r r r"},
+                {"from": "human", "value": "q2 q2"},
+                {"from": "gpt", "value": "r"},
+                {"from": "human", "value": "unanswered"}
+            ]},
+            {"id": "one", "conversations": [
+                {"from": "human", "value": "just once"},
+                {"from": "gpt", "value": "ok"}
+            ]},
+            {"id": "broken", "conversations": [
+                {"from": "human", "value": "x"},
+                {"from": "gpt", "value": "y y"},
+                {"from": "human", "value": "w"},
+                {"from": "gpt", "value": "v"},
+                {"from": "human", "value": "z"},
+                {"from": "human", "value": "twice in a row"},
+                {"from": "gpt", "value": "never reached"}
+            ]}
+        ]);
+        let p = dir.join("sg.json");
+        std::fs::write(&p, sg.to_string()).unwrap();
+        p
+    }
+
+    fn sharegpt_spec(
+        p: &Path,
+        output_len: Option<u32>,
+        context_len: Option<u32>,
+        min_turns: u32,
+        n: u32,
+        seed: u64,
+    ) -> Result<MultiTurnSpec, String> {
+        let f = ShareGptConversations::load(p, output_len, context_len, min_turns, seed)?;
+        MultiTurnSpec::sharegpt(f, n, 100.0, ThinkTime::Fixed, &PromptMaker::approximate())
+    }
+
+    fn by_first_message(
+        plans: &[ConversationPlan],
+    ) -> std::collections::HashMap<String, &ConversationPlan> {
+        plans.iter().map(|p| (p.turns[0].user.clone(), p)).collect()
+    }
+
+    #[test]
+    fn sharegpt_conversations_become_turns_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sharegpt_fixture(dir.path());
+        let maker = PromptMaker::approximate();
+        let spec = sharegpt_spec(&p, None, None, 2, 10, 1).unwrap();
+        let ConversationSource::ShareGpt(f) = &spec.source else {
+            panic!()
+        };
+        assert_eq!(
+            f.conversations_read, 4,
+            "every conversation with an answered human message"
+        );
+        // "one" has a single turn: below the default minimum of 2.
+        assert_eq!(spec.conversations, 3);
+        let plans = spec.conversations(&maker, 1);
+        let by = by_first_message(&plans);
+        let long = by["one two three"];
+        assert_eq!(
+            long.system,
+            Some(("be brief".to_string(), 2)),
+            "the system prompt is kept"
+        );
+        let users: Vec<&str> = long.turns.iter().map(|t| t.user.as_str()).collect();
+        assert_eq!(
+            users,
+            ["one two three", "four five", "six"],
+            "human messages, in order"
+        );
+        let asks: Vec<u32> = long.turns.iter().map(|t| t.max_tokens).collect();
+        assert_eq!(
+            asks,
+            [5, 2, 7],
+            "each turn asks for its reply's length in the file"
+        );
+        assert_eq!(long.turns[0].user_tokens, 3);
+        assert_eq!(long.turns[0].think, std::time::Duration::ZERO);
+        assert!(long.turns[1..]
+            .iter()
+            .all(|t| t.think == std::time::Duration::from_millis(100)));
+        // Leading model message skipped; the unanswered last message dropped.
+        let cont = by["q1"];
+        assert_eq!(cont.system, None);
+        assert_eq!(
+            cont.turns.iter().map(|t| t.max_tokens).collect::<Vec<_>>(),
+            [3, 1]
+        );
+        // Two human messages in a row end the conversation there (the first is unanswered).
+        assert_eq!(by["x"].turns.len(), 2);
+        assert_eq!(spec.total_turns(), 7);
+        assert_eq!(Workload::MultiTurn(spec.clone()).natural_count(), Some(7));
+        assert!((spec.mean_output() - 21.0 / 7.0).abs() < 1e-9);
+
+        // A fixed output length overrides every reply length.
+        let fixed = sharegpt_spec(&p, Some(9), None, 1, 10, 1).unwrap();
+        assert_eq!(
+            fixed.conversations, 4,
+            "min turns 1 keeps the one-turn conversation"
+        );
+        assert!(fixed
+            .conversations(&maker, 1)
+            .iter()
+            .flat_map(|c| &c.turns)
+            .all(|t| t.max_tokens == 9));
+    }
+
+    #[test]
+    fn sharegpt_conversations_are_cut_at_the_context_and_seeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sharegpt_fixture(dir.path());
+        let maker = PromptMaker::approximate();
+        // "long": system 2 + (3 + 5) = 10, + (2 + 2) = 14, + (1 + 7) = 22.
+        let spec = sharegpt_spec(&p, None, Some(14), 2, 10, 1).unwrap();
+        let plans = spec.conversations(&maker, 1);
+        assert_eq!(by_first_message(&plans)["one two three"].turns.len(), 2);
+        // At 13 only one turn fits: below the minimum, the conversation goes.
+        let spec = sharegpt_spec(&p, None, Some(13), 2, 10, 1).unwrap();
+        assert!(!by_first_message(&spec.conversations(&maker, 1)).contains_key("one two three"));
+
+        // --conversation-num caps; the seed decides which and in what order.
+        let firsts = |seed| {
+            sharegpt_spec(&p, None, None, 1, 2, seed)
+                .unwrap()
+                .conversations(&maker, seed)
+                .iter()
+                .map(|c| c.turns[0].user.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(firsts(3).len(), 2);
+        assert_eq!(firsts(3), firsts(3));
+        assert!(
+            (0..20).any(|s| firsts(s) != firsts(3)),
+            "another seed, another choice"
+        );
+        // Warmups come after the measured pass: never a measured conversation.
+        let spec = sharegpt_spec(&p, None, None, 1, 2, 3).unwrap();
+        let measured = firsts(3);
+        let warm = spec.warmup_conversations(5, &maker, 9);
+        assert_eq!(warm.len(), 2, "the file has two more, and no more");
+        assert!(warm.iter().all(|c| !measured.contains(&c.turns[0].user)));
+    }
+
+    #[test]
+    fn sharegpt_files_without_usable_conversations_say_what_to_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sharegpt_fixture(dir.path());
+        let e = sharegpt_spec(&p, None, Some(3), 2, 10, 1).unwrap_err();
+        assert!(
+            e.contains("--sharegpt-context-len") && e.contains("--sharegpt-min-turns"),
+            "{e}"
+        );
+        let e = sharegpt_spec(&p, None, None, 4, 10, 1).unwrap_err();
+        assert!(
+            e.contains("at least 4 turns") && !e.contains("context"),
+            "{e}"
+        );
+        let q = dir.path().join("none.json");
+        std::fs::write(
+            &q,
+            r#"[{"conversations": [{"from": "gpt", "value": "hi"}]}, {"x": 1}]"#,
+        )
+        .unwrap();
+        let e = sharegpt_spec(&q, None, None, 1, 10, 1).unwrap_err();
+        assert!(e.contains("no conversation") && e.contains("human"), "{e}");
+        std::fs::write(&q, r#"{"conversations": []}"#).unwrap();
+        assert!(sharegpt_spec(&q, None, None, 1, 10, 1)
+            .unwrap_err()
+            .contains("JSON array"));
     }
 
     #[test]

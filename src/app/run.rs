@@ -192,12 +192,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         // built by the session driver as the replies come.
         Workload::MultiTurn(m) => Work::Sessions(SessionWork {
             conversations: m.conversations(&maker, cfg.seed),
-            warmup: m
-                .with_conversations(
-                    u32::try_from(cfg.plan.warmups).unwrap_or(u32::MAX),
-                    cfg.seed ^ WARMUP_SEED,
-                )
-                .conversations(&maker, cfg.seed ^ WARMUP_SEED),
+            warmup: m.warmup_conversations(
+                u32::try_from(cfg.plan.warmups).unwrap_or(u32::MAX),
+                &maker,
+                cfg.seed ^ WARMUP_SEED,
+            ),
             body: body_opts,
             keep_text: cfg.save_detailed,
         }),

@@ -105,7 +105,9 @@ pub struct WorkloadConfig {
     pub name: String,
     /// Measured requests.
     pub requests: u64,
-    /// `max_tokens` of each request.
+    /// `max_tokens` of each request. For `sharegpt-multi-turn` leave it out to ask for each
+    /// turn's reply length in the file (it is then `--sharegpt-output-len` when given).
+    #[serde(default)]
     pub max_tokens: u32,
     /// Requests in flight (closed loop).
     #[serde(default)]
@@ -129,6 +131,18 @@ pub struct WorkloadConfig {
     /// Turns per conversation (`multi-turn`).
     #[serde(default)]
     pub turns: Option<u32>,
+    /// `sharegpt-multi-turn`: the ShareGPT file, the most conversations to replay from it
+    /// (`requests` still caps the turns sent), the model's context length and the fewest turns
+    /// a conversation needs (the `run` flags `--dataset-path`, `--conversation-num`,
+    /// `--sharegpt-context-len`, `--sharegpt-min-turns`).
+    #[serde(default)]
+    pub dataset_path: Option<PathBuf>,
+    #[serde(default)]
+    pub conversations: Option<u32>,
+    #[serde(default)]
+    pub context_len: Option<u32>,
+    #[serde(default)]
+    pub min_turns: Option<u32>,
     /// Mean think time between a reply and the next turn, ms (`multi-turn`; default 0).
     #[serde(default)]
     pub think_time_ms: Option<f64>,
@@ -173,8 +187,16 @@ impl WorkloadConfig {
         )
     }
 
+    /// Conversations, synthetic or from a ShareGPT file.
     pub fn is_multi_turn(&self) -> bool {
-        self.dataset.as_deref() == Some("multi-turn")
+        matches!(
+            self.dataset.as_deref(),
+            Some("multi-turn" | "sharegpt-multi-turn")
+        )
+    }
+
+    pub fn is_sharegpt_multi_turn(&self) -> bool {
+        self.dataset.as_deref() == Some("sharegpt-multi-turn")
     }
 
     /// The endpoint this workload's cells use: its own, else chat for conversations, else the
@@ -330,7 +352,7 @@ impl SuiteConfig {
             if !wnames.insert(&w.name) {
                 return Err(format!("workload name `{}` is used twice", w.name));
             }
-            if w.requests == 0 || w.max_tokens == 0 {
+            if w.requests == 0 || (w.max_tokens == 0 && !w.is_sharegpt_multi_turn()) {
                 return Err(format!(
                     "workload `{}`: requests and max_tokens must be at least 1",
                     w.name
@@ -374,9 +396,29 @@ impl SuiteConfig {
                         ));
                     }
                 }
+                Some("sharegpt-multi-turn") => {
+                    if !w.dataset_path.as_ref().is_some_and(|p| p.is_file()) {
+                        return Err(format!(
+                            "workload `{}`: a sharegpt-multi-turn workload needs dataset_path = \"path/to/sharegpt.json\", a local file",
+                            w.name
+                        ));
+                    }
+                    if w.endpoint.as_deref().is_some_and(|e| e != "/v1/chat/completions") {
+                        return Err(format!(
+                            "workload `{}`: a multi-turn workload is sent as chat messages; drop `endpoint` or set it to \"/v1/chat/completions\"",
+                            w.name
+                        ));
+                    }
+                    if [w.conversations, w.context_len, w.min_turns].contains(&Some(0)) {
+                        return Err(format!(
+                            "workload `{}`: conversations, context_len and min_turns must be at least 1",
+                            w.name
+                        ));
+                    }
+                }
                 Some(other) => {
                     return Err(format!(
-                        "workload `{}`: unknown dataset `{other}`; use random, generated-shared-prefix or multi-turn",
+                        "workload `{}`: unknown dataset `{other}`; use random, generated-shared-prefix, multi-turn or sharegpt-multi-turn",
                         w.name
                     ))
                 }

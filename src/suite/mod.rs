@@ -78,7 +78,28 @@ fn cell_argv(
     push("--label", target.name.clone());
     push("--endpoint", w.endpoint_or(&d.endpoint));
     push("--num-prompts", w.requests.to_string());
-    if w.is_multi_turn() {
+    if w.is_sharegpt_multi_turn() {
+        push("--dataset-name", "sharegpt-multi-turn".into());
+        if let Some(p) = &w.dataset_path {
+            push("--dataset-path", p.display().to_string());
+        }
+        if let Some(n) = w.conversations {
+            push("--conversation-num", n.to_string());
+        }
+        if w.max_tokens > 0 {
+            push("--sharegpt-output-len", w.max_tokens.to_string());
+        }
+        if let Some(c) = w.context_len {
+            push("--sharegpt-context-len", c.to_string());
+        }
+        if let Some(m) = w.min_turns {
+            push("--sharegpt-min-turns", m.to_string());
+        }
+        push(
+            "--conversation-turn-delay-mean",
+            w.think_time_ms.unwrap_or(0.0).to_string(),
+        );
+    } else if w.is_multi_turn() {
         let turns = w.turns.unwrap_or(1).max(1);
         push("--dataset-name", "multi-turn".into());
         push(
@@ -449,7 +470,14 @@ fn to_cell(
         concurrency: w.concurrency.map(|c| c as u64),
         warmup_requests: w.warmups.unwrap_or(suite.defaults.warmups),
         request_rate: w.request_rate,
-        prompt: Some(if w.is_multi_turn() {
+        prompt: Some(if w.is_sharegpt_multi_turn() {
+            format!(
+                "ShareGPT conversations from {}, replayed turn by turn, history sent back each turn",
+                w.dataset_path
+                    .as_deref()
+                    .map_or("(no file)".into(), |p| p.display().to_string())
+            )
+        } else if w.is_multi_turn() {
             format!(
                 "multi-turn: {} conversations × {} turns, {}-token first message, {}-token follow-ups, history sent back each turn",
                 w.requests / u64::from(w.turns.unwrap_or(1).max(1)),
@@ -613,4 +641,94 @@ pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppErr
         return Ok(ExitStatus::Failed);
     }
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// A sharegpt-multi-turn workload's cell is a `run` command line that replays the file:
+    /// the suite keys become the run flags, and the line validates as `run` would.
+    #[test]
+    fn a_sharegpt_multi_turn_cell_is_a_run_line_that_replays_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.json");
+        let conv = |n: usize| {
+            let mut m = Vec::new();
+            for k in 0..n {
+                m.push(serde_json::json!({"from": "human", "value": format!("q{k} a b")}));
+                m.push(serde_json::json!({"from": "gpt", "value": "r r r r"}));
+            }
+            serde_json::json!({"conversations": m})
+        };
+        let list: Vec<_> = (0..6).map(|i| conv(2 + i % 3)).collect();
+        std::fs::write(&file, serde_json::Value::Array(list).to_string()).unwrap();
+        let toml = format!(
+            r#"
+title = "t"
+[[targets]]
+name = "a"
+[targets.launch]
+kind = "sim"
+engine = "vllm"
+gpu = "a10g"
+model = "facebook/opt-125m"
+[[workloads]]
+name = "S"
+dataset = "sharegpt-multi-turn"
+dataset_path = "{}"
+requests = 100
+conversations = 4
+context_len = 20
+min_turns = 2
+think_time_ms = 50
+"#,
+            file.display()
+        );
+        let suite = SuiteConfig::parse(&toml, Path::new("x.toml")).unwrap();
+        let w = &suite.workloads[0];
+        assert_eq!(w.endpoint_or("/v1/completions"), "/v1/chat/completions");
+        let argv = cell_argv(
+            &suite,
+            w,
+            &suite.targets[0],
+            "http://127.0.0.1:1",
+            dir.path(),
+            "c.json",
+            7,
+        );
+        let line = argv.join(" ");
+        for part in [
+            "--dataset-name sharegpt-multi-turn",
+            "--conversation-num 4",
+            "--sharegpt-context-len 20",
+            "--sharegpt-min-turns 2",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+        assert!(
+            !line.contains("--sharegpt-output-len"),
+            "reply lengths from the file: {line}"
+        );
+        let mut full = vec!["servebench".to_string(), "run".to_string()];
+        full.extend(argv);
+        let Command::Run(a) = Cli::try_parse_from(full).unwrap().command else {
+            unreachable!()
+        };
+        let cfg = crate::config::RunConfig::from_args(&a).unwrap();
+        let crate::workload::Workload::MultiTurn(m) = &cfg.workload else {
+            panic!("{:?}", cfg.workload)
+        };
+        assert_eq!(m.conversations, 4);
+        // 7 tokens a turn (3 sent + 4 asked): the context of 20 cuts every conversation at 2.
+        assert!(m.turn_counts.iter().all(|&t| t == 2), "{:?}", m.turn_counts);
+
+        let missing = toml.replace(&format!("dataset_path = \"{}\"\n", file.display()), "");
+        let e = SuiteConfig::parse(&missing, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dataset_path"), "{e}");
+    }
 }
