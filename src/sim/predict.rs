@@ -412,6 +412,25 @@ pub fn simulate_arrivals(
         }
     }
 
+    // The loop ends when nothing more can be sent. Requests still due then (only if the engine
+    // stalled with every slot taken, which the current engine never does) are not dropped:
+    // each becomes a record that never finished, failed like any request the run could not
+    // complete.
+    while let Some(due) = source.next_due() {
+        let Some(offer) = source.send(due) else {
+            break;
+        };
+        traces.push(Trace {
+            req: offer.req,
+            position: offer.position,
+            scheduled_ns: offer.scheduled_ns,
+            sent_ns: due,
+            emissions: Vec::new(),
+            rejected: None,
+            done: false,
+            conversation: offer.conversation,
+        });
+    }
     traces.sort_by_key(|t| t.position);
     let records = traces.iter().map(to_record).collect();
     let g = engine.gauges(end_ns);
