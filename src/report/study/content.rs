@@ -245,7 +245,11 @@ fn methodology(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
         rows.push(vec![
             w.clone(),
             s.spec.requests.to_string(),
-            s.spec.max_tokens.to_string(),
+            // 0: each request's limit came from its dataset (a ShareGPT reply's length).
+            match s.spec.max_tokens {
+                0 => "per the dataset".into(),
+                n => n.to_string(),
+            },
             s.spec
                 .concurrency
                 .map_or("no cap".into(), |c| c.to_string()),

@@ -55,6 +55,7 @@ pub struct Environment {
 pub struct WorkloadSpec {
     /// Measured requests.
     pub requests: u64,
+    /// `max_tokens` of every request; 0 when each request's came from its dataset.
     pub max_tokens: u64,
     /// Requests in flight at most (`None`: no cap).
     pub concurrency: Option<u64>,
