@@ -289,6 +289,15 @@ impl Analysis {
             .find(|s| s.framework == framework && s.workload == workload)
     }
 
+    /// Every framework's figures on the workloads the cross-framework comparisons use
+    /// ([`common_workloads`](Self::common_workloads)): the discussion's ranges and spreads are
+    /// over these, while feature workloads have their own sections.
+    pub fn compared(&self) -> impl Iterator<Item = &Stats> {
+        self.stats.iter().filter(|s| {
+            self.common_workloads.is_empty() || self.common_workloads.contains(&s.workload)
+        })
+    }
+
     /// The same framework's run of the workload `s` names as its baseline, when there is one.
     pub fn baseline_of(&self, s: &Stats) -> Option<&Stats> {
         self.get(&s.framework, s.spec.baseline.as_deref()?)

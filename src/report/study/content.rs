@@ -1010,11 +1010,16 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
             TIE_FRACTION * 100.0
         ))]);
     }
-    items.push(vec![t(
+    items.push(vec![t(if a.stats.iter().any(|s| s.spec.shared_prefix) {
+        "These runs measure each engine end to end; they do not isolate PagedAttention (vLLM) or \
+         RadixAttention (SGLang), so the differences above are not attributed to either mechanism. The \
+         workloads above have distinct prompts, so prefix reuse has little to work on there; section 5.5 \
+         measures it on shared prefixes, with the servers' own cache hit rates."
+    } else {
         "These runs measure each engine end to end; they do not isolate PagedAttention (vLLM) or \
          RadixAttention (SGLang), so the differences above are not attributed to either mechanism. With \
-         distinct prompts and no shared prefixes, RadixAttention's prefix reuse has little to work on.",
-    )]);
+         distinct prompts and no shared prefixes, RadixAttention's prefix reuse has little to work on."
+    })]);
     out.push(Block::Para(vec![b("Throughput:")]));
     out.push(Block::List {
         ordered: false,
@@ -1049,8 +1054,7 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
     }
     // Tail spread: P99 / P50 per cell.
     let tails: Vec<(&Stats, f64)> = a
-        .stats
-        .iter()
+        .compared()
         .filter(|s| s.e2e.count > 0 && s.e2e.p50 > 0.0)
         .map(|s| (s, s.e2e.p99 / s.e2e.p50))
         .collect();
@@ -1070,8 +1074,7 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
         ))]);
     }
     if let Some(small) = a
-        .stats
-        .iter()
+        .compared()
         .filter(|s| s.e2e.count > 0)
         .min_by_key(|s| s.e2e.count)
     {
@@ -1099,8 +1102,7 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
     out.push(Block::Heading(3, "6.2 Cost-Performance Trade-offs".into()));
     let mut items = Vec::new();
     let costed: Vec<&Stats> = a
-        .stats
-        .iter()
+        .compared()
         .filter(|s| s.usd_per_1m_output.is_some())
         .collect();
     let cheapest = costed.iter().min_by(|x, y| {
@@ -1330,8 +1332,7 @@ fn scalability(a: &Analysis) -> Vec<Vec<Inline>> {
         )]);
     }
     let mems: Vec<(&Stats, f64)> = a
-        .stats
-        .iter()
+        .compared()
         .filter_map(|s| s.gpu.as_ref().map(|g| (s, g.mem_max_gb)))
         .collect();
     if let Some((range, (_, lo), (_, hi))) = spread(&mems, |v| format!("{v:.2} GB"), "run") {
@@ -1388,8 +1389,7 @@ fn conclusion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
         }
     };
     let reliability = a
-        .stats
-        .iter()
+        .compared()
         .map(|s| s.success_rate)
         .fold(None, |acc: Option<(f64, f64)>, v| {
             Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))

@@ -541,6 +541,17 @@ fn prefix_sharing_shows_the_hit_rate_beside_the_latency_gain() {
         md.contains("vLLM 1100.0 tok/s (62.0 % prefix-cache hits), SGLang 1100.0 tok/s (81.0 % prefix-cache hits)"),
         "{md}"
     );
+    // Feature workloads and their baselines stay out of the discussion's ranges and spreads,
+    // which point to 5.5 instead.
+    let discussion = &md[md.find("## 6. Discussion").unwrap()..md.find("### 6.4").unwrap()];
+    assert!(
+        !discussion.contains("on SharedPrefix") && !discussion.contains("on Unshared"),
+        "{discussion}"
+    );
+    assert!(
+        discussion.contains("section 5.5 measures it on shared prefixes"),
+        "{discussion}"
+    );
     // Feature workloads and their baselines stay out of the seed's cross-framework tables.
     let a = Analysis::of(&study);
     assert_eq!(a.common_workloads, vec!["Small", "Medium", "Large"]);
