@@ -334,24 +334,35 @@ fn role_of(t: &serde_json::Value) -> Option<&str> {
     t.get("from").and_then(|v| v.as_str())
 }
 
-fn parse_sharegpt(text: &str, path: &Path) -> Result<Vec<DatasetEntry>, String> {
+/// The `conversations` message lists of a ShareGPT file, in file order (entries without one
+/// are skipped).
+fn sharegpt_message_lists(text: &str, path: &Path) -> Result<Vec<Vec<serde_json::Value>>, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         format!(
-            "the dataset {} is not ShareGPT JSON: {e} (expected a JSON array of {{\"conversations\": [...]}})",
+            "the dataset {} is not ShareGPT JSON: {e} (expected a JSON array of {{\"conversations\": [{{\"from\": \"human\", \"value\": \"…\"}}, …]}})",
             path.display()
         )
     })?;
-    let list = v.as_array().ok_or_else(|| {
-        format!(
+    let serde_json::Value::Array(list) = v else {
+        return Err(format!(
             "the dataset {} is not a JSON array of conversations",
             path.display()
+        ));
+    };
+    Ok(list
+        .into_iter()
+        .filter_map(
+            |mut conv| match conv.get_mut("conversations").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(messages)) => Some(messages),
+                _ => None,
+            },
         )
-    })?;
+        .collect())
+}
+
+fn parse_sharegpt(text: &str, path: &Path) -> Result<Vec<DatasetEntry>, String> {
     let mut out = Vec::new();
-    for conv in list {
-        let Some(turns) = conv.get("conversations").and_then(|c| c.as_array()) else {
-            continue;
-        };
+    for turns in sharegpt_message_lists(text, path)? {
         // The first human turn and the reply right after it (vLLM's rule: entries with fewer
         // than two turns are skipped).
         if turns.len() < 2 || role_of(&turns[0]) != Some("human") {
@@ -875,23 +886,8 @@ fn parse_sharegpt_conversations(
     text: &str,
     path: &Path,
 ) -> Result<Vec<SharedConversation>, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "the dataset {} is not ShareGPT JSON: {e} (expected a JSON array of {{\"conversations\": [{{\"from\": \"human\", \"value\": \"…\"}}, …]}})",
-            path.display()
-        )
-    })?;
-    let list = v.as_array().ok_or_else(|| {
-        format!(
-            "the dataset {} is not a JSON array of conversations",
-            path.display()
-        )
-    })?;
     let mut out = Vec::new();
-    for conv in list {
-        let Some(messages) = conv.get("conversations").and_then(|c| c.as_array()) else {
-            continue;
-        };
+    for messages in sharegpt_message_lists(text, path)? {
         let mut msgs = messages
             .iter()
             .map_while(|m| Some((sharegpt_role(role_of(m)?)?, text_of(m)?)))
