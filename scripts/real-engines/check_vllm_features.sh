@@ -37,20 +37,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- servebench -------------------------------------------------------------------------------
-t=$(date +%s)
-profile=${SERVEBENCH_PROFILE:-dev}
-if [[ -n ${SERVEBENCH_BIN:-} ]]; then
-    bin=$SERVEBENCH_BIN
-else
-    log "building servebench (cargo build --profile $profile)"
-    timeout 1800 cargo build --profile "$profile" --bin servebench --quiet \
-        || abort "cargo build --profile $profile"
-    dir=$profile
-    [[ $profile == dev ]] && dir=debug
-    bin=${CARGO_TARGET_DIR:-$root/target}/$dir/servebench
-fi
-[[ -x $bin ]] || abort "servebench binary at $bin"
-phase_done "build servebench" "$t"
+build_servebench dev
 
 # ---- the checker checks itself first: it must fail on the mistakes it is there to catch -------
 t=$(date +%s)

@@ -5,6 +5,7 @@
 #   source "$engines/common.sh"
 #   check_init NAME WORKDIR ROOT    # empties WORKDIR (never /, ROOT or $HOME)
 #   log …; tally_add ok|fail WHAT; phase_done PHASE START; abort WHAT; finish
+#   build_servebench DEFAULT_PROFILE    # sets bin
 
 check_init() {
     check_name=$1
@@ -39,6 +40,27 @@ finish() {
     echo "outputs: $work"
     echo "$check_name: $p passed, $f failed"
     [[ $f -eq 0 && $p -gt 0 ]]
+}
+# The servebench binary a check drives: $SERVEBENCH_BIN when set, else a cargo build of
+# $SERVEBENCH_PROFILE (default: DEFAULT_PROFILE). Sets `bin`; uses the caller's `root`.
+#   build_servebench DEFAULT_PROFILE
+# shellcheck disable=SC2154 # the caller sets root
+build_servebench() {
+    local t profile dir
+    t=$(date +%s)
+    profile=${SERVEBENCH_PROFILE:-$1}
+    if [[ -n ${SERVEBENCH_BIN:-} ]]; then
+        bin=$SERVEBENCH_BIN
+    else
+        log "building servebench (cargo build --profile $profile)"
+        timeout 1800 cargo build --profile "$profile" --bin servebench --quiet \
+            || abort "cargo build --profile $profile"
+        dir=$profile
+        [[ $profile == dev ]] && dir=debug
+        bin=${CARGO_TARGET_DIR:-$root/target}/$dir/servebench
+    fi
+    [[ -x $bin ]] || abort "servebench binary at $bin"
+    phase_done "build servebench" "$t"
 }
 abort() { # a step without which nothing else can be checked
     tally_add fail "$1"
