@@ -9,17 +9,11 @@ use servebench::cli::{Cli, Command};
 use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::Phase;
-use servebench::server::{spawn_local, Backend, ServerOptions};
-use servebench::sim::{Catalog, EngineKind, PredictOptions, SimBackend};
-use std::sync::Arc;
+use servebench::server::Backend;
+use servebench::sim::{EngineKind, PredictOptions};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::rt as runtime;
 
 fn counter(metrics: &str, name: &str) -> f64 {
     metrics
@@ -32,22 +26,13 @@ fn counter(metrics: &str, name: &str) -> f64 {
 
 #[test]
 fn conversations_on_the_simulator_hit_their_history_and_report_ttft_by_turn() {
-    let catalog = Catalog::builtin();
     let model = "facebook/opt-125m";
     let opts = PredictOptions::new(EngineKind::Vllm, "a10g", model);
-    let server_rt = runtime();
-    let backend = server_rt
-        .block_on(async { Arc::new(SimBackend::spawn(opts.engine(&catalog).unwrap(), model)) });
-    let server = server_rt
-        .block_on(spawn_local(
-            backend.clone(),
-            ServerOptions {
-                model: model.into(),
-                max_model_len: backend.facts().max_model_len,
-                ..ServerOptions::default()
-            },
-        ))
-        .unwrap();
+    let common::SimServer {
+        server,
+        backend,
+        rt: _server_rt,
+    } = common::serve_sim(&opts, model);
 
     let dir = tempfile::tempdir().unwrap();
     let argv = [
@@ -169,22 +154,13 @@ fn conversations_on_the_simulator_hit_their_history_and_report_ttft_by_turn() {
 /// Bounded: 16 conversations × 4 turns, 8 at once, about a second of serving.
 #[test]
 fn predict_agrees_with_sim_serve_on_conversations() {
-    let catalog = Catalog::builtin();
     let model = "facebook/opt-125m";
     let opts = PredictOptions::new(EngineKind::Vllm, "a10g", model);
-    let server_rt = runtime();
-    let backend = server_rt
-        .block_on(async { Arc::new(SimBackend::spawn(opts.engine(&catalog).unwrap(), model)) });
-    let server = server_rt
-        .block_on(spawn_local(
-            backend.clone(),
-            ServerOptions {
-                model: model.into(),
-                max_model_len: backend.facts().max_model_len,
-                ..ServerOptions::default()
-            },
-        ))
-        .unwrap();
+    let common::SimServer {
+        server,
+        backend: _,
+        rt: _server_rt,
+    } = common::serve_sim(&opts, model);
     let dir = tempfile::tempdir().unwrap();
     let workload = [
         "--dataset-name",

@@ -11,19 +11,10 @@ use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::metrics::{summarize, SummaryFacts};
 use servebench::record::Phase;
-use servebench::server::{spawn_local, ServerOptions};
-use servebench::sim::{
-    predict, Catalog, EngineKind, PredictOptions, SimBackend, SimLoad, SimRequest,
-};
-use std::sync::Arc;
+use servebench::sim::{predict, Catalog, EngineKind, PredictOptions, SimLoad, SimRequest};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::rt as runtime;
 
 #[test]
 fn sim_serve_measured_by_run_agrees_with_predict() {
@@ -31,19 +22,11 @@ fn sim_serve_measured_by_run_agrees_with_predict() {
     let model = "facebook/opt-125m";
     let opts = PredictOptions::new(EngineKind::Vllm, "a10g", model);
 
-    let server_rt = runtime();
-    let backend = server_rt
-        .block_on(async { Arc::new(SimBackend::spawn(opts.engine(&catalog).unwrap(), model)) });
-    let server = server_rt
-        .block_on(spawn_local(
-            backend.clone(),
-            ServerOptions {
-                model: model.into(),
-                max_model_len: backend.facts().max_model_len,
-                ..ServerOptions::default()
-            },
-        ))
-        .unwrap();
+    let common::SimServer {
+        server,
+        backend,
+        rt: server_rt,
+    } = common::serve_sim(&opts, model);
 
     let dir = tempfile::tempdir().unwrap();
     let argv = [

@@ -1,9 +1,14 @@
-//! Shared by the integration tests that drive `run` in-process against the embedded server.
+//! Shared by the integration tests that drive `run` in-process against the embedded server
+//! or the served simulator.
+#![allow(dead_code, reason = "each test crate uses a subset of these helpers")]
 
 use clap::Parser;
 use servebench::cli::{Cli, Command};
 use servebench::config::RunConfig;
+use servebench::server::{spawn_local, RunningServer, ServerOptions};
+use servebench::sim::{Catalog, PredictOptions, SimBackend};
 use std::path::Path;
+use std::sync::Arc;
 
 /// `servebench run --no-progress --result-dir DIR ARGS…`, parsed and validated as the binary
 /// would; the error is the message the user would see.
@@ -27,4 +32,37 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// The simulator served over loopback as `sim serve` runs it, on a runtime of its own (never
+/// the client's workers). Fields drop in order: the server, then the engine, then the runtime.
+pub struct SimServer {
+    pub server: RunningServer,
+    /// For its `/metrics` and facts.
+    pub backend: Arc<SimBackend>,
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// Serve the engine `opts` describes, answering to `model`.
+pub fn serve_sim(opts: &PredictOptions, model: &str) -> SimServer {
+    let rt = rt();
+    let engine = opts
+        .engine(&Catalog::builtin())
+        .expect("the built-in catalog has the engine");
+    let backend = rt.block_on(async { Arc::new(SimBackend::spawn(engine, model)) });
+    let server = rt
+        .block_on(spawn_local(
+            backend.clone(),
+            ServerOptions {
+                model: model.into(),
+                max_model_len: backend.facts().max_model_len,
+                ..ServerOptions::default()
+            },
+        ))
+        .expect("the simulator serves on loopback");
+    SimServer {
+        server,
+        backend,
+        rt,
+    }
 }
