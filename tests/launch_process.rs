@@ -221,14 +221,20 @@ async fn a_readiness_timeout_shows_the_log_and_the_fix_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // A marker duration so this test can find its own process afterwards.
     let cmd = words(&["sh", "-c", "echo 'loading weights 1/9'; exec sleep 31.4159"]);
-    let t = target("slow", cmd, Duration::from_millis(600));
+    let mut t = target("slow", cmd, Duration::from_millis(600));
+    // The engine never binds its port, so another test's server may bind it meanwhile (Linux
+    // hands a just-freed port out again): probe a path only this test uses, so such a server
+    // cannot look like this engine becoming ready.
+    if let Some(r) = t.readiness.as_mut() {
+        r.paths = vec!["/health-of-the-slow-test".into()];
+    }
     let err = Launcher::new().start(&t, dir.path()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, LaunchError::NotReady { .. }), "{err:?}");
     assert!(msg.contains("loading weights 1/9"), "{msg}");
     assert!(msg.contains("raise readiness.timeout_s"), "{msg}");
     assert!(
-        msg.contains("GET /health"),
+        msg.contains("GET /health-of-the-slow-test"),
         "the last check is named: {msg}"
     );
     assert!(
