@@ -461,15 +461,11 @@ impl StructuredConfig {
         // Compile it now: a schema or regex the checker cannot use is a usage error, not a
         // run whose every answer is "invalid".
         crate::structured::Checker::new(&constraint).map_err(|e| {
-            bad(
-                if kind == "regex" {
-                    "--regex"
-                } else {
-                    "--json-schema"
-                },
-                kind,
-                e,
-            )
+            match (&constraint, &a.json_schema) {
+                (Constraint::Regex(r), _) => bad("--regex", r, e),
+                (Constraint::JsonSchema(_), Some(p)) => bad("--json-schema", p.display(), e),
+                (Constraint::JsonSchema(_), None) => bad("--json-schema", "(built-in)", e),
+            }
         })?;
         if a.ignore_eos {
             return Err(bad(

@@ -118,6 +118,9 @@ fn a_regex_run_and_the_usage_errors() {
     let out = rt().block_on(run_benchmark(&cfg, false)).unwrap();
     assert_eq!(out.summary.structured.unwrap().correct_rate, 100.0);
 
+    let bad_schema = dir.path().join("bad-schema.json");
+    std::fs::write(&bad_schema, r#"{"type": "objectx"}"#).unwrap();
+    let bad_schema = bad_schema.display().to_string();
     for (args, says) in [
         (
             &["--structured-output", "json-schema", "--ignore-eos"][..],
@@ -139,7 +142,16 @@ fn a_regex_run_and_the_usage_errors() {
         ),
         (
             &["--structured-output", "regex", "--regex", "("][..],
-            "regex",
+            "invalid --regex `(`: not a usable regex",
+        ),
+        (
+            &[
+                "--structured-output",
+                "json-schema",
+                "--json-schema",
+                &bad_schema,
+            ][..],
+            "bad-schema.json`: not a usable JSON schema",
         ),
     ] {
         let e = config(dir.path(), args).unwrap_err();
