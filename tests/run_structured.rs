@@ -158,3 +158,51 @@ fn a_regex_run_and_the_usage_errors() {
         assert!(e.contains(says), "{args:?}: {e}");
     }
 }
+
+/// `predict` gives a constrained workload the verdicts the client's check would give the served
+/// simulator's answers: all valid when they fit, the ones max_tokens cuts invalid (and not good).
+#[test]
+fn predict_reports_the_validity_a_run_would_measure() {
+    use clap::Parser;
+    use servebench::cli::Cli;
+    let dir = tempfile::tempdir().unwrap();
+    let predict = |max_tokens: &str, name: &str| -> serde_json::Value {
+        let argv = [
+            "servebench",
+            "predict",
+            "--engine",
+            "vllm",
+            "--gpu",
+            "a10g",
+            "--sim-model",
+            "facebook/opt-125m",
+            "--num-prompts",
+            "40",
+            "--max-concurrency",
+            "8",
+            "--random-input-len",
+            "64",
+            "--random-output-len",
+            max_tokens,
+            "--structured-output",
+            "json-schema",
+            "--goodput",
+            "e2el:60000",
+            "--result-dir",
+            dir.path().to_str().unwrap(),
+            "--result-filename",
+            name,
+        ];
+        let status = servebench::app::main(Cli::try_parse_from(argv).unwrap());
+        assert_eq!(status, servebench::app::ExitStatus::Success);
+        serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap()
+    };
+    let roomy = predict("256", "roomy.json");
+    assert_eq!(roomy["correct_rate"], 100.0);
+    assert_eq!(roomy["structured_output"]["checked"], 40);
+    let cut = predict("6", "cut.json");
+    let rate = cut["correct_rate"].as_f64().unwrap();
+    assert!(rate < 100.0, "{rate}");
+    let valid = cut["structured_output"]["valid"].as_u64().unwrap();
+    assert_eq!(cut["summary"]["goodput"]["good"].as_u64().unwrap(), valid);
+}

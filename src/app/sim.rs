@@ -8,6 +8,7 @@ use crate::cli::{PredictArgs, SimServeArgs, SimTargetArgs};
 use crate::config::{ConfigError, LoadConfig, MetricConfig, OutputConfig, WorkloadConfig};
 use crate::load::{LoadMode, Pacing, Stop};
 use crate::metrics::summarize;
+use crate::record::OutputCheck;
 use crate::report::{self, ResultFile, RunInfo};
 use crate::server::{self, ServerOptions};
 use crate::sim::catalog::Catalog;
@@ -160,7 +161,8 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
         }
         _ => {
             let (load, offsets) = single_turn_load(&l.mode, w.seed)?;
-            (Source::Requests(requests_of(&w, &maker, offsets, n)), load)
+            let (requests, checks) = requests_of(&w, &maker, offsets, n);
+            (Source::Requests(requests, checks), load)
         }
     };
     finish_predict(&target, (&w, &l, &m, &o), n, source, load)
@@ -203,7 +205,9 @@ fn single_turn_load(
 
 /// Where a prediction's requests come from.
 enum Source {
-    Requests(Vec<SimRequest>),
+    /// The requests, and per request (by id) the verdict its answer will get when the run is
+    /// constrained: the simulated answer is a valid instance unless `max_tokens` cuts it.
+    Requests(Vec<SimRequest>, Vec<Option<OutputCheck>>),
     Conversations(Box<Conversations>),
 }
 
@@ -239,13 +243,14 @@ fn conversation_pacing(
     })
 }
 
-/// The single-turn requests: the workload's items on their offsets, `n` of them.
+/// The single-turn requests: the workload's items on their offsets, `n` of them, with the
+/// verdict each answer will get in a constrained run.
 fn requests_of(
     w: &WorkloadConfig,
     maker: &PromptMaker,
     offsets: Box<dyn Iterator<Item = u64>>,
     n: u64,
-) -> Vec<SimRequest> {
+) -> (Vec<SimRequest>, Vec<Option<OutputCheck>>) {
     w.spec
         .items(maker, w.seed)
         .zip(offsets)
@@ -270,9 +275,23 @@ fn requests_of(
                 answer.map_or(item.max_tokens, |a| a.clamp(1, item.max_tokens)),
             );
             r.grammar = grammar;
-            r
+            // What the client's check would say: the served simulator's answer is a valid
+            // instance, unless max_tokens cuts it short (then it is not JSON / no match).
+            let check = answer.map(|a| {
+                if a <= item.max_tokens {
+                    OutputCheck::Valid
+                } else {
+                    OutputCheck::Invalid {
+                        reason: format!(
+                            "cut off by max_tokens ({} of the answer's {a} tokens)",
+                            item.max_tokens
+                        ),
+                    }
+                }
+            });
+            (r, check)
         })
-        .collect()
+        .unzip()
 }
 
 /// Run the prediction and write its result as `run` writes one.
@@ -285,8 +304,13 @@ fn finish_predict(
 ) -> Result<ExitStatus, AppError> {
     let wall = std::time::Instant::now();
     let (prediction, conversations) = match source {
-        Source::Requests(requests) => (
-            predict(&target.catalog, &target.options(), &requests, load),
+        Source::Requests(requests, checks) => (
+            predict(&target.catalog, &target.options(), &requests, load).map(|mut p| {
+                for r in p.records.iter_mut().filter(|r| r.outcome.is_success()) {
+                    r.output_check = checks.get(r.id as usize).cloned().flatten();
+                }
+                p
+            }),
             None,
         ),
         Source::Conversations(mut c) => (
