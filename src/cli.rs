@@ -290,6 +290,11 @@ pub struct WorkloadArgs {
     /// messages of both roles for its --min-turns; this counts requests.
     #[arg(long, default_value_t = 2, help_heading = "Workload")]
     pub sharegpt_min_turns: u32,
+    /// `--dataset-name sharegpt-multi-turn`: keep at most this many turns of each conversation
+    /// (vLLM's converter's --max-turns counts messages of both roles; this counts requests).
+    /// Default: every turn.
+    #[arg(long, help_heading = "Workload")]
+    pub sharegpt_max_turns: Option<u32>,
     /// Output length for custom prompts without their own max_tokens (default 128).
     #[arg(long, help_heading = "Workload")]
     pub custom_output_len: Option<u32>,

@@ -589,6 +589,13 @@ impl WorkloadConfig {
                     "use random, generated-shared-prefix, sharegpt, custom, trace, multi-turn or sharegpt-multi-turn",
                 )),
             };
+        if a.sharegpt_max_turns.is_some() && a.dataset_name != "sharegpt-multi-turn" {
+            return Err(bad(
+                "--sharegpt-max-turns",
+                a.sharegpt_max_turns.unwrap_or(0),
+                "only caps conversations of --dataset-name sharegpt-multi-turn; drop it (use --conversation-turn-mean for synthetic conversations)",
+            ));
+        }
         if a.sharegpt_context_len.is_some() && a.dataset_name != "sharegpt-multi-turn" {
             return Err(bad(
                 "--sharegpt-context-len",
@@ -690,10 +697,21 @@ fn sharegpt_multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
         ("--sharegpt-min-turns", Some(a.sharegpt_min_turns)),
         ("--sharegpt-output-len", a.sharegpt_output_len),
         ("--sharegpt-context-len", a.sharegpt_context_len),
+        ("--sharegpt-max-turns", a.sharegpt_max_turns),
     ] {
         if v == Some(0) {
             return Err(bad(field, 0, "must be at least 1"));
         }
+    }
+    if let Some(m) = a.sharegpt_max_turns.filter(|&m| m < a.sharegpt_min_turns) {
+        return Err(bad(
+            "--sharegpt-max-turns",
+            m,
+            format!(
+                "is below --sharegpt-min-turns {}, so no conversation could be kept; raise it or lower --sharegpt-min-turns",
+                a.sharegpt_min_turns
+            ),
+        ));
     }
     let (delay, think) = think_time(a)?;
     let maker = match &a.tokenizer {
@@ -702,7 +720,7 @@ fn sharegpt_multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
         }
         None => PromptMaker::approximate(),
     };
-    let file = ShareGptConversations::load(
+    let mut file = ShareGptConversations::load(
         path,
         a.sharegpt_output_len,
         a.sharegpt_context_len,
@@ -710,6 +728,7 @@ fn sharegpt_multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
         a.seed,
     )
     .map_err(|e| bad("--dataset-path", path.display(), e))?;
+    file.max_turns = a.sharegpt_max_turns;
     MultiTurnSpec::sharegpt(file, a.conversation_num, delay, think, &maker)
         .map_err(|e| bad("--dataset-path", path.display(), e))
 }
@@ -1234,6 +1253,28 @@ mod tests {
                     "100",
                 ],
                 "only cuts conversations of --dataset-name sharegpt-multi-turn",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-max-turns",
+                    "3",
+                ],
+                "only caps conversations of --dataset-name sharegpt-multi-turn",
+            ),
+            (
+                vec![
+                    "--dataset-name",
+                    "sharegpt-multi-turn",
+                    "--dataset-path",
+                    path,
+                    "--sharegpt-max-turns",
+                    "1",
+                ],
+                "is below --sharegpt-min-turns 2",
             ),
         ] {
             let e = cfg(&[&chat[..], &args].concat()).unwrap_err().to_string();

@@ -751,6 +751,9 @@ pub struct ShareGptConversations {
     /// Conversations with fewer turns (after the context cut) are skipped
     /// (`--sharegpt-min-turns`).
     pub min_turns: u32,
+    /// Turns kept of each conversation at most (`--sharegpt-max-turns`; vLLM's converter has
+    /// `--max-turns`, which counts messages of both roles: this counts requests).
+    pub max_turns: Option<u32>,
     /// Conversations of a usable shape in the file (a human message answered at least once).
     pub conversations_read: usize,
     /// Mean `max_tokens` of the chosen conversations' turns.
@@ -799,6 +802,7 @@ impl ShareGptConversations {
             output_len,
             context_len,
             min_turns: min_turns.max(1),
+            max_turns: None,
             conversations_read: order.len(),
             mean_max_tokens: 0.0,
             order: std::sync::Arc::new(order),
@@ -821,8 +825,8 @@ impl ShareGptConversations {
         (out, i)
     }
 
-    /// One conversation's turns, cut before the first that would not fit the context; `None`
-    /// when fewer than `min_turns` remain. Think times are filled in later.
+    /// One conversation's turns, cut before the first that would not fit the context and after
+    /// `max_turns`; `None` when fewer than `min_turns` remain. Think times are filled in later.
     fn plan(&self, c: &SharedConversation, maker: &PromptMaker) -> Option<ConversationPlan> {
         let system = c.system.as_ref().map(|s| (s.clone(), maker.count(s)));
         // The history is counted with each earlier turn's max_tokens: the model's reply, which
@@ -830,6 +834,9 @@ impl ShareGptConversations {
         let mut history = u64::from(system.as_ref().map_or(0, |s| s.1));
         let mut turns = Vec::new();
         for (user, reply) in &c.exchanges {
+            if self.max_turns.is_some_and(|m| turns.len() >= m as usize) {
+                break;
+            }
             let user_tokens = maker.count(user);
             let max_tokens = self.output_len.unwrap_or_else(|| maker.count(reply)).max(1);
             let needed = history + u64::from(user_tokens) + u64::from(max_tokens);
@@ -1680,6 +1687,27 @@ mod tests {
         let warm = spec.warmup_conversations(5, &maker, 9);
         assert_eq!(warm.len(), 2, "the file has two more, and no more");
         assert!(warm.iter().all(|c| !measured.contains(&c.turns[0].user)));
+    }
+
+    #[test]
+    fn sharegpt_conversations_are_capped_at_max_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sharegpt_fixture(dir.path());
+        let maker = PromptMaker::approximate();
+        let turns = |max_turns: Option<u32>| {
+            let mut f = ShareGptConversations::load(&p, None, None, 1, 1).unwrap();
+            f.max_turns = max_turns;
+            let spec = MultiTurnSpec::sharegpt(f, 10, 0.0, ThinkTime::Fixed, &maker).unwrap();
+            spec.conversations(&maker, 1)
+                .iter()
+                .map(|c| c.turns.len())
+                .max()
+                .unwrap()
+        };
+        // "long" has three turns; the cap keeps the first two, in order.
+        assert_eq!(turns(None), 3);
+        assert_eq!(turns(Some(2)), 2);
+        assert_eq!(turns(Some(1)), 1);
     }
 
     #[test]

@@ -143,6 +143,9 @@ pub struct WorkloadConfig {
     pub context_len: Option<u32>,
     #[serde(default)]
     pub min_turns: Option<u32>,
+    /// `sharegpt-multi-turn`: turns kept of each conversation at most.
+    #[serde(default)]
+    pub max_turns: Option<u32>,
     /// Mean think time between a reply and the next turn, ms (`multi-turn`; default 0).
     #[serde(default)]
     pub think_time_ms: Option<f64>,
@@ -409,9 +412,9 @@ impl SuiteConfig {
                             w.name
                         ));
                     }
-                    if [w.conversations, w.context_len, w.min_turns].contains(&Some(0)) {
+                    if [w.conversations, w.context_len, w.min_turns, w.max_turns].contains(&Some(0)) {
                         return Err(format!(
-                            "workload `{}`: conversations, context_len and min_turns must be at least 1",
+                            "workload `{}`: conversations, context_len, min_turns and max_turns must be at least 1",
                             w.name
                         ));
                     }

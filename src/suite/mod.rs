@@ -95,6 +95,9 @@ fn cell_argv(
         if let Some(m) = w.min_turns {
             push("--sharegpt-min-turns", m.to_string());
         }
+        if let Some(m) = w.max_turns {
+            push("--sharegpt-max-turns", m.to_string());
+        }
         push(
             "--conversation-turn-delay-mean",
             w.think_time_ms.unwrap_or(0.0).to_string(),
@@ -683,6 +686,7 @@ requests = 100
 conversations = 4
 context_len = 20
 min_turns = 2
+max_turns = 6
 think_time_ms = 50
 "#,
             file.display()
@@ -705,6 +709,7 @@ think_time_ms = 50
             "--conversation-num 4",
             "--sharegpt-context-len 20",
             "--sharegpt-min-turns 2",
+            "--sharegpt-max-turns 6",
         ] {
             assert!(line.contains(part), "{part} in {line}");
         }
