@@ -3,9 +3,13 @@
 //!
 //! Latency metrics carry their per-request spread (mean, std, count), so the difference of
 //! means gets a Welch 95 % confidence interval; a difference whose interval excludes zero is
-//! marked significant. Throughput is one number per run with no spread of its own: it is
-//! reported, and called out only when it differs by more than `throughput_noise` (a relative
-//! band the user sets from repeated runs; 5 % by default).
+//! marked significant. Rates that are counts of requests — the success rate (completed of
+//! attempted) and, for constrained runs, the `correct_rate` (valid of checked answers) — are
+//! binomial proportions: their difference gets Newcombe's hybrid score interval (from each
+//! side's Wilson interval), which stays honest near 0 and 100 % where the normal approximation
+//! does not. Throughput is one number per run with no spread of its own: it is reported, and
+//! called out only when it differs by more than `throughput_noise` (a relative band the user
+//! sets from repeated runs; 5 % by default).
 
 use crate::metrics::{Distribution, Summary};
 use serde::Serialize;
@@ -81,6 +85,51 @@ fn welch(a: &Distribution, b: &Distribution) -> Option<(f64, f64)> {
     Some((d - half, d + half))
 }
 
+/// The 95 % Wilson score interval of the proportion `k / n`; `None` when `n` is 0.
+fn wilson(k: u64, n: u64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let (k, n) = (k.min(n) as f64, n as f64);
+    let z = 1.96_f64;
+    let p = k / n;
+    let denom = 1.0 + z * z / n;
+    let center = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    Some(((center - half).max(0.0), (center + half).min(1.0)))
+}
+
+/// Newcombe's hybrid score interval (his method 10, 1998) for `kb/nb − ka/na`, 95 %.
+fn newcombe(ka: u64, na: u64, kb: u64, nb: u64) -> Option<(f64, f64)> {
+    let (la, ua) = wilson(ka, na)?;
+    let (lb, ub) = wilson(kb, nb)?;
+    let (pa, pb) = (ka.min(na) as f64 / na as f64, kb.min(nb) as f64 / nb as f64);
+    let d = pb - pa;
+    let lo = d - ((pb - lb).powi(2) + (ua - pa).powi(2)).sqrt();
+    let hi = d + ((ub - pb).powi(2) + (pa - la).powi(2)).sqrt();
+    Some((lo, hi))
+}
+
+/// A rate of two counts, compared by Newcombe's interval, shown scaled by `scale` (1 for a
+/// fraction, 100 for percent).
+fn proportion(name: &str, a: (u64, u64), b: (u64, u64), scale: f64) -> Option<Difference> {
+    let ci = newcombe(a.0, a.1, b.0, b.1)?;
+    let (ra, rb) = (
+        a.0 as f64 / a.1 as f64 * scale,
+        b.0 as f64 / b.1 as f64 * scale,
+    );
+    Some(Difference {
+        metric: name.into(),
+        a: ra,
+        b: rb,
+        delta: rb - ra,
+        relative: (ra != 0.0).then(|| (rb - ra) / ra),
+        ci95: Some((ci.0 * scale, ci.1 * scale)),
+        significant: ci.0 > 0.0 || ci.1 < 0.0,
+        higher_is_better: true,
+    })
+}
+
 /// Compare two summaries; `throughput_noise` is the relative band within which throughput
 /// differences are called noise.
 pub fn compare(a: &Summary, b: &Summary, throughput_noise: f64) -> Vec<Difference> {
@@ -114,7 +163,6 @@ pub fn compare(a: &Summary, b: &Summary, throughput_noise: f64) -> Vec<Differenc
             a.request_throughput,
             b.request_throughput,
         ),
-        ("success_rate", a.success_rate, b.success_rate),
     ] {
         let rel = (va != 0.0).then(|| (vb - va) / va);
         out.push(Difference {
@@ -127,6 +175,20 @@ pub fn compare(a: &Summary, b: &Summary, throughput_noise: f64) -> Vec<Differenc
             significant: rel.is_some_and(|r| r.abs() > throughput_noise),
             higher_is_better: true,
         });
+    }
+    out.extend(proportion(
+        "success_rate",
+        (a.completed, a.attempted),
+        (b.completed, b.attempted),
+        1.0,
+    ));
+    if let (Some(sa), Some(sb)) = (&a.structured, &b.structured) {
+        out.extend(proportion(
+            "correct_rate",
+            (sa.valid, sa.checked),
+            (sb.valid, sb.checked),
+            100.0,
+        ));
     }
     out
 }
@@ -187,5 +249,54 @@ mod tests {
         assert!(get("request_throughput").significant);
         // Too few samples: no interval, never significant.
         assert!(get("mean_tpot_ms").ci95.is_none() && !get("mean_tpot_ms").significant);
+    }
+
+    #[test]
+    fn wilson_and_newcombe_match_the_published_examples() {
+        // Newcombe (1998), table II, example (a): 56/70 vs 48/80, θ = 0.2; method 10 gives
+        // 0.0524 to 0.3339. Here the difference is b − a, so a = 48/80 and b = 56/70.
+        let (lo, hi) = newcombe(48, 80, 56, 70).unwrap();
+        assert!(
+            (lo - 0.0524).abs() < 5e-4 && (hi - 0.3339).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        // Wilson for 0 of 10 is [0, 0.2775]: never a negative rate, unlike the normal one.
+        let (lo, hi) = wilson(0, 10).unwrap();
+        assert!(lo == 0.0 && (hi - 0.2775).abs() < 5e-4, "{lo} {hi}");
+        assert!(wilson(0, 0).is_none());
+    }
+
+    #[test]
+    fn success_and_correct_rates_are_compared_as_proportions() {
+        use crate::metrics::StructuredOutput;
+        let mut a = Summary::default();
+        let mut b = Summary::default();
+        (a.attempted, a.completed) = (200, 200);
+        (b.attempted, b.completed) = (200, 199);
+        a.structured = Some(StructuredOutput {
+            checked: 200,
+            valid: 198,
+            invalid: 2,
+            correct_rate: 99.0,
+        });
+        b.structured = Some(StructuredOutput {
+            checked: 199,
+            valid: 150,
+            invalid: 49,
+            correct_rate: 150.0 / 199.0 * 100.0,
+        });
+        let d = compare(&a, &b, 0.05);
+        let get = |m: &str| d.iter().find(|x| x.metric == m).unwrap();
+        // One failure in 200 is within the noise of a count that small.
+        assert!(!get("success_rate").significant);
+        let c = get("correct_rate");
+        assert!(c.significant && c.delta < 0.0, "{c:?}");
+        let (lo, hi) = c.ci95.unwrap();
+        assert!(lo < c.delta && c.delta < hi && hi < 0.0, "{c:?}");
+        // Without verdicts on both sides there is no correct_rate row.
+        b.structured = None;
+        assert!(compare(&a, &b, 0.05)
+            .iter()
+            .all(|x| x.metric != "correct_rate"));
     }
 }
