@@ -45,6 +45,11 @@ fn pct_change(now: f64, before: f64) -> String {
     }
 }
 
+/// A table's column names.
+fn cols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
 /// Milliseconds, for TTFTs that are usually tens to hundreds of ms.
 fn fmt_ms(v: f64) -> String {
     if v.abs() < 10.0 {
@@ -268,7 +273,7 @@ fn methodology(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Workload configurations (measured requests exclude warmup).",
             study,
         ),
-        header: [
+        header: cols(&[
             "Workload",
             "Requests",
             "Max Tokens",
@@ -277,9 +282,7 @@ fn methodology(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Load model",
             "Prompts",
             "Repeats",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![false, true, true, true, true, false, false, true],
     }));
@@ -345,7 +348,7 @@ fn methodology(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
 }
 
 fn throughput(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.1 Throughput Comparison".into()));
     out.push(figure(
         charts::THROUGHPUT,
@@ -369,16 +372,14 @@ fn throughput(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
         .collect();
     out.push(Block::Table(Table {
         caption: caption("5.1", "Output token throughput (TPS), request throughput (RPS), prompt + output token throughput and success rate.", study),
-        header: ["Framework", "Workload", "Throughput (TPS)", "Throughput (RPS)", "Total tok/s", "Success rate"]
-            .map(String::from)
-            .to_vec(),
+        header: cols(&["Framework", "Workload", "Throughput (TPS)", "Throughput (RPS)", "Total tok/s", "Success rate"]),
         rows,
         numeric: vec![false, false, true, true, true, true],
     }));
 }
 
 fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.2 Latency Distribution".into()));
     out.push(figure(
         charts::LATENCY,
@@ -414,7 +415,7 @@ fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             ),
             study,
         ),
-        header: ["Framework", "Avg Latency (s)", "P50 (s)", "P95 (s)", "P99 (s)"].map(String::from).to_vec(),
+        header: cols(&["Framework", "Avg Latency (s)", "P50 (s)", "P95 (s)", "P99 (s)"]),
         rows,
         numeric: vec![false, true, true, true, true],
     }));
@@ -450,7 +451,7 @@ fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Latency per framework and workload, in seconds (E2E unless marked TTFT).",
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "Requests",
@@ -463,9 +464,7 @@ fn latency(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Max",
             "TTFT P50",
             "TTFT P99",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![
             false, false, true, true, true, true, true, true, true, true, true, true,
@@ -482,7 +481,7 @@ fn no_price_reason(study: &Study) -> &'static str {
 }
 
 fn cost(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.3 Cost Efficiency".into()));
     out.push(figure(
         charts::COST,
@@ -516,9 +515,7 @@ fn cost(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             ),
             study,
         ),
-        header: ["Framework", "Avg TPS", "Cost/Hour", "Cost per 1M Tokens"]
-            .map(String::from)
-            .to_vec(),
+        header: cols(&["Framework", "Avg TPS", "Cost/Hour", "Cost per 1M Tokens"]),
         rows,
         numeric: vec![false, true, true, true],
     }));
@@ -553,23 +550,21 @@ fn cost(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             &format!("Cost per framework and workload. Good requests: {basis}."),
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "TPS",
             "Cost per 1M output tokens",
             "Cost per 1M total tokens",
             "Cost per 1000 good requests",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![false, false, true, true, true, true],
     }));
 }
 
 fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.4 GPU Utilization".into()));
     out.push(figure(
         charts::GPU,
@@ -615,7 +610,7 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             ),
             study,
         ),
-        header: ["Framework", "GPU Utilization (%)", "Memory Usage (GB)"].map(String::from).to_vec(),
+        header: cols(&["Framework", "GPU Utilization (%)", "Memory Usage (GB)"]),
         rows,
         numeric: vec![false, true, true],
     }));
@@ -653,16 +648,14 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "GPU telemetry per framework and workload over the measured phase.",
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "Util mean (%)",
             "Util max (%)",
             "Memory max (GB)",
             "Source",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![false, false, true, true, true, false],
     }));
@@ -676,7 +669,7 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
     if shared.is_empty() {
         return;
     }
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.5 Prefix Sharing".into()));
     let hit = |s: &Stats| {
         s.prefix_cache_hit_rate
@@ -730,7 +723,7 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Prefix-cache hit rate beside the latency and throughput it bought, per framework and shared-prefix workload.",
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "Prefix-cache hit rate (%)",
@@ -741,9 +734,7 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Baseline TTFT mean (ms)",
             "TTFT change (%)",
             "Output change (%)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![false, false, true, true, true, false, true, true, true, true],
     }));
@@ -759,7 +750,7 @@ fn prefix_sharing(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
 /// TTFT by turn shows whether the engine's prefix cache carries the history (flat or falling)
 /// or recomputes it (rising with the history's length).
 fn multi_turn(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     let mut rows = Vec::new();
     for s in a.stats.iter().filter(|s| s.spec.multi_turn) {
         let cells: Vec<_> = study
@@ -819,7 +810,7 @@ fn multi_turn(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "TTFT by turn per framework and multi-turn workload (successful requests; means over repeats).",
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "Turn",
@@ -829,9 +820,7 @@ fn multi_turn(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "TTFT P50 (ms)",
             "TTFT P99 (ms)",
             "Prefix-cache hit rate (%)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![false, false, true, true, true, true, true, true, true],
     }));
@@ -850,7 +839,7 @@ fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
     if rows_of.is_empty() {
         return;
     }
-    let mixed = study.any_simulated() && !study.all_simulated();
+    let mixed = study.partly_simulated();
     out.push(Block::Heading(3, "5.6 Structured Output".into()));
     let rows = rows_of
         .iter()
@@ -893,7 +882,7 @@ fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Schema-valid answers and the cost of the output constraint against the same workload unconstrained.",
             study,
         ),
-        header: [
+        header: cols(&[
             "Framework",
             "Workload",
             "Valid (%)",
@@ -906,9 +895,7 @@ fn structured_output(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Baseline output (tok/s)",
             "TPOT change (%)",
             "Output change (%)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows,
         numeric: vec![
             false, false, true, true, true, true, false, true, true, true, true, true,
@@ -1184,15 +1171,13 @@ fn discussion(study: &Study, a: &Analysis, recs: &[Recommendation], out: &mut Ve
             "Recommended framework per use case, with the rule that chose it.",
             study,
         ),
-        header: [
+        header: cols(&[
             "Use Case",
             "Recommended Framework",
             "GPU",
             "Rule",
             "Numbers compared",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: recs
             .iter()
             .map(|r| {

@@ -134,6 +134,11 @@ impl Study {
         self.simulated || self.cells.iter().any(|c| c.simulated)
     }
 
+    /// True when some numbers, not all, came from the simulator: rows then say which.
+    pub fn partly_simulated(&self) -> bool {
+        self.any_simulated() && !self.all_simulated()
+    }
+
     /// True when every number came from the simulator.
     pub fn all_simulated(&self) -> bool {
         self.simulated || (!self.cells.is_empty() && self.cells.iter().all(|c| c.simulated))
