@@ -549,7 +549,7 @@ fn sleep_until_ns(epoch: Instant, due_ns: u64, interrupt: &Interrupt) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Outcome, TokenSource};
+    use crate::record::Outcome;
 
     /// "Serves" every request in a fixed time without any network.
     struct FakeSender {
@@ -581,23 +581,14 @@ mod tests {
                 phase: ctx.phase,
                 scheduled_ns: ctx.scheduled_ns,
                 slot_ns: ctx.slot_ns,
-                sent_ns,
-                headers_ns: Some(sent_ns),
                 first_token_ns: Some(end),
                 first_content_ns: Some(end),
                 finished_ns: end,
                 events: vec![(((end - sent_ns) / 1000) as u32, 1)],
                 prompt_tokens: ctx.prompt_tokens,
                 max_tokens: ctx.max_tokens,
-                usage: None,
                 output_tokens: 1,
-                token_source: TokenSource::Events,
-                outcome: Outcome::Success,
-                resends: 0,
-                output_text: None,
-                conversation: None,
-                turn: None,
-                output_check: None,
+                ..RequestRecord::test_success(ctx.id, sent_ns)
             }
         }
     }

@@ -16,7 +16,6 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         .map_or(sent_ns, |e| sent_ns + u64::from(e.0) * 1000);
     RequestRecord {
         id,
-        phase: Phase::Measured,
         scheduled_ns: sched_ms * MS,
         slot_ns: sched_ms * MS,
         sent_ns,
@@ -28,14 +27,7 @@ fn ok(id: u64, sched_ms: u64, sent_ms: u64, events_ms: &[(u32, u32)]) -> Request
         events,
         prompt_tokens: 100,
         max_tokens: 16,
-        usage: None,
-        token_source: TokenSource::Events,
-        outcome: Outcome::Success,
-        resends: 0,
-        output_text: None,
-        conversation: None,
-        turn: None,
-        output_check: None,
+        ..RequestRecord::test_success(id, sent_ns)
     }
 }
 

@@ -196,7 +196,7 @@ pub(crate) mod fixtures {
     //! A run and summary shared by the renderers' tests.
     use super::*;
     use crate::metrics::{summarize, ClientCpu};
-    use crate::record::{FailureKind, Outcome, Phase, RequestRecord, TokenSource, Usage};
+    use crate::record::{FailureKind, Phase, RequestRecord, TokenSource, Usage};
 
     pub fn run_info() -> RunInfo {
         let start = DateTime::parse_from_rfc3339("2026-11-28T15:04:05Z")
@@ -224,13 +224,7 @@ pub(crate) mod fixtures {
         let sent = sent_ms * ms;
         RequestRecord {
             id,
-            phase: Phase::Measured,
-            scheduled_ns: sent,
-            slot_ns: sent,
-            sent_ns: sent,
-            headers_ns: Some(sent),
             first_token_ns: Some(sent + u64::from(events[0].0) * 1000),
-            first_content_ns: None,
             finished_ns: sent + u64::from(events[events.len() - 1].0) * 1000,
             output_tokens: events.iter().map(|e| e.1).sum(),
             events,
@@ -241,12 +235,7 @@ pub(crate) mod fixtures {
                 completion_tokens: 4,
             }),
             token_source: TokenSource::UsageDelta,
-            outcome: Outcome::Success,
-            resends: 0,
-            output_text: None,
-            conversation: None,
-            turn: None,
-            output_check: None,
+            ..RequestRecord::test_success(id, sent)
         }
     }
 

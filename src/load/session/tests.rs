@@ -4,7 +4,6 @@
 use super::*;
 use crate::arrival::Arrival;
 use crate::load::Stop;
-use crate::record::TokenSource;
 use crate::workload::TurnPlan;
 use bytes::Bytes;
 use std::sync::Mutex;
@@ -65,23 +64,15 @@ impl Sender for FakeSender {
             phase: ctx.phase,
             scheduled_ns: ctx.scheduled_ns,
             slot_ns: ctx.slot_ns,
-            sent_ns,
-            headers_ns: Some(sent_ns),
             first_token_ns: Some(end),
             first_content_ns: Some(end),
             finished_ns: end,
             events: vec![(((end - sent_ns) / 1000) as u32, 2)],
             prompt_tokens: ctx.prompt_tokens,
             max_tokens: ctx.max_tokens,
-            usage: None,
             output_tokens: 2,
-            token_source: TokenSource::Events,
-            outcome: Outcome::Success,
-            resends: 0,
             output_text: Some(format!("reply-{}", ctx.id)),
-            conversation: None,
-            turn: None,
-            output_check: None,
+            ..RequestRecord::test_success(ctx.id, sent_ns)
         }
     }
 }
