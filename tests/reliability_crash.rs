@@ -9,21 +9,11 @@
 use servebench::journal::read_journal;
 use servebench::record::{FailureKind, Outcome, Phase};
 use std::path::{Path, PathBuf};
-use std::process::{Command as Proc, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Proc {
-    Proc::new(env!("CARGO_BIN_EXE_servebench"))
-}
-
-/// Kills the child on drop so a failing test leaves nothing running.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{bin, Child};
 
 /// A slow enough run: 2000 requests, 8 in flight, 8 tokens at 5 ms each (~10 s if left alone).
 fn start_run(dir: &Path, name: &str, requests: u64) -> (Child, PathBuf, PathBuf) {

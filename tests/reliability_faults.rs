@@ -11,13 +11,12 @@ use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::{Outcome, Phase};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command as Proc, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::rt;
+use common::{bin, rt, spawn_serve, Child};
 
 fn config(dir: &Path, args: &[&str]) -> RunConfig {
     let quiet = ["--telemetry-interval-ms", "0", "--no-nvml"];
@@ -264,34 +263,9 @@ fn all_kinds_at_once_are_each_counted_exactly() {
     assert_eq!(s.completed + s.failed, 150);
 }
 
-fn bin() -> Proc {
-    Proc::new(env!("CARGO_BIN_EXE_servebench"))
-}
-
-/// Kills the child on drop so a failing test leaves nothing running.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn server_killed_mid_run_becomes_counted_failures_and_keeps_what_completed() {
-    let mut server = Child(
-        bin()
-            .args(["serve", "--port", "0", "--ttft-ms", "2", "--itl-ms", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
+    let (server, url) = spawn_serve(&["--ttft-ms", "2", "--itl-ms", "2"]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -380,19 +354,7 @@ fn server_killed_mid_run_becomes_counted_failures_and_keeps_what_completed() {
 fn server_dead_from_the_start_of_the_measured_phase_exits_1() {
     // Every request fails once the server is gone: status 1 and every record kept. The server
     // answers preflight, then is killed before the load (a tiny --num-prompts after a kill).
-    let mut server = Child(
-        bin()
-            .args(["serve", "--port", "0", "--ttft-ms", "1", "--itl-ms", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
+    let (mut server, url) = spawn_serve(&["--ttft-ms", "1", "--itl-ms", "1"]);
     let dir = tempfile::tempdir().unwrap();
     // The whole binary: preflight succeeds against a live server, then the server dies.
     let mut run = Child(

@@ -7,10 +7,9 @@ use servebench::config::RunConfig;
 use servebench::journal::read_journal;
 use servebench::record::{Outcome, Phase, TokenSource};
 use std::path::Path;
-use std::process::Command as Proc;
 
 mod common;
-use common::rt;
+use common::{bin, rt};
 
 fn config(dir: &Path, args: &[&str]) -> RunConfig {
     common::run_config(dir, args).unwrap()
@@ -191,10 +190,6 @@ fn open_loop_schedules_from_one_start_and_records_every_request() {
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r.scheduled_ns - t0, i as u64 * 5_000_000);
     }
-}
-
-fn bin() -> Proc {
-    Proc::new(env!("CARGO_BIN_EXE_servebench"))
 }
 
 #[test]

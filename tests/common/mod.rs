@@ -66,3 +66,37 @@ pub fn serve_sim(opts: &PredictOptions, model: &str) -> SimServer {
         rt,
     }
 }
+
+/// The `servebench` binary this test crate was built with.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_servebench"))
+}
+
+/// A child process killed on drop, so a failing test leaves nothing running.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `servebench serve --port 0 ARGS…` as a process of its own, and the URL it printed first.
+pub fn spawn_serve(args: &[&str]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut server = Child(
+        bin()
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("servebench serve starts"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("servebench serve prints its URL");
+    (server, line.trim().to_string())
+}
