@@ -626,16 +626,25 @@ mod tests {
         NonZeroUsize::new(n).unwrap()
     }
 
+    /// A single-turn plan without warmups (tests set `warmups` where they need them).
+    fn plan(mode: LoadMode, stop: Stop) -> LoadPlan {
+        LoadPlan {
+            mode,
+            stop,
+            warmups: 0,
+            warmup_concurrency: nz(1),
+            seed: 1,
+            conversations: false,
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn closed_loop_keeps_exactly_n_in_flight_and_sends_every_request() {
         let s = FakeSender::new(Duration::from_millis(5));
         let plan = LoadPlan {
-            mode: LoadMode::Closed { concurrency: nz(4) },
-            stop: Stop::Requests(40),
             warmups: 3,
             warmup_concurrency: nz(2),
-            seed: 1,
-            conversations: false,
+            ..plan(LoadMode::Closed { concurrency: nz(4) }, Stop::Requests(40))
         };
         let (rep, recs) = collect(plan, Arc::clone(&s), 43, Interrupt::default()).await;
         assert_eq!(rep.measured_sent, 40);
@@ -656,20 +665,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_loop_follows_the_schedule_with_its_own_offsets() {
         let s = FakeSender::new(Duration::from_millis(1));
-        let plan = LoadPlan {
-            mode: LoadMode::Open {
+        let plan = plan(
+            LoadMode::Open {
                 pacing: Pacing::Rate {
                     rate: 200.0,
                     arrival: Arrival::Constant,
                 },
                 max_in_flight: None,
             },
-            stop: Stop::Requests(20),
-            warmups: 0,
-            warmup_concurrency: nz(1),
-            seed: 1,
-            conversations: false,
-        };
+            Stop::Requests(20),
+        );
         let (rep, recs) = collect(plan, s, 20, Interrupt::default()).await;
         assert_eq!(recs.len(), 20);
         for (i, r) in recs.iter().enumerate() {
@@ -681,17 +686,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_flight_cap_turns_into_recorded_queue_time() {
         let s = FakeSender::new(Duration::from_millis(20));
-        let plan = LoadPlan {
-            mode: LoadMode::Open {
+        let plan = plan(
+            LoadMode::Open {
                 pacing: Pacing::AllAtOnce,
                 max_in_flight: Some(nz(2)),
             },
-            stop: Stop::Requests(6),
-            warmups: 0,
-            warmup_concurrency: nz(1),
-            seed: 1,
-            conversations: false,
-        };
+            Stop::Requests(6),
+        );
         let (_, recs) = collect(plan, Arc::clone(&s), 6, Interrupt::default()).await;
         assert_eq!(recs.len(), 6);
         assert_eq!(s.max_seen.load(Ordering::SeqCst), 2);
@@ -704,20 +705,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn duration_stop_sends_nothing_after_the_deadline() {
         let s = FakeSender::new(Duration::from_millis(2));
-        let plan = LoadPlan {
-            mode: LoadMode::Open {
+        let plan = plan(
+            LoadMode::Open {
                 pacing: Pacing::Rate {
                     rate: 100.0,
                     arrival: Arrival::Constant,
                 },
                 max_in_flight: None,
             },
-            stop: Stop::Duration(Duration::from_millis(195)),
-            warmups: 0,
-            warmup_concurrency: nz(1),
-            seed: 1,
-            conversations: false,
-        };
+            Stop::Duration(Duration::from_millis(195)),
+        );
         let (rep, recs) = collect(plan, s, 100, Interrupt::default()).await;
         assert_eq!(rep.stop_reason, StopReason::Duration);
         assert_eq!(recs.len(), 20); // offsets 0, 10, …, 190 ms
@@ -726,14 +723,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn interrupt_records_in_flight_as_cancelled_and_unsent_as_not_sent() {
         let s = FakeSender::new(Duration::from_secs(30));
-        let plan = LoadPlan {
-            mode: LoadMode::Closed { concurrency: nz(3) },
-            stop: Stop::Requests(10),
-            warmups: 0,
-            warmup_concurrency: nz(1),
-            seed: 1,
-            conversations: false,
-        };
+        let plan = plan(LoadMode::Closed { concurrency: nz(3) }, Stop::Requests(10));
         let intr = Interrupt::default();
         let i2 = intr.clone();
         tokio::spawn(async move {
@@ -767,14 +757,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn running_out_of_workload_is_reported_not_hidden() {
         let s = FakeSender::new(Duration::from_millis(1));
-        let plan = LoadPlan {
-            mode: LoadMode::Closed { concurrency: nz(2) },
-            stop: Stop::Requests(10),
-            warmups: 0,
-            warmup_concurrency: nz(1),
-            seed: 1,
-            conversations: false,
-        };
+        let plan = plan(LoadMode::Closed { concurrency: nz(2) }, Stop::Requests(10));
         let (rep, recs) = collect(plan, s, 4, Interrupt::default()).await;
         assert_eq!(rep.stop_reason, StopReason::WorkloadExhausted);
         assert_eq!(recs.len(), 4);
