@@ -15,7 +15,7 @@ use crate::journal::{JournalError, JournalHeader, JournalWriter};
 use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions, Endpoint};
-use crate::record::{Phase, RequestRecord};
+use crate::record::{OutputCheck, Phase, RequestRecord};
 use crate::report::{self, default_result_filename, ResultFile, RunInfo};
 use crate::structured::{Checker, Dialect};
 use crate::telemetry::{
@@ -221,9 +221,6 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let sender = Checked {
         client,
         checker: structured.map(|s| s.checker),
-        // A conversation needs every reply for its next turn (the session driver drops the
-        // text from the journal itself unless --save-detailed).
-        keep_text: cfg.save_detailed || multi_turn,
     };
 
     std::fs::create_dir_all(&cfg.result_dir)
@@ -287,7 +284,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let (tx, rx) = mpsc::unbounded_channel();
     // The bar counts measured requests only (warmup records do not tick it).
     let progress = Progress::new(interactive, cfg.plan.stop.max_requests());
-    let consumer = tokio::spawn(consume(rx, journal, progress));
+    let consumer = tokio::spawn(consume(rx, journal, progress, cfg.save_detailed));
 
     let cpu_before = process_cpu_seconds();
     let wall = Instant::now();
@@ -449,14 +446,12 @@ fn resolve_structured(
 const INVALID_TEXT_CHARS: usize = 500;
 
 /// The client, plus the structured-output check of each successful answer. The check runs in
-/// the request's task after the response completed (every timing point is already taken), so
-/// it costs the measurement nothing.
+/// the request's task after the response completed, so every timing point of the request is
+/// already taken; its CPU is the client's (the self-check's client CPU includes it). What the
+/// journal keeps of the text is decided once, by the consumer ([`journal_text`]).
 struct Checked {
     client: Client,
     checker: Option<Checker>,
-    /// `--save-detailed`: keep every answer's text; otherwise only invalid answers keep
-    /// theirs (truncated), as evidence, and valid ones drop it to keep the journal small.
-    keep_text: bool,
 }
 
 impl load::Sender for Checked {
@@ -466,19 +461,26 @@ impl load::Sender for Checked {
             return rec;
         };
         if rec.outcome.is_success() {
-            let verdict = checker.check(rec.output_text.as_deref().unwrap_or(""));
-            if !self.keep_text {
-                rec.output_text = match verdict.is_valid() {
-                    true => None,
-                    false => rec
-                        .output_text
-                        .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
-                };
-            }
-            rec.output_check = Some(verdict);
+            rec.output_check = Some(checker.check(rec.output_text.as_deref().unwrap_or("")));
         }
         rec
     }
+}
+
+/// The answer text the journal keeps: all of it with `--save-detailed` (vLLM's
+/// `generated_texts`); otherwise only an invalid answer's, truncated, as evidence. The client
+/// kept text only because a check or a conversation needed it.
+fn journal_text(rec: &mut RequestRecord, save_detailed: bool) {
+    if save_detailed {
+        return;
+    }
+    rec.output_text = match &rec.output_check {
+        Some(OutputCheck::Invalid { .. }) => rec
+            .output_text
+            .take()
+            .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
+        _ => None,
+    };
 }
 
 /// Start sampling the server's `/metrics`, a DCGM exporter and local GPUs, as configured.
@@ -726,10 +728,12 @@ async fn consume(
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     journal: JournalWriter,
     progress: Progress,
+    save_detailed: bool,
 ) -> (Accumulator, Result<(), JournalError>) {
     let mut acc = Accumulator::new();
     let mut io = Ok(());
-    while let Some(rec) = rx.recv().await {
+    while let Some(mut rec) = rx.recv().await {
+        journal_text(&mut rec, save_detailed);
         if rec.phase == Phase::Measured {
             progress.tick(rec.outcome.is_success());
         }
