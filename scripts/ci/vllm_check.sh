@@ -52,22 +52,7 @@ fi
 phase_done "checker self-test" "$t"
 
 # ---- vLLM ---------------------------------------------------------------------------------------
-t=$(date +%s)
-"$engines/install_vllm_cpu.sh" || abort "install vLLM for CPU"
-phase_done "install vLLM (cached)" "$t"
-venv=${VLLM_VENV:-$root/.venv-vllm}
-
-t=$(date +%s)
-"$venv/bin/python" "$engines/make_tiny_model.py" "$work/model" --seed 0 \
-    --tokenizer-out "$work/tokenizer.json" || abort "make the tiny model"
-phase_done "make tiny model" "$t"
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-model=tiny-llama
-t=$(date +%s)
-"$engines/start_vllm.sh" "$work/model" "$port" "$work/vllm.log" "$model" || abort "start vLLM"
-phase_done "start vLLM" "$t"
-base=http://127.0.0.1:$port
+start_tiny_vllm
 
 # ---- 1. the runs ----------------------------------------------------------------------------------
 num_prompts=40
@@ -82,12 +67,7 @@ for ep in completions chat; do
     path=/v1/completions
     [[ $ep == chat ]] && path=/v1/chat/completions
     log "servebench run $path ($num_prompts prompts, 4 in flight)"
-    timeout 300 "$bin" run --base-url "$base" --endpoint "$path" "${common[@]}" \
-        --result-filename "$ep.json" >"$work/$ep.out" 2>&1
-    rc=$?
-    cat "$work/$ep.out"
-    if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $path exited 0"
-    else tally_add fail "servebench run $path exited $rc"; fi
+    servebench_run "$ep" --base-url "$base" --endpoint "$path" "${common[@]}"
 done
 phase_done "servebench runs" "$t"
 sleep 1 # vLLM records stats beside streaming the last token; let the counter settle

@@ -144,12 +144,7 @@ for ep in completions chat; do
     path=/v1/completions
     [[ $ep == chat ]] && path=/v1/chat/completions
     log "servebench run $path ($num_prompts prompts, 4 in flight)"
-    timeout 300 "$bin" run --base-url "$base" --endpoint "$path" "${common[@]}" \
-        --result-filename "$ep.json" >"$work/$ep.out" 2>&1
-    rc=$?
-    cat "$work/$ep.out"
-    if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $path exited 0"
-    else tally_add fail "servebench run $path exited $rc"; fi
+    servebench_run "$ep" --base-url "$base" --endpoint "$path" "${common[@]}"
 done
 phase_done "servebench runs" "$t"
 sleep 1 # llama.cpp counts a request's tokens when its slot is released; let the counter settle

