@@ -219,8 +219,8 @@ pub fn default_schema() -> Value {
     })
 }
 
-/// Longest reason kept in an `Invalid` verdict.
-const REASON_CHARS: usize = 200;
+/// Longest reason kept in an `Invalid` verdict, in bytes (cut at a character boundary).
+const REASON_BYTES: usize = 200;
 
 /// A compiled constraint that judges answers.
 pub struct Checker {
@@ -262,7 +262,7 @@ impl Checker {
     /// The verdict on one answer's text.
     pub fn check(&self, text: &str) -> OutputCheck {
         let invalid = |reason: String| OutputCheck::Invalid {
-            reason: truncate(&reason, REASON_CHARS),
+            reason: crate::openai::truncate(reason, REASON_BYTES),
         };
         match &self.compiled {
             Compiled::Json(v) => {
@@ -287,14 +287,6 @@ impl Checker {
                 }
             }
         }
-    }
-}
-
-/// At most `n` characters of `s`, with `…` when cut.
-pub fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        None => s.to_string(),
-        Some((i, _)) => format!("{}…", &s[..i]),
     }
 }
 

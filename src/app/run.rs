@@ -442,8 +442,9 @@ fn resolve_structured(
     })
 }
 
-/// Longest answer text kept in the record of an invalid answer (without --save-detailed).
-const INVALID_TEXT_CHARS: usize = 500;
+/// Longest answer text kept in the record of an invalid answer (without --save-detailed), in
+/// bytes (cut at a character boundary).
+const INVALID_TEXT_BYTES: usize = 500;
 
 /// The client, plus the structured-output check of each successful answer. The check runs in
 /// the request's task after the response completed, so every timing point of the request is
@@ -478,7 +479,7 @@ fn journal_text(rec: &mut RequestRecord, save_detailed: bool) {
         Some(OutputCheck::Invalid { .. }) => rec
             .output_text
             .take()
-            .map(|t| crate::structured::truncate(&t, INVALID_TEXT_CHARS)),
+            .map(|t| crate::openai::truncate(t, INVALID_TEXT_BYTES)),
         _ => None,
     };
 }
