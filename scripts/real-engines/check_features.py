@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
+
+# The journal and /metrics readers of the other checker (this folder is on sys.path when a
+# script here runs).
+from check_vllm_run import is_measured, is_success, load_journal, metric_value
 
 RESULTS: list[bool] = []
 
@@ -40,15 +43,8 @@ def check(ok: bool, what: str) -> bool:
 
 
 def metric(path: Path, name: str) -> float | None:
-    """A metric's value summed over its label sets, from a Prometheus text scrape."""
-    total, seen = 0.0, False
-    pat = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)")
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = pat.match(line)
-        if m:
-            total += float(m.group(2))
-            seen = True
-    return total if seen else None
+    """A metric's value summed over its label sets, from a Prometheus text scrape file."""
+    return metric_value(path.read_text(encoding="utf-8"), name)
 
 
 def load(path: Path) -> dict:
@@ -135,14 +131,8 @@ def cmd_structured(a: argparse.Namespace) -> None:
 
 
 def cmd_multiturn(a: argparse.Namespace) -> None:
-    records = []
-    for line in a.journal.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict) and r.get("phase") == "measured" and "turn" in r:
-            records.append(r)
+    journal, _ = load_journal(a.journal)
+    records = [r for r in journal if is_measured(r) and "turn" in r]
     check(len(records) > 0, f"the journal has {len(records)} measured turns")
     by_conv: dict = {}
     for r in records:
@@ -154,7 +144,7 @@ def cmd_multiturn(a: argparse.Namespace) -> None:
             if cur["turn"] != prev["turn"] + 1 or cur["sent_ns"] < prev["finished_ns"]:
                 ordered = False
             pu, cu = prev.get("usage") or {}, cur.get("usage") or {}
-            if pu and cu and (prev.get("outcome") or {}).get("outcome") == "success":
+            if pu and cu and is_success(prev):
                 compared += 1
                 if cu["prompt_tokens"] > pu["prompt_tokens"] + pu["completion_tokens"]:
                     grew += 1
