@@ -7,6 +7,10 @@
 //!
 //! Gaps follow `vllm bench serve`: a gamma distribution with shape = burstiness and
 //! mean = 1/rate, so burstiness 1 is a Poisson process, < 1 is burstier, > 1 is smoother.
+//!
+//! A ramp (`--ramp-up-strategy`) changes the rate per request as vLLM's
+//! `_get_current_request_rate` does: request i of n is sent at the rate the strategy gives at
+//! progress i/(n−1), its gap drawn as above at that rate.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -37,6 +41,65 @@ impl fmt::Display for Arrival {
     }
 }
 
+/// How a ramp goes from its start rate to its end rate (vLLM's `--ramp-up-strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RampStrategy {
+    /// start + (end − start) · progress
+    Linear,
+    /// start · (end / start)^progress
+    Exponential,
+}
+
+impl fmt::Display for RampStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RampStrategy::Linear => "linear",
+            RampStrategy::Exponential => "exponential",
+        })
+    }
+}
+
+/// A request-rate ramp: requests/s at the first request and at the last (integers, as vLLM's
+/// `--ramp-up-start-rps` and `--ramp-up-end-rps`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RampUp {
+    pub strategy: RampStrategy,
+    pub start_rps: u32,
+    pub end_rps: u32,
+}
+
+impl RampUp {
+    /// The rate of request `index` of `total` (vLLM's `_get_current_request_rate`). Past the
+    /// last request the rate stays at the end rate.
+    pub fn rate_at(&self, index: u64, total: u64) -> f64 {
+        let progress = (index as f64 / total.saturating_sub(1).max(1) as f64).min(1.0);
+        let (start, end) = (f64::from(self.start_rps), f64::from(self.end_rps));
+        match self.strategy {
+            RampStrategy::Linear => start + (end - start) * progress,
+            RampStrategy::Exponential => start * (end / start).powf(progress),
+        }
+    }
+
+    /// The ramp's own rules (vLLM's, plus: the end rate must be positive, since every gap
+    /// after the first is drawn at a rate between the two).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.start_rps > self.end_rps {
+            return Err(format!(
+                "the start rate {} is above the end rate {}; a ramp goes up",
+                self.start_rps, self.end_rps
+            ));
+        }
+        if self.end_rps == 0 {
+            return Err("the end rate must be at least 1 request/s".into());
+        }
+        if self.strategy == RampStrategy::Exponential && self.start_rps == 0 {
+            return Err("an exponential ramp cannot start at 0 requests/s".into());
+        }
+        Ok(())
+    }
+}
+
 /// An endless, seeded sequence of send offsets (nanoseconds since the schedule's start).
 ///
 /// Deterministic for a seed: the same seed, rate and arrival give the same offsets on every
@@ -53,6 +116,12 @@ pub struct Schedule {
 enum GapSource {
     Fixed(f64),
     Gamma(Gamma<f64>),
+    /// The rate changes per request; each gap is drawn at request n's rate.
+    Ramp {
+        ramp: RampUp,
+        total: u64,
+        arrival: Arrival,
+    },
 }
 
 impl Schedule {
@@ -84,6 +153,29 @@ impl Schedule {
             n: 0,
         })
     }
+
+    /// A ramp over `total` requests. As for a fixed rate the first request goes at offset 0;
+    /// request n ≥ 1 follows request n−1 by a gap drawn at request n's rate (vLLM draws a gap
+    /// before its first request too, at the start rate, which a start rate of 0 would make
+    /// infinite — vLLM asserts there; here a linear ramp from 0 works).
+    pub fn ramp(ramp: RampUp, total: u64, arrival: Arrival, seed: u64) -> Result<Schedule, String> {
+        ramp.validate()?;
+        if let Arrival::Gamma { burstiness } = arrival {
+            if !(burstiness.is_finite() && burstiness > 0.0) {
+                return Err(format!("burstiness must be > 0, got {burstiness}"));
+            }
+        }
+        Ok(Schedule {
+            gap: GapSource::Ramp {
+                ramp,
+                total,
+                arrival,
+            },
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            elapsed_s: 0.0,
+            n: 0,
+        })
+    }
 }
 
 impl Iterator for Schedule {
@@ -100,6 +192,22 @@ impl Iterator for Schedule {
         match &self.gap {
             GapSource::Fixed(g) => self.elapsed_s = n as f64 * g,
             GapSource::Gamma(d) => self.elapsed_s += d.sample(&mut self.rng),
+            GapSource::Ramp {
+                ramp,
+                total,
+                arrival,
+            } => {
+                // validate() keeps every rate after the first positive.
+                let rate = ramp.rate_at(n, *total).max(f64::MIN_POSITIVE);
+                self.elapsed_s += match *arrival {
+                    Arrival::Constant => 1.0 / rate,
+                    Arrival::Gamma { burstiness } => {
+                        Gamma::new(burstiness, 1.0 / (rate * burstiness))
+                            .map(|d| d.sample(&mut self.rng))
+                            .unwrap_or(1.0 / rate)
+                    }
+                };
+            }
         }
         Some((self.elapsed_s * 1e9).round() as u64)
     }
@@ -178,6 +286,80 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    fn ramp(strategy: RampStrategy, start_rps: u32, end_rps: u32) -> RampUp {
+        RampUp {
+            strategy,
+            start_rps,
+            end_rps,
+        }
+    }
+
+    #[test]
+    fn ramp_rates_follow_vllms_formula() {
+        let lin = ramp(RampStrategy::Linear, 2, 10);
+        assert_eq!(lin.rate_at(0, 5), 2.0);
+        assert_eq!(lin.rate_at(2, 5), 6.0);
+        assert_eq!(lin.rate_at(4, 5), 10.0);
+        assert_eq!(lin.rate_at(9, 5), 10.0, "past the end: the end rate");
+        let exp = ramp(RampStrategy::Exponential, 1, 16);
+        assert!((exp.rate_at(2, 5) - 4.0).abs() < 1e-12);
+        assert!((exp.rate_at(4, 5) - 16.0).abs() < 1e-12);
+        // One request: progress is i / max(n − 1, 1), so the only request gets the start rate.
+        assert_eq!(lin.rate_at(0, 1), 2.0);
+    }
+
+    #[test]
+    fn constant_linear_ramp_gaps_are_the_inverse_rates() {
+        let offs: Vec<u64> =
+            Schedule::ramp(ramp(RampStrategy::Linear, 0, 4), 5, Arrival::Constant, 1)
+                .unwrap()
+                .take(5)
+                .collect();
+        // rates of requests 1..4: 1, 2, 3, 4 req/s → gaps 1, 1/2, 1/3, 1/4 s
+        let expect = [0.0, 1.0, 1.5, 1.5 + 1.0 / 3.0, 1.5 + 1.0 / 3.0 + 0.25];
+        for (o, e) in offs.iter().zip(expect) {
+            assert!((*o as f64 / 1e9 - e).abs() < 1e-6, "{offs:?}");
+        }
+    }
+
+    #[test]
+    fn poisson_ramp_speeds_up_seeded_and_sends_the_planned_count_in_the_expected_time() {
+        let n = 20_000;
+        let r = ramp(RampStrategy::Exponential, 10, 1000);
+        let a: Vec<u64> = Schedule::ramp(r, n, Arrival::POISSON, 9)
+            .unwrap()
+            .take(n as usize)
+            .collect();
+        let b: Vec<u64> = Schedule::ramp(r, n, Arrival::POISSON, 9)
+            .unwrap()
+            .take(n as usize)
+            .collect();
+        assert_eq!(a, b, "same seed, same offsets");
+        assert!(a.windows(2).all(|w| w[0] <= w[1]));
+        // Mean gap over the first and last tenth follows the rate there.
+        let tenth = (n / 10) as usize;
+        let mean_gap = |w: &[u64]| (w[w.len() - 1] - w[0]) as f64 / 1e9 / (w.len() - 1) as f64;
+        let early = mean_gap(&a[..tenth]);
+        let late = mean_gap(&a[a.len() - tenth..]);
+        assert!(early > 10.0 * late, "early {early} late {late}");
+        // The expected total is the sum of 1/rate_i; Poisson noise over 20k gaps is < 2 %.
+        let expected: f64 = (1..n).map(|i| 1.0 / r.rate_at(i, n)).sum();
+        let got = a[a.len() - 1] as f64 / 1e9;
+        assert!((got / expected - 1.0).abs() < 0.02, "{got} vs {expected}");
+    }
+
+    #[test]
+    fn bad_ramps_are_refused_with_the_reason() {
+        for (r, says) in [
+            (ramp(RampStrategy::Linear, 5, 2), "goes up"),
+            (ramp(RampStrategy::Linear, 0, 0), "at least 1"),
+            (ramp(RampStrategy::Exponential, 0, 8), "cannot start at 0"),
+        ] {
+            let e = Schedule::ramp(r, 10, Arrival::POISSON, 1).err().unwrap();
+            assert!(e.contains(says), "{r:?}: {e}");
+        }
     }
 
     #[test]

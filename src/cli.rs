@@ -204,16 +204,46 @@ pub struct RunArgs {
     /// Tokio worker threads for the client (default: one per core).
     #[arg(long, help_heading = "Load")]
     pub client_threads: Option<usize>,
-    /// Server to benchmark, e.g. http://127.0.0.1:8000. Without it, the embedded server is
-    /// started on a free loopback port and measured.
+    /// Server to benchmark, e.g. http://127.0.0.1:8000. Without it (and without --host or
+    /// --port), the embedded server is started on a free loopback port and measured.
     #[arg(long, help_heading = "Target")]
     pub base_url: Option<String>,
-    /// API path: /v1/completions or /v1/chat/completions.
-    #[arg(long, default_value = "/v1/completions", help_heading = "Target")]
-    pub endpoint: String,
+    /// Server host, as `vllm bench serve`: with --port, the server is http://HOST:PORT
+    /// (default 127.0.0.1 when only --port is given). Cannot go with --base-url.
+    #[arg(long, help_heading = "Target")]
+    pub host: Option<String>,
+    /// Server port, as `vllm bench serve` (default 8000 when only --host is given).
+    #[arg(long, help_heading = "Target")]
+    pub port: Option<u16>,
+    /// API path: /v1/completions or /v1/chat/completions. Default: /v1/completions, or
+    /// /v1/chat/completions with `--backend openai-chat`.
+    #[arg(long, help_heading = "Target")]
+    pub endpoint: Option<String>,
+    /// vLLM's request function: `openai` or `vllm` (completions), `openai-chat` (chat
+    /// completions). `openai-audio` and `openai-embeddings` are refused: servebench measures
+    /// text generation only.
+    #[arg(long, alias = "endpoint-type", help_heading = "Target")]
+    pub backend: Option<String>,
     /// Model name sent in requests. Default: the first model the server lists at /v1/models.
     #[arg(long, help_heading = "Target")]
     pub model: Option<String>,
+    /// The model name the server answers to when it differs from --model (vLLM's flag): sent
+    /// in requests, while the result's `model_id` stays --model.
+    #[arg(long, help_heading = "Target")]
+    pub served_model_name: Option<String>,
+    /// Extra HTTP header on every request, KEY=VALUE, repeatable or several after one flag
+    /// (`--header x-a=1 x-b=2`). Values of auth-like headers are never written anywhere.
+    #[arg(long = "header", value_name = "KEY=VALUE", num_args = 1.., help_heading = "Target")]
+    pub headers: Vec<String>,
+    /// Send `X-Request-Id: <PREFIX><n>` with request n (vLLM's flag; vLLM's server then uses
+    /// it as the request id in its logs). Default: no request-id header.
+    #[arg(long, help_heading = "Target")]
+    pub request_id_prefix: Option<String>,
+    /// Seconds to wait for the server to answer the preflight (retried every second until
+    /// then), e.g. while vLLM is still loading the model. 0: ask once (vLLM's default since
+    /// 0.11.1; 0.10 and 0.11.0 waited 600 s by default).
+    #[arg(long, default_value_t = 0, help_heading = "Target")]
+    pub ready_check_timeout_sec: u64,
     /// Bearer token for the server (read from OPENAI_API_KEY when not given). Never written to
     /// any output.
     #[arg(
@@ -249,16 +279,153 @@ pub struct RunArgs {
     pub label: Option<String>,
 
     #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    #[command(flatten)]
+    pub vllm: VllmCompatArgs,
+
+    #[command(flatten)]
     pub embedded: EmbeddedArgs,
+}
+
+/// Sampling parameters, sent in every request body only when given (as `vllm bench serve`
+/// since 0.11.1: the server's defaults apply otherwise).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Sampling parameters (sent only when given)")]
+pub struct SamplingArgs {
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<i64>,
+    #[arg(long)]
+    pub min_p: Option<f64>,
+    #[arg(long)]
+    pub frequency_penalty: Option<f64>,
+    #[arg(long)]
+    pub presence_penalty: Option<f64>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Log probabilities per token: `logprobs: N` (completions) or `logprobs: true,
+    /// top_logprobs: N` (chat).
+    #[arg(long)]
+    pub logprobs: Option<u32>,
+    /// A JSON object merged into every request body last (vLLM's flag), e.g.
+    /// '{"chat_template_kwargs":{"enable_thinking":false}}'.
+    #[arg(long)]
+    pub extra_body: Option<String>,
+}
+
+/// Flags of `vllm bench serve` that have no effect on a servebench run. Accepted so a vLLM
+/// command line carries over unchanged; each one given prints one line on stderr saying why
+/// it has no effect (docs/vllm-compat.md has the whole table).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Accepted for `vllm bench serve` compatibility (no effect)")]
+pub struct VllmCompatArgs {
+    /// servebench always writes the result file.
+    #[arg(long)]
+    pub save_result: bool,
+    /// servebench writes a new result file every run (and appends a row to results.csv).
+    #[arg(long)]
+    pub append_result: bool,
+    /// Tokenizers are read from a local tokenizer.json; there is no mode to choose.
+    #[arg(long, value_name = "MODE")]
+    pub tokenizer_mode: Option<String>,
+    /// No Python code is run to load a tokenizer.
+    #[arg(long)]
+    pub trust_remote_code: bool,
+    /// servebench needs no tokenizer (prompts are approximate without one).
+    #[arg(long)]
+    pub skip_tokenizer_init: bool,
+    /// Not sent by vLLM's client either.
+    #[arg(long)]
+    pub use_beam_search: bool,
+    /// vLLM's profiler: start it yourself (POST /start_profile, /stop_profile).
+    #[arg(long)]
+    pub profile: bool,
+    /// Certificates are always verified.
+    #[arg(long)]
+    pub insecure: bool,
+    /// servebench draws its own charts (`servebench suite` reports).
+    #[arg(long)]
+    pub plot_timeline: bool,
+    #[arg(long, value_name = "MS,MS")]
+    pub timeline_itl_thresholds: Option<String>,
+    #[arg(long)]
+    pub plot_dataset_stats: bool,
+    /// servebench never renders a chat template on the client.
+    #[arg(long, value_name = "JSON")]
+    pub chat_template_kwargs: Option<String>,
+    #[arg(long, alias = "custom-skip-chat-template")]
+    pub skip_chat_template: bool,
+    /// Only HF datasets are loaded in streaming mode; servebench reads local files. (Not
+    /// servebench's own --no-stream, which sends non-streaming requests: see the compat doc.)
+    #[arg(long)]
+    pub no_oversample: bool,
+    #[arg(long)]
+    pub disable_shuffle: bool,
+    /// Embeddings and reranking are not benchmarked.
+    #[arg(long)]
+    pub random_batch_size: Option<u32>,
+    #[arg(long)]
+    pub no_reranker: bool,
+    /// Options of vLLM datasets servebench does not have (refused with --dataset-name).
+    #[arg(long)]
+    pub sonnet_input_len: Option<u32>,
+    #[arg(long)]
+    pub sonnet_output_len: Option<u32>,
+    #[arg(long)]
+    pub sonnet_prefix_len: Option<u32>,
+    #[arg(long)]
+    pub blazedit_min_distance: Option<f64>,
+    #[arg(long)]
+    pub blazedit_max_distance: Option<f64>,
+    #[arg(long)]
+    pub spec_bench_output_len: Option<u32>,
+    #[arg(long)]
+    pub spec_bench_category: Option<String>,
+    #[arg(long)]
+    pub hf_subset: Option<String>,
+    #[arg(long)]
+    pub hf_split: Option<String>,
+    #[arg(long)]
+    pub hf_name: Option<String>,
+    #[arg(long)]
+    pub hf_output_len: Option<u32>,
+    #[arg(long)]
+    pub random_mm_base_items_per_request: Option<u32>,
+    #[arg(long)]
+    pub random_mm_num_mm_items_range_ratio: Option<f64>,
+    #[arg(long)]
+    pub random_mm_limit_mm_per_prompt: Option<String>,
+    #[arg(long)]
+    pub random_mm_bucket_config: Option<String>,
+    #[arg(long)]
+    pub timed_trace_chunk_hash_size: Option<u32>,
+    #[arg(long)]
+    pub timed_trace_sec_multiplier: Option<f64>,
+    /// Refused: these change what is measured, and servebench cannot do it.
+    #[arg(long, num_args = 1..)]
+    pub lora_modules: Vec<String>,
+    #[arg(long)]
+    pub lora_assignment: Option<String>,
+    #[arg(long)]
+    pub probe_request_rate: Option<f64>,
+    #[arg(long, overrides_with = "no_self_timed")]
+    pub self_timed: bool,
+    #[arg(long)]
+    pub no_self_timed: bool,
 }
 
 /// What to send (shared by `run` and `predict`).
 #[derive(Debug, Args, Clone)]
 #[command(allow_negative_numbers = true)]
 pub struct WorkloadArgs {
-    /// Local tokenizer.json (Hugging Face format) for exact prompt token lengths. Without it
-    /// prompts are built from common one-token words (an approximation; the server's usage is
-    /// recorded either way).
+    /// Local tokenizer.json (Hugging Face format), or a local model directory holding one, for
+    /// exact prompt token lengths. Never downloaded: for a hub id, point at a local copy. Without
+    /// it prompts are built from common one-token words (an approximation; the server's usage
+    /// is recorded either way).
     #[arg(long, help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,
     /// The workload: `random` (independent prompts, as vLLM), `generated-shared-prefix`
@@ -348,6 +515,30 @@ pub struct WorkloadArgs {
     /// Output tokens of each shared-prefix request.
     #[arg(long, default_value_t = 256, help_heading = "Workload")]
     pub gsp_output_len: u32,
+    /// vLLM's general input length: sets --random-input-len.
+    #[arg(long, help_heading = "Workload")]
+    pub input_len: Option<u32>,
+    /// vLLM's general output length: sets --random-output-len, --sharegpt-output-len and
+    /// --custom-output-len.
+    #[arg(long, help_heading = "Workload")]
+    pub output_len: Option<u32>,
+    /// `random`: tokens of one fixed prefix every prompt starts with (vLLM's flag), before its
+    /// own --random-input-len tokens.
+    #[arg(long, default_value_t = 0, help_heading = "Workload")]
+    pub random_prefix_len: u32,
+    /// `prefix_repetition` (vLLM's dataset, run as `generated-shared-prefix`): tokens of
+    /// each shared prefix.
+    #[arg(long, default_value_t = 256, help_heading = "Workload")]
+    pub prefix_repetition_prefix_len: u32,
+    /// `prefix_repetition`: tokens of each request's own suffix.
+    #[arg(long, default_value_t = 256, help_heading = "Workload")]
+    pub prefix_repetition_suffix_len: u32,
+    /// `prefix_repetition`: distinct prefixes; --num-prompts / this requests share each one.
+    #[arg(long, default_value_t = 10, help_heading = "Workload")]
+    pub prefix_repetition_num_prefixes: u32,
+    /// `prefix_repetition`: output tokens per request.
+    #[arg(long, default_value_t = 128, help_heading = "Workload")]
+    pub prefix_repetition_output_len: u32,
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 1024, help_heading = "Workload")]
     pub random_input_len: u32,
@@ -409,6 +600,17 @@ pub struct LoadArgs {
     /// Stop sending after this many seconds (with --num-prompts: whichever comes first).
     #[arg(long, help_heading = "Load")]
     pub duration: Option<f64>,
+    /// Ramp the request rate over the run, as `vllm bench serve`: `linear` or `exponential`
+    /// from --ramp-up-start-rps (first request) to --ramp-up-end-rps (last of --num-prompts);
+    /// gaps drawn as for --request-rate (--burstiness, --arrival). Not with --request-rate.
+    #[arg(long, help_heading = "Load")]
+    pub ramp_up_strategy: Option<String>,
+    /// Requests per second at the start of the ramp.
+    #[arg(long, help_heading = "Load")]
+    pub ramp_up_start_rps: Option<u32>,
+    /// Requests per second at the end of the ramp.
+    #[arg(long, help_heading = "Load")]
+    pub ramp_up_end_rps: Option<u32>,
 }
 
 /// What to compute (shared by `run` and `predict`).
@@ -425,6 +627,12 @@ pub struct MetricArgs {
     /// Comma-separated percentiles to report.
     #[arg(long, default_value = "50,90,95,99", help_heading = "Metrics")]
     pub metric_percentiles: String,
+    /// Which metrics get `mean_`/`median_`/`std_`/`p<N>_` keys in the result's top level
+    /// (vLLM's flag): any of ttft, tpot, itl, e2el, client_queue_time,
+    /// e2el_including_client_queue. Default: every metric servebench measures (vLLM's default
+    /// `ttft,tpot,itl` plus the others). The full summary is written either way.
+    #[arg(long, help_heading = "Metrics")]
+    pub percentile_metrics: Option<String>,
 }
 
 /// Where results go (shared by `run` and `predict`).
@@ -437,12 +645,17 @@ pub struct OutputArgs {
     /// Summary file name (default: <label>-<rate>qps-<time>.json).
     #[arg(long, help_heading = "Output")]
     pub result_filename: Option<String>,
-    /// Also put per-request arrays (ttfts, itls, …) into the summary JSON, as vLLM does.
+    /// Also put per-request arrays (input_lens, output_lens, ttfts, itls, start_times,
+    /// generated_texts, errors) into the summary JSON, as vLLM does.
     #[arg(long, help_heading = "Output")]
     pub save_detailed: bool,
     /// No progress bar.
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, alias = "disable-tqdm", help_heading = "Output")]
     pub no_progress: bool,
+    /// KEY=VALUE pairs written as top-level keys of the result file (vLLM's flag), e.g.
+    /// `--metadata version=0.11 tp=1`.
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1.., help_heading = "Output")]
+    pub metadata: Vec<String>,
 }
 
 /// The embedded server's behaviour (for `serve`, and for `run` without --base-url).

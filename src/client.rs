@@ -63,6 +63,8 @@ pub enum ClientError {
     BaseUrl { url: String, reason: String },
     #[error("the API key is not a valid HTTP header value (control characters or non-ASCII?); check --api-key or OPENAI_API_KEY")]
     ApiKey,
+    #[error("--header {name}: not a valid HTTP header name, or its value has control characters")]
+    Header { name: String },
     #[error("could not build the HTTP client")]
     Build(#[source] reqwest::Error),
 }
@@ -73,10 +75,13 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     http: reqwest::Client,
     url: Url,
     headers: HeaderMap,
+    /// `--request-id-prefix`: request n is sent with `X-Request-Id: <prefix><n>`.
+    request_id_prefix: Option<String>,
     stream: bool,
     keep_text: bool,
     timeout: Duration,
@@ -93,6 +98,10 @@ impl fmt::Debug for Client {
             .finish_non_exhaustive()
     }
 }
+
+/// vLLM's request-id header (`--request-id-prefix`); vLLM's server takes it as the request id.
+const X_REQUEST_ID: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-request-id");
 
 /// The most body bytes read from an error response (enough for any error message).
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -145,11 +154,36 @@ impl Client {
                 http,
                 url,
                 headers,
+                request_id_prefix: None,
                 stream: opts.stream,
                 keep_text: opts.keep_text,
                 timeout: opts.request_timeout,
                 api_key,
             }),
+        })
+    }
+
+    /// Extra headers on every request (`--header`, after the client's own, so they can
+    /// override them, as vLLM's do), and `X-Request-Id: <prefix><request id>` on each request
+    /// (`--request-id-prefix`). Values of auth-like headers are marked sensitive, so no debug
+    /// output shows them.
+    pub fn with_headers(
+        self,
+        extra: &[(String, String)],
+        request_id_prefix: Option<String>,
+    ) -> Result<Client, ClientError> {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        for (k, v) in extra {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ClientError::Header { name: k.clone() })?;
+            let mut value =
+                HeaderValue::from_str(v).map_err(|_| ClientError::Header { name: k.clone() })?;
+            value.set_sensitive(crate::config::is_sensitive_header(k));
+            inner.headers.insert(name, value);
+        }
+        inner.request_id_prefix = request_id_prefix;
+        Ok(Client {
+            inner: Arc::new(inner),
         })
     }
 
@@ -201,6 +235,13 @@ impl Client {
         let inner = &*self.inner;
         let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
         *request.headers_mut() = inner.headers.clone();
+        let request_id = inner.request_id_prefix.as_ref().and_then(|p| {
+            // The prefix was a valid header value when given; digits keep it one.
+            HeaderValue::from_str(&format!("{p}{}", ctx.id)).ok()
+        });
+        if let Some(v) = &request_id {
+            request.headers_mut().insert(X_REQUEST_ID, v.clone());
+        }
         // A cheap handle (reference-counted) for the rare resend on a fresh connection.
         let body_for_resend = body.clone();
         *request.body_mut() = Some(body.into());
@@ -211,7 +252,7 @@ impl Client {
             ex.text = Some(String::new());
         }
         ex.sent = Instant::now();
-        let fut = exchange(inner, request, body_for_resend, &mut ex);
+        let fut = exchange(inner, request, body_for_resend, request_id, &mut ex);
         let end = match tokio::time::timeout(inner.timeout, fut).await {
             Ok(end) => end,
             Err(_) => {
@@ -530,7 +571,13 @@ fn sum_tokens(events: &[(u32, u32)]) -> u32 {
 }
 
 /// The network part of one request; every way it can end is an [`End`].
-async fn exchange(inner: &Inner, request: reqwest::Request, body: Bytes, ex: &mut Exchange) -> End {
+async fn exchange(
+    inner: &Inner,
+    request: reqwest::Request,
+    body: Bytes,
+    request_id: Option<HeaderValue>,
+    ex: &mut Exchange,
+) -> End {
     let mut attempt = request;
     let mut resp = loop {
         match inner.http.execute(attempt).await {
@@ -542,6 +589,9 @@ async fn exchange(inner: &Inner, request: reqwest::Request, body: Bytes, ex: &mu
                 ex.resends += 1;
                 let mut again = reqwest::Request::new(Method::POST, inner.url.clone());
                 *again.headers_mut() = inner.headers.clone();
+                if let Some(v) = &request_id {
+                    again.headers_mut().insert(X_REQUEST_ID, v.clone());
+                }
                 *again.body_mut() = Some(body.clone().into());
                 attempt = again;
             }

@@ -2,8 +2,11 @@
 //! decided and every cross-flag rule checked come out. Nothing else in the program re-checks
 //! flags, and every rejection names the flag, the bad value and what to do instead.
 
-use crate::arrival::Arrival;
-use crate::cli::{EmbeddedArgs, LoadArgs, MetricArgs, OutputArgs, RunArgs, WorkloadArgs};
+use crate::arrival::{Arrival, RampStrategy, RampUp};
+use crate::cli::{
+    EmbeddedArgs, LoadArgs, MetricArgs, OutputArgs, RunArgs, SamplingArgs, VllmCompatArgs,
+    WorkloadArgs,
+};
 use crate::load::{LoadMode, LoadPlan, Pacing, Stop};
 use crate::metrics::Slo;
 use crate::openai::Endpoint;
@@ -113,7 +116,37 @@ pub struct TelemetryConfig {
 pub struct RunConfig {
     pub target: Target,
     pub endpoint: Endpoint,
+    /// vLLM's `--backend` name, written as the result's `backend` (`openai`, `vllm` or
+    /// `openai-chat`).
+    pub backend: String,
     pub model: Option<String>,
+    /// `--served-model-name`: the name sent in requests when it differs from `model`.
+    pub served_model_name: Option<String>,
+    /// `--header KEY=VALUE`, in the order given. Serialized with auth-like values redacted.
+    #[serde(serialize_with = "ser_headers")]
+    pub headers: Vec<(String, String)>,
+    /// `--request-id-prefix`: request n carries `X-Request-Id: <prefix><n>`.
+    pub request_id_prefix: Option<String>,
+    /// `--ready-check-timeout-sec`: how long the preflight retries an unready server (zero:
+    /// one attempt).
+    pub ready_check_timeout: Duration,
+    /// Fields merged into every request body last: sampling parameters, `--logprobs`, then
+    /// `--extra-body` (which wins, as in vLLM).
+    pub body_extra: serde_json::Map<String, serde_json::Value>,
+    /// `--metadata KEY=VALUE`: top-level keys of the result file.
+    pub metadata: Vec<(String, String)>,
+    /// `--percentile-metrics`: the metrics given flat `mean_`/`median_`/`std_`/`p<N>_` keys;
+    /// `None`: all of them.
+    pub percentile_metrics: Option<Vec<String>>,
+    /// The ramp of `--ramp-up-strategy`, for the result's `ramp_up_*` keys and file name.
+    pub ramp_up: Option<RampUp>,
+    /// One line per accepted `vllm bench serve` flag that has no effect here, printed on
+    /// stderr when the run starts.
+    #[serde(skip)]
+    pub compat_notes: Vec<String>,
+    /// `--tokenizer` as given (a file, or a model directory), for the result's `tokenizer_id`;
+    /// `tokenizer` is the tokenizer.json it resolved to.
+    pub tokenizer_id: Option<String>,
     /// Never serialized: secrets stay out of every output.
     #[serde(skip)]
     pub api_key: Option<String>,
@@ -155,6 +188,33 @@ fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&describe_plan(plan))
 }
 
+/// Headers as `name: value`, with the value of any auth-like header replaced: a result file
+/// or journal header is shared more widely than a shell history.
+fn ser_headers<S: serde::Serializer>(h: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(h.len()))?;
+    for (k, v) in h {
+        let shown = if is_sensitive_header(k) {
+            "<redacted>"
+        } else {
+            v.as_str()
+        };
+        m.serialize_entry(k, shown)?;
+    }
+    m.end()
+}
+
+/// Whether a header's value is a credential (never written to any output): the standard auth
+/// headers and any name that says key, token, secret, password, session or cookie.
+pub fn is_sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "auth", "key", "token", "secret", "password", "cookie", "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
 /// One line a person can read: "closed loop, 10 in flight, 100 requests, 2 warmups"; for
 /// conversations "closed loop, 10 conversations at once, …" and "open loop, 2 conversations/s
 /// poisson, …" (the stop count is requests, i.e. turns, either way).
@@ -182,6 +242,14 @@ pub fn describe_plan(plan: &LoadPlan) -> String {
                 Pacing::Trace(o) => {
                     format!("open loop, a trace's own clock ({} arrivals)", o.len())
                 }
+                Pacing::Ramp {
+                    ramp,
+                    arrival,
+                    over,
+                } => format!(
+                    "open loop, {} ramp {}→{} {unit} over {over} arrivals {arrival}",
+                    ramp.strategy, ramp.start_rps, ramp.end_rps
+                ),
             };
             match max_in_flight {
                 Some(n) => format!("{pace}, at most {n} in flight"),
@@ -384,7 +452,10 @@ fn nonzero(field: &str, n: usize) -> Result<NonZeroUsize, ConfigError> {
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
     pub spec: Workload,
+    /// The tokenizer.json `--tokenizer` resolved to.
     pub tokenizer: Option<PathBuf>,
+    /// `--tokenizer` as given.
+    pub tokenizer_id: Option<String>,
     pub ignore_eos: bool,
     pub min_tokens: Option<u32>,
     pub seed: u64,
@@ -491,8 +562,102 @@ impl StructuredConfig {
     }
 }
 
+/// `--tokenizer`: a tokenizer.json, or a local model directory that holds one. A value that
+/// is neither, shaped like a Hugging Face hub id, gets the fix (servebench never downloads).
+pub fn resolve_tokenizer(p: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    if p.is_dir() {
+        let file = p.join("tokenizer.json");
+        if file.is_file() {
+            return Ok(file);
+        }
+        return Err(bad(
+            "--tokenizer",
+            p.display(),
+            "this directory has no tokenizer.json (servebench reads the Hugging Face `tokenizers` \
+             format only; a model with only a sentencepiece tokenizer.model cannot be read); \
+             give a directory or file that has one",
+        ));
+    }
+    let text = p.to_string_lossy();
+    let hub_like = !text.starts_with('.')
+        && !text.starts_with('/')
+        && !text.starts_with('~')
+        && text.split('/').count() <= 2
+        && !text.ends_with(".json");
+    if hub_like {
+        return Err(bad(
+            "--tokenizer",
+            p.display(),
+            format!(
+                "no such local file or directory, and servebench does not download from the \
+                 Hugging Face hub; fetch it yourself (e.g. `huggingface-cli download {text} \
+                 tokenizer.json --local-dir ./tok`) and pass --tokenizer ./tok"
+            ),
+        ));
+    }
+    Err(bad(
+        "--tokenizer",
+        p.display(),
+        "no such file or directory; give a local tokenizer.json or a model directory holding one",
+    ))
+}
+
+/// vLLM's datasets that servebench does not have, and what to use instead.
+const UNSUPPORTED_DATASETS: &[(&str, &str)] = &[
+    ("sonnet", "use random, or custom with your own prompts"),
+    (
+        "burstgpt",
+        "use trace with the BurstGPT lengths and timestamps as JSONL",
+    ),
+    (
+        "hf",
+        "download the data set and use sharegpt or custom with --dataset-path",
+    ),
+    ("random-mm", "servebench sends text only; use random"),
+    ("random-rerank", "servebench measures generation only"),
+    ("spec_bench", "use custom with the questions as JSONL"),
+    ("txt-slices", "use custom with the slices as JSONL"),
+    (
+        "timed_trace",
+        "use trace (a JSONL of timestamp, input and output lengths)",
+    ),
+];
+
 impl WorkloadConfig {
     pub fn from_args(a: &WorkloadArgs) -> Result<WorkloadConfig, ConfigError> {
+        // vLLM's general lengths map onto the dataset-specific ones (`vllm bench serve`
+        // main_async), so apply them to a copy before anything reads those.
+        let mut owned = a.clone();
+        if let Some(n) = a.input_len {
+            owned.random_input_len = n;
+        }
+        if let Some(n) = a.output_len {
+            owned.random_output_len = n;
+            owned.sharegpt_output_len = Some(n);
+            owned.custom_output_len = Some(n);
+            owned.prefix_repetition_output_len = n;
+        }
+        let a = &owned;
+        if let Some((name, instead)) = UNSUPPORTED_DATASETS
+            .iter()
+            .find(|(n, _)| *n == a.dataset_name)
+        {
+            return Err(bad(
+                "--dataset-name",
+                name,
+                format!("this vLLM dataset is not supported by servebench; {instead}"),
+            ));
+        }
+        if a.dataset_name == "random" && a.dataset_path.is_some() {
+            return Err(bad(
+                "--dataset-path",
+                a.dataset_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "the random dataset reads no file (as in vLLM); use --dataset-name sharegpt or custom for it",
+            ));
+        }
         if a.random_input_len == 0 {
             return Err(bad("--random-input-len", 0, "must be at least 1 token"));
         }
@@ -515,18 +680,51 @@ impl WorkloadConfig {
                 ));
             }
         }
-        if let Some(p) = &a.tokenizer {
-            if !p.is_file() {
-                return Err(bad(
-                    "--tokenizer",
-                    p.display(),
-                    "no such file; give the path of a local tokenizer.json",
-                ));
-            }
-        }
+        let tokenizer = a.tokenizer.as_deref().map(resolve_tokenizer).transpose()?;
         let spec =
             match a.dataset_name.as_str() {
+                "random" if a.random_prefix_len > 0 => {
+                    // vLLM's fixed prefix: the same random tokens before every prompt's own.
+                    // One shared-prefix group is exactly that when the lengths are fixed.
+                    if a.random_range_ratio != 0.0 {
+                        return Err(bad(
+                            "--random-prefix-len",
+                            a.random_prefix_len,
+                            "cannot go with --random-range-ratio here (the prefixed prompts have fixed lengths); drop one of them",
+                        ));
+                    }
+                    Workload::SharedPrefix(SharedPrefixSpec {
+                        groups: 1,
+                        // vLLM's default --num-prompts; a given --num-prompts decides.
+                        prompts_per_group: 1000,
+                        system_prompt_len: a.random_prefix_len,
+                        question_len: a.random_input_len,
+                        output_len: a.random_output_len,
+                    })
+                }
                 "random" => Workload::Random(RandomSpec { input, output }),
+                "prefix_repetition" => {
+                    // vLLM's prefix_repetition: N prefixes, each shared by num_prompts / N
+                    // requests with suffixes of their own — a shared-prefix workload.
+                    for (field, v) in [
+                        ("--prefix-repetition-prefix-len", a.prefix_repetition_prefix_len),
+                        ("--prefix-repetition-suffix-len", a.prefix_repetition_suffix_len),
+                        ("--prefix-repetition-num-prefixes", a.prefix_repetition_num_prefixes),
+                        ("--prefix-repetition-output-len", a.prefix_repetition_output_len),
+                    ] {
+                        if v == 0 {
+                            return Err(bad(field, 0, "must be at least 1"));
+                        }
+                    }
+                    Workload::SharedPrefix(SharedPrefixSpec {
+                        groups: a.prefix_repetition_num_prefixes,
+                        // vLLM's default --num-prompts shared out; a given --num-prompts decides.
+                        prompts_per_group: (1000 / a.prefix_repetition_num_prefixes).max(1),
+                        system_prompt_len: a.prefix_repetition_prefix_len,
+                        question_len: a.prefix_repetition_suffix_len,
+                        output_len: a.prefix_repetition_output_len,
+                    })
+                }
                 "generated-shared-prefix" | "shared-prefix" => {
                     for (field, v) in [
                         ("--gsp-num-groups", a.gsp_num_groups),
@@ -586,7 +784,7 @@ impl WorkloadConfig {
                 other => return Err(bad(
                     "--dataset-name",
                     other,
-                    "use random, generated-shared-prefix, sharegpt, custom, trace, multi-turn or sharegpt-multi-turn",
+                    "use random, generated-shared-prefix, prefix_repetition, sharegpt, custom, trace, multi-turn or sharegpt-multi-turn",
                 )),
             };
         if a.sharegpt_max_turns.is_some() && a.dataset_name != "sharegpt-multi-turn" {
@@ -605,7 +803,8 @@ impl WorkloadConfig {
         }
         Ok(WorkloadConfig {
             spec,
-            tokenizer: a.tokenizer.clone(),
+            tokenizer,
+            tokenizer_id: a.tokenizer.as_ref().map(|p| p.display().to_string()),
             ignore_eos: a.ignore_eos,
             min_tokens: a.min_tokens,
             seed: a.seed,
@@ -715,9 +914,8 @@ fn sharegpt_multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
     }
     let (delay, think) = think_time(a)?;
     let maker = match &a.tokenizer {
-        Some(t) => {
-            PromptMaker::with_tokenizer(t).map_err(|e| bad("--tokenizer", t.display(), e))?
-        }
+        Some(t) => PromptMaker::with_tokenizer(&resolve_tokenizer(t)?)
+            .map_err(|e| bad("--tokenizer", t.display(), e))?,
         None => PromptMaker::approximate(),
     };
     let mut file = ShareGptConversations::load(
@@ -743,6 +941,65 @@ pub struct LoadConfig {
     pub burstiness: f64,
     pub max_concurrency: Option<usize>,
     pub num_prompts: Option<u64>,
+    /// `--ramp-up-strategy` with its rates.
+    pub ramp_up: Option<RampUp>,
+}
+
+/// `--ramp-up-*`, validated by vLLM's rules: all three or none, and no --request-rate.
+fn parse_ramp(a: &LoadArgs, rate: f64) -> Result<Option<RampUp>, ConfigError> {
+    let Some(name) = &a.ramp_up_strategy else {
+        for (flag, given) in [
+            ("--ramp-up-start-rps", a.ramp_up_start_rps),
+            ("--ramp-up-end-rps", a.ramp_up_end_rps),
+        ] {
+            if let Some(v) = given {
+                return Err(bad(
+                    flag,
+                    v,
+                    "only applies to a ramp; add --ramp-up-strategy linear or exponential",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let strategy = match name.as_str() {
+        "linear" => RampStrategy::Linear,
+        "exponential" => RampStrategy::Exponential,
+        other => {
+            return Err(bad(
+                "--ramp-up-strategy",
+                other,
+                "use linear or exponential",
+            ))
+        }
+    };
+    if rate.is_finite() {
+        return Err(bad(
+            "--request-rate",
+            rate,
+            "a ramp sets the rate (from --ramp-up-start-rps to --ramp-up-end-rps); drop --request-rate",
+        ));
+    }
+    let (Some(start_rps), Some(end_rps)) = (a.ramp_up_start_rps, a.ramp_up_end_rps) else {
+        return Err(bad(
+            "--ramp-up-strategy",
+            name,
+            "needs both --ramp-up-start-rps and --ramp-up-end-rps",
+        ));
+    };
+    let ramp = RampUp {
+        strategy,
+        start_rps,
+        end_rps,
+    };
+    ramp.validate().map_err(|e| {
+        bad(
+            "--ramp-up-start-rps/--ramp-up-end-rps",
+            format!("{start_rps}/{end_rps}"),
+            e,
+        )
+    })?;
+    Ok(Some(ramp))
 }
 
 impl LoadConfig {
@@ -764,7 +1021,22 @@ impl LoadConfig {
             .max_concurrency
             .map(|n| nonzero("--max-concurrency", n))
             .transpose()?;
+        let ramp_up = parse_ramp(a, request_rate)?;
         let mode = match (request_rate.is_finite(), cap) {
+            // The ramp's length is the run's request count, known once the workload has
+            // sized the run (`paced_by`).
+            _ if ramp_up.is_some() => LoadMode::Open {
+                pacing: Pacing::Ramp {
+                    ramp: ramp_up.unwrap_or(RampUp {
+                        strategy: RampStrategy::Linear,
+                        start_rps: 1,
+                        end_rps: 1,
+                    }),
+                    arrival,
+                    over: 0,
+                },
+                max_in_flight: cap,
+            },
             (false, Some(concurrency)) => LoadMode::Closed { concurrency },
             (false, None) => LoadMode::Open {
                 pacing: Pacing::AllAtOnce,
@@ -785,6 +1057,7 @@ impl LoadConfig {
             burstiness: a.burstiness,
             max_concurrency: a.max_concurrency,
             num_prompts: a.num_prompts,
+            ramp_up,
         })
     }
 }
@@ -793,6 +1066,29 @@ impl LoadConfig {
     /// A trace sets its own clock: the load becomes an open loop on the trace's offsets (with
     /// --max-concurrency as an in-flight cap). A rate given as well is a contradiction.
     pub fn paced_by(mut self, w: &Workload) -> Result<LoadConfig, ConfigError> {
+        if let LoadMode::Open {
+            pacing: Pacing::Ramp { over, .. },
+            ..
+        } = &mut self.mode
+        {
+            if matches!(w, Workload::Trace(_)) {
+                return Err(bad(
+                    "--ramp-up-strategy",
+                    "(given)",
+                    "a trace is replayed on its own clock; drop the ramp (use --trace-time-scale)",
+                ));
+            }
+            *over = match self.stop {
+                Stop::Requests(n) | Stop::RequestsOrDuration(n, _) => n,
+                Stop::Duration(d) => {
+                    return Err(bad(
+                        "--duration",
+                        d.as_secs_f64(),
+                        "a ramp runs over a number of requests (vLLM ramps over --num-prompts); give --num-prompts",
+                    ))
+                }
+            };
+        }
         if let Workload::Trace(t) = w {
             if self.request_rate.is_finite() {
                 return Err(bad(
@@ -828,6 +1124,44 @@ pub struct MetricConfig {
     pub slo: Slo,
     pub fail_under_goodput: Option<f64>,
     pub percentiles: Vec<f64>,
+    pub percentile_metrics: Option<Vec<String>>,
+}
+
+/// The metric names `--percentile-metrics` takes (vLLM's).
+pub const PERCENTILE_METRICS: [&str; 6] = [
+    "ttft",
+    "tpot",
+    "itl",
+    "e2el",
+    "client_queue_time",
+    "e2el_including_client_queue",
+];
+
+fn parse_percentile_metrics(s: &str) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() {
+        return Err(bad(
+            "--percentile-metrics",
+            s,
+            format!("name at least one of {}", PERCENTILE_METRICS.join(", ")),
+        ));
+    }
+    if let Some(m) = names
+        .iter()
+        .find(|m| !PERCENTILE_METRICS.contains(&m.as_str()))
+    {
+        return Err(bad(
+            "--percentile-metrics",
+            m,
+            format!("unknown metric; use {}", PERCENTILE_METRICS.join(", ")),
+        ));
+    }
+    Ok(names)
 }
 
 impl MetricConfig {
@@ -839,6 +1173,11 @@ impl MetricConfig {
                 .map(|f| fraction("--fail-under-goodput", f))
                 .transpose()?,
             percentiles: parse_percentiles(&a.metric_percentiles)?,
+            percentile_metrics: a
+                .percentile_metrics
+                .as_deref()
+                .map(parse_percentile_metrics)
+                .transpose()?,
         })
     }
 }
@@ -850,6 +1189,26 @@ pub struct OutputConfig {
     pub result_filename: Option<String>,
     pub save_detailed: bool,
     pub progress: bool,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` items (vLLM's `--header` and `--metadata` syntax: split at the first `=`,
+/// both sides trimmed).
+fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(bad(
+                flag,
+                // Only the part before `=` is shown: a header value may be a credential.
+                item.split('=').next().unwrap_or_default(),
+                "expected KEY=VALUE, e.g. x-team=bench",
+            )),
+        })
+        .collect()
 }
 
 impl OutputConfig {
@@ -868,25 +1227,318 @@ impl OutputConfig {
             result_filename: a.result_filename.clone(),
             save_detailed: a.save_detailed,
             progress: !a.no_progress,
+            metadata: key_values("--metadata", &a.metadata)?,
         })
+    }
+}
+
+/// The backends of `vllm bench serve` servebench can play, with the endpoint each implies.
+const BACKENDS: [(&str, Endpoint); 3] = [
+    ("openai", Endpoint::Completions),
+    ("vllm", Endpoint::Completions),
+    ("openai-chat", Endpoint::ChatCompletions),
+];
+
+/// `--backend` and `--endpoint` together: the endpoint (given, or the backend's), and the
+/// backend name the result carries (given, or the endpoint's, as servebench always wrote).
+fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> {
+    let given: Option<Endpoint> = match &a.endpoint {
+        None => None,
+        Some(e) => Some(e.parse().map_err(|_| {
+            bad(
+                "--endpoint",
+                e,
+                "use /v1/completions or /v1/chat/completions",
+            )
+        })?),
+    };
+    let Some(name) = &a.backend else {
+        let endpoint = given.unwrap_or(Endpoint::Completions);
+        let backend = match endpoint {
+            Endpoint::Completions => "openai",
+            Endpoint::ChatCompletions => "openai-chat",
+        };
+        return Ok((backend.to_string(), endpoint));
+    };
+    let allowed: Vec<&str> = BACKENDS.iter().map(|(n, _)| *n).collect();
+    let Some((_, implied)) = BACKENDS.iter().find(|(n, _)| n == name) else {
+        let why = if name.starts_with("openai-audio")
+            || name.contains("embed")
+            || name.contains("rerank")
+            || name.contains("pooling")
+        {
+            "servebench measures text generation only"
+        } else {
+            "not a backend servebench can play"
+        };
+        return Err(bad(
+            "--backend",
+            name,
+            format!("{why}; use one of {}", allowed.join(", ")),
+        ));
+    };
+    match given {
+        // vLLM itself asserts that the URL fits the request function; servebench says which
+        // flag to change.
+        Some(e) if e != *implied => Err(bad(
+            "--endpoint",
+            e.path(),
+            format!(
+                "does not fit --backend {name}, which sends {} bodies; use --backend {} or --endpoint {}",
+                implied.path(),
+                if e == Endpoint::ChatCompletions { "openai-chat" } else { "openai" },
+                implied.path()
+            ),
+        )),
+        _ => Ok((name.clone(), *implied)),
+    }
+}
+
+/// The sampling flags, `--logprobs` and `--extra-body` as request-body fields, merged in
+/// vLLM's order: sampling parameters, then the extra body over them.
+fn body_extra(
+    s: &SamplingArgs,
+    endpoint: Endpoint,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    use serde_json::Value;
+    let mut m = serde_json::Map::new();
+    let floats = [
+        ("temperature", "--temperature", s.temperature),
+        ("top_p", "--top-p", s.top_p),
+        ("min_p", "--min-p", s.min_p),
+        (
+            "frequency_penalty",
+            "--frequency-penalty",
+            s.frequency_penalty,
+        ),
+        ("presence_penalty", "--presence-penalty", s.presence_penalty),
+        (
+            "repetition_penalty",
+            "--repetition-penalty",
+            s.repetition_penalty,
+        ),
+    ];
+    for (key, flag, v) in floats {
+        if let Some(v) = v {
+            let n = serde_json::Number::from_f64(v)
+                .ok_or_else(|| bad(flag, v, "must be a finite number"))?;
+            m.insert(key.into(), Value::Number(n));
+        }
+    }
+    if let Some(k) = s.top_k {
+        m.insert("top_k".into(), Value::from(k));
+    }
+    if let Some(n) = s.logprobs {
+        match endpoint {
+            Endpoint::Completions => {
+                m.insert("logprobs".into(), Value::from(n));
+            }
+            Endpoint::ChatCompletions => {
+                m.insert("logprobs".into(), Value::from(true));
+                m.insert("top_logprobs".into(), Value::from(n));
+            }
+        }
+    }
+    if let Some(text) = &s.extra_body {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| bad("--extra-body", text, format!("not JSON: {e}")))?;
+        let Value::Object(obj) = v else {
+            return Err(bad(
+                "--extra-body",
+                text,
+                "must be a JSON object, e.g. '{\"chat_template_kwargs\":{\"enable_thinking\":false}}'",
+            ));
+        };
+        m.extend(obj);
+    }
+    Ok(m)
+}
+
+/// One note per accepted `vllm bench serve` flag that does nothing here; an error for the
+/// flags whose absence would change what is measured.
+fn compat_notes(v: &VllmCompatArgs, dataset: &str) -> Result<Vec<String>, ConfigError> {
+    if !v.lora_modules.is_empty() || v.lora_assignment.is_some() {
+        return Err(bad(
+            "--lora-modules",
+            v.lora_modules.join(" "),
+            "servebench sends every request to one model; measure an adapter with --model <adapter name>",
+        ));
+    }
+    if let Some(r) = v.probe_request_rate.filter(|r| *r > 0.0) {
+        return Err(bad(
+            "--probe-request-rate",
+            r,
+            "probe requests beside the load are not supported; run a second servebench at that rate instead",
+        ));
+    }
+    if v.self_timed || v.no_self_timed {
+        return Err(bad(
+            "--self-timed",
+            "(given)",
+            "only applies to vLLM's timed_trace dataset; use --dataset-name trace, which always replays its own clock",
+        ));
+    }
+    let mut notes = Vec::new();
+    let mut note = |given: bool, flag: &str, why: &str| {
+        if given {
+            notes.push(format!("note: {flag} has no effect here: {why}"));
+        }
+    };
+    note(
+        v.save_result,
+        "--save-result",
+        "servebench always writes the result file",
+    );
+    note(
+        v.append_result,
+        "--append-result",
+        "servebench writes a new result file per run and appends a row to results.csv",
+    );
+    note(
+        v.tokenizer_mode.is_some(),
+        "--tokenizer-mode",
+        "tokenizers are read from a local tokenizer.json",
+    );
+    note(
+        v.trust_remote_code,
+        "--trust-remote-code",
+        "no Python code is run to load a tokenizer",
+    );
+    note(
+        v.skip_tokenizer_init,
+        "--skip-tokenizer-init",
+        "servebench needs no tokenizer (without --tokenizer, prompt lengths are approximate)",
+    );
+    note(
+        v.use_beam_search,
+        "--use-beam-search",
+        "vLLM's client does not send it either",
+    );
+    note(
+        v.profile,
+        "--profile",
+        "start vLLM's profiler yourself (POST /start_profile before, /stop_profile after)",
+    );
+    note(
+        v.insecure,
+        "--insecure",
+        "TLS certificates are always verified",
+    );
+    note(
+        v.plot_timeline || v.timeline_itl_thresholds.is_some() || v.plot_dataset_stats,
+        "--plot-timeline/--plot-dataset-stats",
+        "servebench draws its own charts (servebench suite); the journal has every timing",
+    );
+    note(
+        v.chat_template_kwargs.is_some() || v.skip_chat_template,
+        "--chat-template-kwargs/--skip-chat-template",
+        "servebench never renders a chat template on the client (the server applies its own); pass kwargs for the server with --extra-body",
+    );
+    note(
+        v.no_oversample,
+        "--no-oversample",
+        "a dataset with fewer usable prompts than --num-prompts is cycled through",
+    );
+    note(
+        v.disable_shuffle,
+        "--disable-shuffle",
+        "datasets are shuffled by --seed (the same seed gives the same order)",
+    );
+    note(
+        v.random_batch_size.is_some() || v.no_reranker,
+        "--random-batch-size/--no-reranker",
+        "embeddings and reranking are not benchmarked",
+    );
+    let dataset_flags = [
+        (
+            "sonnet",
+            v.sonnet_input_len.is_some()
+                || v.sonnet_output_len.is_some()
+                || v.sonnet_prefix_len.is_some(),
+        ),
+        (
+            "blazedit",
+            v.blazedit_min_distance.is_some() || v.blazedit_max_distance.is_some(),
+        ),
+        (
+            "spec_bench",
+            v.spec_bench_output_len.is_some() || v.spec_bench_category.is_some(),
+        ),
+        (
+            "hf",
+            v.hf_subset.is_some()
+                || v.hf_split.is_some()
+                || v.hf_name.is_some()
+                || v.hf_output_len.is_some(),
+        ),
+        (
+            "random-mm",
+            v.random_mm_base_items_per_request.is_some()
+                || v.random_mm_num_mm_items_range_ratio.is_some()
+                || v.random_mm_limit_mm_per_prompt.is_some()
+                || v.random_mm_bucket_config.is_some(),
+        ),
+        (
+            "timed_trace",
+            v.timed_trace_chunk_hash_size.is_some() || v.timed_trace_sec_multiplier.is_some(),
+        ),
+    ];
+    for (name, given) in dataset_flags {
+        note(
+            given,
+            &format!("--{}-* ", name.replace('_', "-")).trim_end().to_string(),
+            &format!("they only apply to vLLM's {name} dataset, and the run uses --dataset-name {dataset}"),
+        );
+    }
+    Ok(notes)
+}
+
+/// `--base-url`, or vLLM's `--host`/`--port` (http://HOST:PORT), or neither (the embedded
+/// server). Returns the URL and any note about flags it made moot.
+fn server_url(a: &RunArgs) -> (Option<String>, Option<String>) {
+    let host_port = a.host.is_some() || a.port.is_some();
+    match (&a.base_url, host_port) {
+        // vLLM's precedence: a base URL wins and host/port are not read.
+        (Some(u), true) => (
+            Some(u.clone()),
+            Some("note: --host/--port have no effect here: --base-url is given, and wins (as in vLLM)".into()),
+        ),
+        (Some(u), false) => (Some(u.clone()), None),
+        (None, true) => {
+            let host = a.host.as_deref().unwrap_or("127.0.0.1");
+            // vLLM's join_host_port: an IPv6 literal goes in brackets.
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            (Some(format!("http://{host}:{}", a.port.unwrap_or(8000))), None)
+        }
+        (None, false) => (None, None),
     }
 }
 
 impl RunConfig {
     pub fn from_args(a: &RunArgs) -> Result<RunConfig, ConfigError> {
-        let target = match &a.base_url {
+        let (server, url_note) = server_url(a);
+        let url_flag = if a.base_url.is_some() {
+            "--base-url"
+        } else {
+            "--host/--port"
+        };
+        let target = match &server {
             Some(url) => {
                 let u = url.trim_end_matches('/');
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
                     return Err(bad(
-                        "--base-url",
+                        url_flag,
                         url,
                         "must start with http:// or https://, e.g. http://127.0.0.1:8000",
                     ));
                 }
                 if u.ends_with("/v1") {
                     return Err(bad(
-                        "--base-url",
+                        url_flag,
                         url,
                         "give the server root without /v1 (the path comes from --endpoint)",
                     ));
@@ -897,7 +1549,7 @@ impl RunConfig {
                     return Err(bad(
                         "--fault",
                         a.embedded.faults.join(" "),
-                        "faults are injected by the embedded server, which --base-url replaces; drop --fault, or drop --base-url to measure the embedded server",
+                        format!("faults are injected by the embedded server, which {url_flag} replaces; drop --fault, or drop {url_flag} to measure the embedded server"),
                     ));
                 }
                 // The URL is written to results and error messages; a password in it would be
@@ -907,7 +1559,7 @@ impl RunConfig {
                         let _ = parsed.set_password(None);
                         let _ = parsed.set_username("");
                         return Err(bad(
-                            "--base-url",
+                            url_flag,
                             parsed,
                             "must not carry credentials (user:password@ was removed from the value shown); \
                              give the key with --api-key or OPENAI_API_KEY, which no output contains",
@@ -920,13 +1572,7 @@ impl RunConfig {
             }
             None => Target::Embedded(EmbeddedConfig::from_args(&a.embedded)?),
         };
-        let endpoint: Endpoint = a.endpoint.parse().map_err(|_| {
-            bad(
-                "--endpoint",
-                &a.endpoint,
-                "use /v1/completions or /v1/chat/completions",
-            )
-        })?;
+        let (backend, endpoint) = backend_and_endpoint(a)?;
         if matches!(
             a.workload.dataset_name.as_str(),
             "multi-turn" | "sharegpt-multi-turn"
@@ -934,7 +1580,7 @@ impl RunConfig {
         {
             return Err(bad(
                 "--endpoint",
-                &a.endpoint,
+                endpoint.path(),
                 "multi-turn conversations are sent as chat messages; use --endpoint /v1/chat/completions",
             ));
         }
@@ -954,6 +1600,21 @@ impl RunConfig {
             .paced_by(&w.spec)?;
         let m = MetricConfig::from_args(&a.metrics)?;
         let o = OutputConfig::from_args(&a.output)?;
+        let headers = key_values("--header", &a.headers)?;
+        for (k, v) in &headers {
+            // Checked here so a bad header is a usage error, not a failed run.
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(v).is_err()
+            {
+                return Err(bad(
+                    "--header",
+                    k,
+                    "not a valid HTTP header name, or its value has control characters",
+                ));
+            }
+        }
+        let mut compat_notes: Vec<String> = url_note.into_iter().collect();
+        compat_notes.extend(self::compat_notes(&a.vllm, &a.workload.dataset_name)?);
         let warmup_concurrency = l
             .max_concurrency
             .and_then(NonZeroUsize::new)
@@ -970,7 +1631,18 @@ impl RunConfig {
         Ok(RunConfig {
             target,
             endpoint,
+            backend,
             model: a.model.clone(),
+            served_model_name: a.served_model_name.clone(),
+            headers,
+            request_id_prefix: a.request_id_prefix.clone(),
+            ready_check_timeout: Duration::from_secs(a.ready_check_timeout_sec),
+            body_extra: body_extra(&a.sampling, endpoint)?,
+            metadata: o.metadata,
+            percentile_metrics: m.percentile_metrics,
+            ramp_up: l.ramp_up,
+            compat_notes,
+            tokenizer_id: w.tokenizer_id,
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             request_timeout,
             stream: !a.no_stream,

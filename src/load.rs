@@ -84,6 +84,29 @@ pub enum Pacing {
     Rate { rate: f64, arrival: Arrival },
     /// A recorded trace's own clock: request i is due at `offsets[i]` ns (already scaled).
     Trace(std::sync::Arc<Vec<u64>>),
+    /// A rate that ramps over `over` requests (`--ramp-up-strategy`), gaps drawn with
+    /// `arrival`'s process at each request's rate.
+    Ramp {
+        ramp: crate::arrival::RampUp,
+        arrival: Arrival,
+        over: u64,
+    },
+}
+
+impl Pacing {
+    /// The schedule of a paced open loop: offsets in ns from the start, seeded. `None` for
+    /// the pacings that are no schedule of their own (everything at once, a trace).
+    pub fn schedule(&self, seed: u64) -> Option<Result<Schedule, String>> {
+        match *self {
+            Pacing::Rate { rate, arrival } => Some(Schedule::new(rate, arrival, seed)),
+            Pacing::Ramp {
+                ramp,
+                arrival,
+                over,
+            } => Some(Schedule::ramp(ramp, over, arrival, seed)),
+            Pacing::AllAtOnce | Pacing::Trace(_) => None,
+        }
+    }
 }
 
 /// When the measured phase ends.
@@ -462,10 +485,10 @@ fn dispatch_thread<S: Sender>(
             let offsets = std::sync::Arc::clone(offsets);
             Box::new((0..offsets.len()).map(move |i| offsets[i]))
         }
-        Pacing::Rate { rate, arrival } => match Schedule::new(rate, arrival, shape.seed) {
-            Ok(s) => Box::new(s),
+        Pacing::Rate { .. } | Pacing::Ramp { .. } => match shape.pacing.schedule(shape.seed) {
+            Some(Ok(s)) => Box::new(s),
             // Config validation rejects such rates; an empty schedule is the safe fallback.
-            Err(_) => Box::new(std::iter::empty()),
+            _ => Box::new(std::iter::empty()),
         },
     };
     let mut tasks = Vec::new();

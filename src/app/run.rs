@@ -14,7 +14,7 @@ use crate::config::{RunConfig, StructuredConfig, Target, TelemetryConfig, UsageR
 use crate::journal::{JournalError, JournalHeader, JournalWriter};
 use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
-use crate::openai::{build_body, BodyOptions, Endpoint};
+use crate::openai::{build_body, BodyOptions};
 use crate::record::{OutputCheck, Phase, RequestRecord};
 use crate::report::{self, default_result_filename, ResultFile, RunInfo};
 use crate::structured::{Checker, Dialect};
@@ -46,6 +46,10 @@ pub struct RunOutcome {
 
 pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
     let cfg = RunConfig::from_args(args).map_err(AppError::usage)?;
+    // One line per `vllm bench serve` flag that was accepted but does nothing here.
+    for note in &cfg.compat_notes {
+        eprintln!("{note}");
+    }
     if args.repeats == 0 {
         return Err(AppError::usage(crate::config::ConfigError {
             field: "--repeats".into(),
@@ -135,8 +139,14 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     // The embedded server runs on its own runtime threads so it never shares the client's.
     let embedded = match &cfg.target {
         Target::Embedded(e) => Some(
-            EmbeddedServer::start(e, cfg.model.as_deref().unwrap_or(EMBEDDED_MODEL))
-                .map_err(AppError::failed)?,
+            EmbeddedServer::start(
+                e,
+                cfg.served_model_name
+                    .as_deref()
+                    .or(cfg.model.as_deref())
+                    .unwrap_or(EMBEDDED_MODEL),
+            )
+            .map_err(AppError::failed)?,
         ),
         Target::External { .. } => None,
     };
@@ -146,10 +156,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         _ => unreachable!("embedded target always has a server"),
     };
 
-    let facts = preflight::discover(&base_url, cfg.api_key.as_deref())
-        .await
-        .map_err(AppError::failed)?;
-    let model = preflight::choose_model(cfg.model.as_deref(), &facts).map_err(AppError::usage)?;
+    let facts = wait_ready(
+        &base_url,
+        cfg.api_key.as_deref(),
+        cfg.ready_check_timeout,
+        READY_RETRY,
+    )
+    .await
+    .map_err(AppError::failed)?;
+    // vLLM sends --served-model-name when given, and reports --model as the model id.
+    let asked = cfg.served_model_name.as_deref().or(cfg.model.as_deref());
+    let model = preflight::choose_model(asked, &facts).map_err(AppError::usage)?;
     let continuous_usage = match (cfg.usage, cfg.stream, &cfg.target) {
         (UsageRequest::Auto, true, Target::Embedded(_)) => true,
         (UsageRequest::Auto, true, Target::External { .. }) => preflight::probe_continuous_usage(
@@ -217,6 +234,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         // each answer: both need the text.
         keep_text: cfg.save_detailed || multi_turn || structured.is_some(),
     })
+    .and_then(|c| c.with_headers(&cfg.headers, cfg.request_id_prefix.clone()))
     .map_err(AppError::usage)?;
     let sender = Checked {
         client,
@@ -361,9 +379,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         "gpus": timeline.gpus,
         "target": cfg.environment,
     });
-    if cfg.save_detailed {
-        add_detailed(&mut result, &journal_path);
-    }
+    add_request_arrays(&mut result, &journal_path, cfg.save_detailed);
     report::write_result(&summary_path, &result)
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     report::append_csv_row(&cfg.result_dir.join("results.csv"), &info, &summary)
@@ -510,89 +526,57 @@ fn start_telemetry(cfg: &TelemetryConfig, base_url: &str, epoch: Instant) -> Opt
     Some(Recorder::start(epoch, rc, samplers))
 }
 
-/// `--save-detailed`: vLLM's per-request arrays (seconds, in request order, measured phase)
-/// written flat into the result file, read back from the journal just written.
-fn add_detailed(result: &mut ResultFile, journal_path: &std::path::Path) {
-    let journal = match crate::journal::read_journal(journal_path) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("warning: --save-detailed: cannot read the journal back: {e}");
-            return;
+/// vLLM's per-request arrays (`latencies`, `queue_times`; with `--save-detailed` the rest),
+/// read back from the journal just written, so the run never holds every record in memory.
+fn add_request_arrays(result: &mut ResultFile, journal_path: &std::path::Path, detailed: bool) {
+    match crate::journal::read_journal(journal_path) {
+        Ok(j) => result.add_request_arrays(&j.records, detailed),
+        Err(e) => eprintln!(
+            "warning: cannot read the journal back for the per-request arrays (latencies, queue_times): {e}"
+        ),
+    }
+}
+
+/// How often an unready server is asked again (`--ready-check-timeout-sec`).
+const READY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The preflight, repeated every `retry` while the server is not ready — unreachable, or
+/// listing no model yet — until `timeout` has passed (vLLM's `--ready-check-timeout-sec`,
+/// which retries its test request likewise). A zero timeout asks once. After the timeout the
+/// last answer stands: an error, or a server that lists no model (then `--model` decides).
+async fn wait_ready(
+    base_url: &str,
+    api_key: Option<&str>,
+    timeout: std::time::Duration,
+    retry: std::time::Duration,
+) -> anyhow::Result<ServerFacts> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waited = false;
+    loop {
+        let answer = preflight::discover(base_url, api_key).await;
+        let ready = matches!(&answer, Ok(f) if !f.models.is_empty());
+        let now = tokio::time::Instant::now();
+        if ready || now >= deadline {
+            return answer.map_err(|e| {
+                if waited {
+                    e.context(format!(
+                        "the server was not ready within --ready-check-timeout-sec {}",
+                        timeout.as_secs()
+                    ))
+                } else {
+                    e
+                }
+            });
         }
-    };
-    let mut recs: Vec<&RequestRecord> = journal
-        .records
-        .iter()
-        .filter(|r| r.phase == Phase::Measured)
-        .collect();
-    recs.sort_by_key(|r| r.id);
-    let secs = |ns: u64| ns as f64 / 1e9;
-    let col = |f: &dyn Fn(&RequestRecord) -> serde_json::Value| -> serde_json::Value {
-        recs.iter().map(|r| f(r)).collect()
-    };
-    let ok = |r: &RequestRecord| r.outcome.is_success();
-    let put = |result: &mut ResultFile, k: &str, v: serde_json::Value| {
-        result.stats.insert(k.to_string(), v);
-    };
-    put(result, "input_lens", col(&|r| r.input_tokens().into()));
-    put(
-        result,
-        "output_lens",
-        col(&|r| {
-            if ok(r) {
-                r.output_tokens.into()
-            } else {
-                0.into()
-            }
-        }),
-    );
-    put(
-        result,
-        "ttfts",
-        col(&|r| match (ok(r), r.first_token_ns) {
-            (true, Some(t)) => secs(t.saturating_sub(r.sent_ns)).into(),
-            _ => 0.0.into(),
-        }),
-    );
-    put(
-        result,
-        "e2els",
-        col(&|r| {
-            if ok(r) {
-                secs(r.finished_ns.saturating_sub(r.sent_ns)).into()
-            } else {
-                0.0.into()
-            }
-        }),
-    );
-    // vLLM's `itls`: per request, the gaps between consecutive chunks (our ICL), in seconds.
-    put(
-        result,
-        "itls",
-        col(&|r| {
-            r.events
-                .windows(2)
-                .map(|w| f64::from(w[1].0.saturating_sub(w[0].0)) / 1e6)
-                .collect::<Vec<f64>>()
-                .into()
-        }),
-    );
-    // vLLM's `generated_texts` (the client keeps text when --save-detailed is given).
-    put(
-        result,
-        "generated_texts",
-        col(&|r| r.output_text.clone().unwrap_or_default().into()),
-    );
-    put(
-        result,
-        "errors",
-        col(&|r| match &r.outcome {
-            crate::record::Outcome::Success => "".into(),
-            crate::record::Outcome::Failed { kind, message } => {
-                format!("{}: {message}", kind.label()).into()
-            }
-        }),
-    );
+        if !waited {
+            eprintln!(
+                "waiting up to {} s for the server at {base_url} to be ready…",
+                timeout.as_secs()
+            );
+            waited = true;
+        }
+        tokio::time::sleep(retry.min(deadline - now)).await;
+    }
 }
 
 /// What the load driver is given: bodies prepared ahead, or conversations to hold.
@@ -615,17 +599,26 @@ fn run_info(
     base_url: &str,
     started: chrono::DateTime<chrono::Utc>,
 ) -> RunInfo {
-    let mut info = RunInfo::new(label, model, started);
-    info.backend = match cfg.endpoint {
-        Endpoint::Completions => "openai".into(),
-        Endpoint::ChatCompletions => "openai-chat".into(),
+    // With --served-model-name, the name sent differs from the model id vLLM reports.
+    let model_id = match (&cfg.served_model_name, &cfg.model) {
+        (Some(_), Some(m)) => m.as_str(),
+        _ => model,
     };
+    let mut info = RunInfo::new(label, model_id, started);
+    info.backend = cfg.backend.clone();
     info.endpoint = cfg.endpoint.path().to_string();
     info.base_url = Some(base_url.to_string());
     info.label = Some(label.to_string());
     info.engine = Some(label.to_string());
-    if let Some(t) = &cfg.tokenizer {
-        info.tokenizer_id = t.display().to_string();
+    if let Some(t) = &cfg.tokenizer_id {
+        info.tokenizer_id = t.clone();
+    }
+    info.percentile_metrics = cfg.percentile_metrics.clone();
+    info.metadata = cfg.metadata.iter().cloned().collect();
+    if let Some(r) = &cfg.ramp_up {
+        info.ramp_up_strategy = Some(r.strategy.to_string());
+        info.ramp_up_start_rps = Some(r.start_rps);
+        info.ramp_up_end_rps = Some(r.end_rps);
     }
     info.num_prompts = cfg.num_prompts.unwrap_or(0);
     info.request_rate = cfg.request_rate.is_finite().then_some(cfg.request_rate);
@@ -665,6 +658,8 @@ fn body_options(cfg: &RunConfig, model: &str, continuous_usage: bool) -> BodyOpt
             serde_json::json!({"include_usage": false}),
         );
     }
+    // Sampling parameters, --logprobs and --extra-body, after ours so they can override.
+    extra.extend(cfg.body_extra.clone());
     BodyOptions {
         model: model.to_string(),
         stream: cfg.stream,

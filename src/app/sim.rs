@@ -3,7 +3,6 @@
 //! definitions as `run`, in virtual time, no HTTP).
 
 use super::{AppError, ExitStatus};
-use crate::arrival::Schedule;
 use crate::cli::{PredictArgs, SimServeArgs, SimTargetArgs};
 use crate::config::{ConfigError, LoadConfig, MetricConfig, OutputConfig, WorkloadConfig};
 use crate::load::{LoadMode, Pacing, Stop};
@@ -185,12 +184,15 @@ fn single_turn_load(
             max_in_flight,
         } => (open_load(*max_in_flight), Box::new(std::iter::repeat(0))),
         LoadMode::Open {
-            pacing: Pacing::Rate { rate, arrival },
+            pacing: pacing @ (Pacing::Rate { .. } | Pacing::Ramp { .. }),
             max_in_flight,
         } => (
             open_load(*max_in_flight),
             Box::new(
-                Schedule::new(*rate, *arrival, seed).map_err(|e| AppError::usage(anyhow!(e)))?,
+                pacing
+                    .schedule(seed)
+                    .unwrap_or_else(|| Err("not a paced schedule".into()))
+                    .map_err(|e| AppError::usage(anyhow!(e)))?,
             ),
         ),
         LoadMode::Open {
@@ -229,7 +231,9 @@ fn conversation_pacing(
         } => {
             let offsets: Vec<u64> = match pacing {
                 Pacing::AllAtOnce => vec![0; conversations],
-                Pacing::Rate { rate, arrival } => Schedule::new(*rate, *arrival, seed)
+                Pacing::Rate { .. } | Pacing::Ramp { .. } => pacing
+                    .schedule(seed)
+                    .unwrap_or_else(|| Err("not a paced schedule".into()))
                     .map_err(|e| AppError::usage(anyhow!(e)))?
                     .take(conversations)
                     .collect(),

@@ -19,7 +19,6 @@
 //! conversation tallies are atomics; records go to the same unbounded channel as everywhere.
 
 use super::{Interrupt, LoadMode, LoadPlan, LoadReport, Pacing, SendContext, Sender, StopReason};
-use crate::arrival::Schedule;
 use crate::openai::{build_chat_body, BodyOptions, ChatMessage};
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord};
 use crate::workload::ConversationPlan;
@@ -375,11 +374,11 @@ async fn drive<S: Sender>(
         LoadMode::Open { pacing, .. } => {
             let offsets: Box<dyn Iterator<Item = u64> + Send> = match pacing {
                 Pacing::AllAtOnce => Box::new(std::iter::repeat(0)),
-                Pacing::Rate { rate, arrival } => match Schedule::new(rate, arrival, seed) {
-                    Ok(s) => Box::new(s),
+                Pacing::Rate { .. } | Pacing::Ramp { .. } => match pacing.schedule(seed) {
+                    Some(Ok(s)) => Box::new(s),
                     // Config validation rejects such rates; an empty schedule is the safe
                     // fallback (the run then reports its workload exhausted).
-                    Err(_) => Box::new(std::iter::empty()),
+                    _ => Box::new(std::iter::empty()),
                 },
                 // Config gives a trace's clock only to a trace workload, never to
                 // conversations; were it given, each offset would start one conversation.

@@ -7,8 +7,14 @@
 //! `total_output_tokens`, `request_throughput`, `request_goodput` (`null` without `--goodput`),
 //! `output_throughput`, `total_token_throughput`, `max_output_tokens_per_s`,
 //! `max_concurrent_requests`, and `mean_`/`median_`/`std_`/`p<N>_` × `ttft_ms`, `tpot_ms`,
-//! `itl_ms`, `e2el_ms`. Where the numbers differ by definition (ours: per-token ITL, measured-
-//! phase duration, tokens rather than chunks in the peak) `metric_definitions` says how.
+//! `itl_ms`, `e2el_ms` (only the metrics named by `--percentile-metrics` when it is given, as
+//! in vLLM; `client_queue_time` and `e2el_including_client_queue` too when named), `rtfx`
+//! (0: no audio), the per-request arrays `latencies` and `queue_times` (seconds), with
+//! `--save-detailed` also `input_lens`, `output_lens`, `ttfts`, `itls`, `start_times`,
+//! `generated_texts`, `errors`; with a ramp `ramp_up_strategy`, `ramp_up_start_rps`,
+//! `ramp_up_end_rps`; and each `--metadata` key. Where the numbers differ by definition (ours:
+//! per-token ITL, measured-phase duration, tokens rather than chunks in the peak)
+//! `metric_definitions` says how; docs/metrics.md lists every difference.
 //!
 //! Structured output (`--structured-output`): `correct_rate` (the key of vLLM's
 //! structured-output benchmark, percent) and `structured_output` (`checked`, `valid`,
@@ -22,6 +28,7 @@
 
 use super::{write_atomic, ReportError, RunInfo, RESULT_SCHEMA_VERSION};
 use crate::metrics::{percentile_label, Distribution, SelfCheck, Summary};
+use crate::record::{Outcome, RequestRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -40,17 +47,32 @@ pub const METRIC_DEFINITIONS: [(&str, &str); 9] = [
     ("max_output_tokens_per_s", "most output tokens of successful requests in a 1 s window, windows from the first successful send (to 100 ms)"),
 ];
 
-/// The metrics written flat as `{stat}_{name}_ms`, in this order.
-fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution); 7] {
+/// The metrics written flat as `{stat}_{name}_ms`, in this order, and whether each is one of
+/// vLLM's `--percentile-metrics` (written only when selected) or servebench's own (always).
+/// vLLM's `client_queue_time` and `e2el_including_client_queue` are our queue and
+/// queue-inclusive E2E latency under vLLM's names, written only when selected (vLLM's default
+/// leaves them out).
+fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution, bool); 9] {
     [
-        ("ttft", &s.ttft_ms),
-        ("tpot", &s.tpot_ms),
-        ("itl", &s.itl_ms),
-        ("e2el", &s.e2el_ms),
-        ("icl", &s.icl_ms),
-        ("queue", &s.queue_ms),
-        ("e2el_incl_queue", &s.e2el_with_queue_ms),
+        ("ttft", &s.ttft_ms, true),
+        ("tpot", &s.tpot_ms, true),
+        ("itl", &s.itl_ms, true),
+        ("e2el", &s.e2el_ms, true),
+        ("client_queue_time", &s.queue_ms, true),
+        ("e2el_including_client_queue", &s.e2el_with_queue_ms, true),
+        ("icl", &s.icl_ms, false),
+        ("queue", &s.queue_ms, false),
+        ("e2el_incl_queue", &s.e2el_with_queue_ms, false),
     ]
+}
+
+/// Whether a vLLM metric gets flat keys: every one when `--percentile-metrics` is absent,
+/// except vLLM's two queue metrics, which vLLM writes only when named.
+fn selected(name: &str, chosen: Option<&[String]>) -> bool {
+    match chosen {
+        Some(list) => list.iter().any(|m| m == name),
+        None => !matches!(name, "client_queue_time" | "e2el_including_client_queue"),
+    }
 }
 
 /// The result file. Serialized flat: [`RunInfo`]'s fields and the `{stat}_{metric}_ms` keys
@@ -74,6 +96,11 @@ pub struct ResultFile {
     pub total_token_throughput: f64,
     pub max_output_tokens_per_s: f64,
     pub max_concurrent_requests: u64,
+    /// vLLM's inverse real-time factor: seconds of input audio per second of benchmark, for
+    /// its audio backends. servebench sends no audio, so 0.0 — the value vLLM writes for a text
+    /// run.
+    #[serde(default)]
+    pub rtfx: f64,
     pub schema_version: u32,
     pub attempted: u64,
     pub success_rate: f64,
@@ -111,7 +138,11 @@ pub struct ResultFile {
 impl ResultFile {
     pub fn new(run: &RunInfo, summary: &Summary) -> Self {
         let mut stats = BTreeMap::new();
-        for (name, d) in flat_metrics(summary) {
+        let chosen = run.percentile_metrics.as_deref();
+        for (name, d, vllm) in flat_metrics(summary) {
+            if vllm && !selected(name, chosen) {
+                continue;
+            }
             let mut put = |stat: &str, v: f64| {
                 stats.insert(format!("{stat}_{name}_ms"), Value::from(v));
             };
@@ -139,6 +170,7 @@ impl ResultFile {
             total_token_throughput: summary.total_token_throughput,
             max_output_tokens_per_s: summary.max_output_tokens_per_s,
             max_concurrent_requests: summary.max_concurrent_requests,
+            rtfx: 0.0,
             schema_version: RESULT_SCHEMA_VERSION,
             attempted: summary.attempted,
             success_rate: summary.success_rate,
@@ -158,6 +190,30 @@ impl ResultFile {
             environment: Value::Null,
             stats,
         }
+        .with_metadata(&run.metadata)
+    }
+
+    /// vLLM writes each `--metadata` key at the top level. A key that names one of the
+    /// result's own is left there only under `metadata` (a JSON object cannot hold a key twice).
+    fn with_metadata(mut self, metadata: &BTreeMap<String, String>) -> Self {
+        if metadata.is_empty() {
+            return self;
+        }
+        let taken = match serde_json::to_value(&self) {
+            Ok(Value::Object(o)) => o,
+            _ => return self,
+        };
+        for (k, v) in metadata {
+            if !taken.contains_key(k) {
+                self.stats.insert(k.clone(), Value::from(v.as_str()));
+            }
+        }
+        self
+    }
+
+    /// Add vLLM's per-request arrays (see [`request_arrays`]) at the top level.
+    pub fn add_request_arrays(&mut self, records: &[RequestRecord], detailed: bool) {
+        self.stats.extend(request_arrays(records, detailed));
     }
 
     /// Pretty JSON with a trailing newline.
@@ -168,6 +224,91 @@ impl ResultFile {
         s.push('\n');
         s
     }
+}
+
+/// vLLM's per-request arrays over the measured `records` (warmups left out), in request order:
+/// one entry per request, failed ones included, as vLLM writes one per output. Times are
+/// seconds.
+///
+/// - `latencies`: E2E latency, sent → last text event (vLLM: `output.latency`); 0 for a failed
+///   request, as vLLM leaves it.
+/// - `queue_times`: sent − scheduled, the time a due request waited for an in-flight slot
+///   (vLLM's `client_queue_time`); 0 for a request never sent.
+///
+/// and with `detailed` (`--save-detailed`): `input_lens`, `output_lens` (0 when failed),
+/// `ttfts` (0 when failed), `itls` (per request, the gaps between text events), `start_times`
+/// (when each was sent, seconds since the run's epoch — vLLM's are `perf_counter` readings,
+/// whose origin is arbitrary), `generated_texts` and `errors` (`""` for a success).
+pub fn request_arrays(records: &[RequestRecord], detailed: bool) -> BTreeMap<String, Value> {
+    let mut recs: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| r.phase == crate::record::Phase::Measured)
+        .collect();
+    recs.sort_by_key(|r| r.id);
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let col =
+        |f: &dyn Fn(&RequestRecord) -> Value| -> Value { recs.iter().map(|r| f(r)).collect() };
+    let ok = |r: &RequestRecord| r.outcome.is_success();
+    let mut out = BTreeMap::new();
+    out.insert(
+        "latencies".to_string(),
+        col(&|r| {
+            if ok(r) {
+                secs(r.finished_ns.saturating_sub(r.sent_ns)).into()
+            } else {
+                0.0.into()
+            }
+        }),
+    );
+    out.insert(
+        "queue_times".to_string(),
+        col(&|r| secs(r.sent_ns.saturating_sub(r.scheduled_ns)).into()),
+    );
+    if !detailed {
+        return out;
+    }
+    out.insert("input_lens".into(), col(&|r| r.input_tokens().into()));
+    out.insert(
+        "output_lens".into(),
+        col(&|r| {
+            if ok(r) {
+                r.output_tokens.into()
+            } else {
+                0.into()
+            }
+        }),
+    );
+    out.insert(
+        "ttfts".into(),
+        col(&|r| match (ok(r), r.first_token_ns) {
+            (true, Some(t)) => secs(t.saturating_sub(r.sent_ns)).into(),
+            _ => 0.0.into(),
+        }),
+    );
+    // Event times are µs since the send.
+    out.insert(
+        "itls".into(),
+        col(&|r| {
+            r.events
+                .windows(2)
+                .map(|w| f64::from(w[1].0.saturating_sub(w[0].0)) / 1e6)
+                .collect::<Vec<f64>>()
+                .into()
+        }),
+    );
+    out.insert("start_times".into(), col(&|r| secs(r.sent_ns).into()));
+    out.insert(
+        "generated_texts".into(),
+        col(&|r| r.output_text.clone().unwrap_or_default().into()),
+    );
+    out.insert(
+        "errors".into(),
+        col(&|r| match &r.outcome {
+            Outcome::Success => "".into(),
+            Outcome::Failed { kind, message } => format!("{}: {message}", kind.label()).into(),
+        }),
+    );
+    out
 }
 
 /// Write the result file atomically (see [`write_atomic`]).
@@ -192,11 +333,17 @@ pub fn read_result(path: &Path) -> Result<ResultFile, ReportError> {
 /// in a file name become `_`.
 pub fn default_result_filename(run: &RunInfo) -> String {
     let label = run.label.as_deref().unwrap_or(&run.backend);
-    let rate = match run.request_rate {
+    let rate = match (&run.ramp_up_strategy, run.request_rate) {
+        // vLLM's ramp name: `ramp-up-{strategy}-{start}qps-{end}qps` in place of the rate.
+        (Some(s), _) => format!(
+            "ramp-up-{s}-{}qps-{}",
+            run.ramp_up_start_rps.unwrap_or(0),
+            run.ramp_up_end_rps.unwrap_or(0)
+        ),
         // Python's str(float): 10.0 → "10.0".
-        Some(r) if r.fract() == 0.0 => format!("{r:.1}"),
-        Some(r) => format!("{r}"),
-        None => "inf".into(),
+        (None, Some(r)) if r.fract() == 0.0 => format!("{r:.1}"),
+        (None, Some(r)) => format!("{r}"),
+        (None, None) => "inf".into(),
     };
     let concurrency = run
         .max_concurrency

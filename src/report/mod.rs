@@ -9,7 +9,8 @@ pub mod table;
 
 pub use csv::{append_csv_row, csv_row, read_csv, write_csv, CSV_COLUMNS};
 pub use json::{
-    default_result_filename, read_result, write_result, ResultFile, METRIC_DEFINITIONS,
+    default_result_filename, read_result, request_arrays, write_result, ResultFile,
+    METRIC_DEFINITIONS,
 };
 pub use table::render_table;
 
@@ -79,6 +80,20 @@ pub struct RunInfo {
     /// The SLOs given with `--goodput`.
     #[serde(default)]
     pub goodput_slo: Slo,
+    /// `--percentile-metrics`: the metrics (vLLM's names) given flat `{stat}_{metric}_ms`
+    /// keys; `None`: every metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile_metrics: Option<Vec<String>>,
+    /// `--metadata KEY=VALUE`; also written as top-level keys, as vLLM does.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// vLLM's ramp keys (`--ramp-up-strategy`), present only for a ramped run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up_strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up_start_rps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up_end_rps: Option<u32>,
     /// The run's full configuration, as the caller serialized it.
     #[serde(default)]
     pub config: serde_json::Value,
@@ -114,6 +129,11 @@ impl RunInfo {
             servebench_version: env!("CARGO_PKG_VERSION").into(),
             metric_percentiles: Vec::new(),
             goodput_slo: Slo::default(),
+            percentile_metrics: None,
+            metadata: std::collections::BTreeMap::new(),
+            ramp_up_strategy: None,
+            ramp_up_start_rps: None,
+            ramp_up_end_rps: None,
             config: serde_json::Value::Null,
         }
     }
