@@ -222,7 +222,7 @@ pub struct RunArgs {
     /// vLLM's request function: `openai` or `vllm` (completions), `openai-chat` (chat
     /// completions). `openai-audio` and `openai-embeddings` are refused: servebench measures
     /// text generation only.
-    #[arg(long, alias = "endpoint-type", help_heading = "Target")]
+    #[arg(long, help_heading = "Target")]
     pub backend: Option<String>,
     /// Model name sent in requests. Default: the first model the server lists at /v1/models.
     #[arg(long, help_heading = "Target")]
@@ -323,6 +323,9 @@ pub struct SamplingArgs {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Accepted for `vllm bench serve` compatibility (no effect)")]
 pub struct VllmCompatArgs {
+    /// vLLM 0.10's deprecated name for --backend (read as --backend).
+    #[arg(long, value_name = "BACKEND")]
+    pub endpoint_type: Option<String>,
     /// servebench always writes the result file.
     #[arg(long)]
     pub save_result: bool,

@@ -1242,6 +1242,42 @@ const BACKENDS: [(&str, Endpoint); 3] = [
 /// `--backend` and `--endpoint` together: the endpoint (given, or the backend's), and the
 /// backend name the result carries (given, or the endpoint's, as servebench always wrote).
 fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> {
+    // vLLM 0.10's deprecated --endpoint-type set the backend; documentation lines give both.
+    let name = match (&a.backend, &a.vllm.endpoint_type) {
+        (Some(b), Some(e)) if b != e => {
+            return Err(bad(
+                "--endpoint-type",
+                e,
+                format!("is vLLM's old name for --backend, which says {b}; give one of them"),
+            ))
+        }
+        (b, e) => b.as_ref().or(e.as_ref()),
+    };
+    // The backend first: an endpoint servebench lacks usually comes with a backend it lacks,
+    // and the backend is the flag to change.
+    let implied = match name {
+        None => None,
+        Some(name) => match BACKENDS.iter().find(|(n, _)| n == name) {
+            Some((_, e)) => Some((name.clone(), *e)),
+            None => {
+                let allowed: Vec<&str> = BACKENDS.iter().map(|(n, _)| *n).collect();
+                let why = if name.contains("audio")
+                    || name.contains("embed")
+                    || name.contains("rerank")
+                    || name.contains("pooling")
+                {
+                    "servebench measures text generation only"
+                } else {
+                    "not an API servebench speaks"
+                };
+                return Err(bad(
+                    "--backend",
+                    name,
+                    format!("{why}; use one of {}", allowed.join(", ")),
+                ));
+            }
+        },
+    };
     let given: Option<Endpoint> = match &a.endpoint {
         None => None,
         Some(e) => Some(e.parse().map_err(|_| {
@@ -1252,35 +1288,18 @@ fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> 
             )
         })?),
     };
-    let Some(name) = &a.backend else {
-        let endpoint = given.unwrap_or(Endpoint::Completions);
-        let backend = match endpoint {
-            Endpoint::Completions => "openai",
-            Endpoint::ChatCompletions => "openai-chat",
-        };
-        return Ok((backend.to_string(), endpoint));
-    };
-    let allowed: Vec<&str> = BACKENDS.iter().map(|(n, _)| *n).collect();
-    let Some((_, implied)) = BACKENDS.iter().find(|(n, _)| n == name) else {
-        let why = if name.starts_with("openai-audio")
-            || name.contains("embed")
-            || name.contains("rerank")
-            || name.contains("pooling")
-        {
-            "servebench measures text generation only"
-        } else {
-            "not a backend servebench can play"
-        };
-        return Err(bad(
-            "--backend",
-            name,
-            format!("{why}; use one of {}", allowed.join(", ")),
-        ));
-    };
-    match given {
+    match (implied, given) {
+        (None, given) => {
+            let endpoint = given.unwrap_or(Endpoint::Completions);
+            let backend = match endpoint {
+                Endpoint::Completions => "openai",
+                Endpoint::ChatCompletions => "openai-chat",
+            };
+            Ok((backend.to_string(), endpoint))
+        }
         // vLLM itself asserts that the URL fits the request function; servebench says which
         // flag to change.
-        Some(e) if e != *implied => Err(bad(
+        (Some((name, implied)), Some(e)) if e != implied => Err(bad(
             "--endpoint",
             e.path(),
             format!(
@@ -1290,7 +1309,7 @@ fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> 
                 implied.path()
             ),
         )),
-        _ => Ok((name.clone(), *implied)),
+        (Some((name, implied)), _) => Ok((name, implied)),
     }
 }
 
