@@ -405,6 +405,17 @@ pub struct VllmCompatArgs {
     #[arg(long)]
     pub random_mm_bucket_config: Option<String>,
     #[arg(long)]
+    pub speed_bench_category: Option<String>,
+    #[arg(long)]
+    pub speed_bench_dataset_subset: Option<String>,
+    #[arg(long)]
+    pub bfcl_categories: Option<String>,
+    /// servebench sends text only.
+    #[arg(long)]
+    pub enable_multimodal_chat: bool,
+    #[arg(long)]
+    pub custom_ensure_client_side_data: bool,
+    #[arg(long)]
     pub timed_trace_chunk_hash_size: Option<u32>,
     #[arg(long)]
     pub timed_trace_sec_multiplier: Option<f64>,

@@ -614,10 +614,16 @@ const UNSUPPORTED_DATASETS: &[(&str, &str)] = &[
     ),
     (
         "hf",
-        "download the data set and use sharegpt or custom with --dataset-path",
+        "use sharegpt or custom with --dataset-path on a downloaded copy",
     ),
-    ("random-mm", "servebench sends text only; use random"),
-    ("random-rerank", "servebench measures generation only"),
+    ("random-mm", "use random (servebench sends text only)"),
+    (
+        "random-rerank",
+        "use random (servebench measures generation only)",
+    ),
+    ("custom_audio", "use custom (servebench sends text only)"),
+    ("custom_image", "use custom (servebench sends text only)"),
+    ("speed_bench", "use custom with the questions as JSONL"),
     ("spec_bench", "use custom with the questions as JSONL"),
     ("txt-slices", "use custom with the slices as JSONL"),
     (
@@ -1501,11 +1507,21 @@ fn compat_notes(v: &VllmCompatArgs, dataset: &str) -> Result<Vec<String>, Config
             "timed_trace",
             v.timed_trace_chunk_hash_size.is_some() || v.timed_trace_sec_multiplier.is_some(),
         ),
+        (
+            "speed_bench",
+            v.speed_bench_category.is_some() || v.speed_bench_dataset_subset.is_some(),
+        ),
+        ("bfcl", v.bfcl_categories.is_some()),
     ];
+    note(
+        v.enable_multimodal_chat || v.custom_ensure_client_side_data,
+        "--enable-multimodal-chat/--custom-ensure-client-side-data",
+        "servebench sends text only",
+    );
     for (name, given) in dataset_flags {
         note(
             given,
-            &format!("--{}-* ", name.replace('_', "-")).trim_end().to_string(),
+            &format!("--{}-*", name.replace('_', "-")),
             &format!("they only apply to vLLM's {name} dataset, and the run uses --dataset-name {dataset}"),
         );
     }
@@ -2043,6 +2059,420 @@ mod tests {
         assert_eq!(s.ttft_ms, Some(500.0));
         assert_eq!(s.tpot_ms, Some(50.0));
         assert_eq!(s.e2el_ms, Some(1000.0));
+    }
+
+    #[test]
+    fn host_and_port_build_vllms_url_and_a_base_url_wins() {
+        let c = cfg(&["--port", "9001"]).unwrap();
+        assert!(
+            matches!(&c.target, Target::External { base_url } if base_url == "http://127.0.0.1:9001")
+        );
+        let c = cfg(&["--host", "::1", "--port", "8004"]).unwrap();
+        assert!(
+            matches!(&c.target, Target::External { base_url } if base_url == "http://[::1]:8004")
+        );
+        let c = cfg(&["--host", "gpu-box"]).unwrap();
+        assert!(
+            matches!(&c.target, Target::External { base_url } if base_url == "http://gpu-box:8000")
+        );
+        let c = cfg(&["--base-url", "http://10.0.0.1:8000", "--port", "9"]).unwrap();
+        assert!(
+            matches!(&c.target, Target::External { base_url } if base_url == "http://10.0.0.1:8000")
+        );
+        assert!(
+            c.compat_notes[0].contains("--base-url is given, and wins"),
+            "{:?}",
+            c.compat_notes
+        );
+        // Neither: the embedded server, as before.
+        assert!(matches!(cfg(&[]).unwrap().target, Target::Embedded(_)));
+    }
+
+    #[test]
+    fn backend_picks_the_endpoint_and_unknown_ones_name_the_allowed() {
+        let c = cfg(&["--backend", "openai-chat"]).unwrap();
+        assert_eq!(
+            (c.backend.as_str(), c.endpoint),
+            ("openai-chat", Endpoint::ChatCompletions)
+        );
+        let c = cfg(&["--backend", "vllm"]).unwrap();
+        assert_eq!(
+            (c.backend.as_str(), c.endpoint),
+            ("vllm", Endpoint::Completions)
+        );
+        let c = cfg(&["--endpoint", "/v1/chat/completions"]).unwrap();
+        assert_eq!(
+            c.backend, "openai-chat",
+            "no --backend: named after the endpoint"
+        );
+        for (args, says) in [
+            (
+                vec!["--backend", "tgi"],
+                "use one of openai, vllm, openai-chat",
+            ),
+            (vec!["--backend", "openai-audio"], "text generation only"),
+            (
+                vec!["--backend", "openai-embeddings"],
+                "text generation only",
+            ),
+            (
+                vec!["--backend", "openai", "--endpoint", "/v1/chat/completions"],
+                "use --backend openai-chat",
+            ),
+            (
+                vec!["--backend", "openai-chat", "--endpoint-type", "openai"],
+                "old name for --backend",
+            ),
+        ] {
+            let e = cfg(&args).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn sampling_logprobs_and_extra_body_become_body_fields_extra_body_last() {
+        let c = cfg(&[
+            "--temperature",
+            "0",
+            "--top-k",
+            "-1",
+            "--repetition-penalty",
+            "1.1",
+            "--logprobs",
+            "3",
+            "--extra-body",
+            r#"{"temperature": 0.7, "chat_template_kwargs": {"enable_thinking": false}}"#,
+        ])
+        .unwrap();
+        let b = serde_json::Value::Object(c.body_extra.clone());
+        assert_eq!(
+            b,
+            serde_json::json!({"temperature": 0.7, "top_k": -1, "repetition_penalty": 1.1,
+                "logprobs": 3, "chat_template_kwargs": {"enable_thinking": false}})
+        );
+        let chat = cfg(&["--endpoint", "/v1/chat/completions", "--logprobs", "2"]).unwrap();
+        assert_eq!(chat.body_extra["logprobs"], true);
+        assert_eq!(chat.body_extra["top_logprobs"], 2);
+        assert!(
+            cfg(&[]).unwrap().body_extra.is_empty(),
+            "nothing sent unless given"
+        );
+        for (v, says) in [("[1]", "JSON object"), ("{nope", "not JSON")] {
+            let e = cfg(&["--extra-body", v]).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn headers_are_parsed_and_auth_like_values_never_serialized() {
+        let c = cfg(&[
+            "--header",
+            "x-team=bench",
+            "Authorization=Bearer sk-hidden-1",
+            "--header",
+            "X-Api-Key = sk-hidden-2",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.headers,
+            [
+                ("x-team".to_string(), "bench".to_string()),
+                ("Authorization".into(), "Bearer sk-hidden-1".into()),
+                ("X-Api-Key".into(), "sk-hidden-2".into()),
+            ]
+        );
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"x-team\":\"bench\""), "{json}");
+        assert!(!json.contains("sk-hidden"), "{json}");
+        let e = cfg(&["--header", "token-only"]).unwrap_err().to_string();
+        assert!(e.contains("KEY=VALUE"), "{e}");
+        let e = cfg(&["--header", "bad name=1"]).unwrap_err().to_string();
+        assert!(e.contains("not a valid HTTP header"), "{e}");
+        // A bad item shows only its name: the value may be a credential.
+        let e = cfg(&["--header", "=sk-hidden-3"]).unwrap_err().to_string();
+        assert!(!e.contains("sk-hidden-3"), "{e}");
+    }
+
+    #[test]
+    fn ramp_up_is_an_open_loop_over_the_request_count() {
+        let c = cfg(&[
+            "--ramp-up-strategy",
+            "exponential",
+            "--ramp-up-start-rps",
+            "2",
+            "--ramp-up-end-rps",
+            "32",
+            "--num-prompts",
+            "300",
+            "--max-concurrency",
+            "64",
+        ])
+        .unwrap();
+        let LoadMode::Open {
+            pacing:
+                Pacing::Ramp {
+                    ramp,
+                    arrival,
+                    over,
+                },
+            max_in_flight,
+        } = &c.plan.mode
+        else {
+            panic!("{:?}", c.plan.mode)
+        };
+        assert_eq!(
+            (ramp.strategy, ramp.start_rps, ramp.end_rps, *over),
+            (RampStrategy::Exponential, 2, 32, 300)
+        );
+        assert_eq!(*arrival, Arrival::POISSON);
+        assert_eq!(max_in_flight.map(|n| n.get()), Some(64));
+        assert!(describe_plan(&c.plan).contains("exponential ramp 2→32 req/s over 300"));
+        // A workload's own size is the ramp's length when --num-prompts is not given.
+        let c = cfg(&[
+            "--dataset-name",
+            "generated-shared-prefix",
+            "--gsp-num-groups",
+            "2",
+            "--gsp-prompts-per-group",
+            "5",
+            "--ramp-up-strategy",
+            "linear",
+            "--ramp-up-start-rps",
+            "0",
+            "--ramp-up-end-rps",
+            "4",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.plan.mode,
+            LoadMode::Open {
+                pacing: Pacing::Ramp { over: 10, .. },
+                ..
+            }
+        ));
+        let ramp = [
+            "--ramp-up-strategy",
+            "linear",
+            "--ramp-up-start-rps",
+            "1",
+            "--ramp-up-end-rps",
+            "9",
+        ];
+        for (extra, says) in [
+            (vec!["--request-rate", "5"], "drop --request-rate"),
+            (vec!["--duration", "30"], "give --num-prompts"),
+        ] {
+            let e = cfg(&[&ramp[..], &extra].concat()).unwrap_err().to_string();
+            assert!(e.contains(says), "{extra:?}: {e}");
+        }
+        for (args, says) in [
+            (vec!["--ramp-up-strategy", "linear"], "needs both"),
+            (vec!["--ramp-up-start-rps", "1"], "add --ramp-up-strategy"),
+            (
+                vec![
+                    "--ramp-up-strategy",
+                    "step",
+                    "--ramp-up-start-rps",
+                    "1",
+                    "--ramp-up-end-rps",
+                    "2",
+                ],
+                "linear or exponential",
+            ),
+            (
+                vec![
+                    "--ramp-up-strategy",
+                    "linear",
+                    "--ramp-up-start-rps",
+                    "9",
+                    "--ramp-up-end-rps",
+                    "2",
+                ],
+                "a ramp goes up",
+            ),
+        ] {
+            let e = cfg(&args).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn percentile_metrics_take_vllms_names() {
+        let c = cfg(&["--percentile-metrics", "ttft,e2el,client_queue_time"]).unwrap();
+        assert_eq!(
+            c.percentile_metrics.unwrap(),
+            ["ttft", "e2el", "client_queue_time"]
+        );
+        assert_eq!(cfg(&[]).unwrap().percentile_metrics, None);
+        let e = cfg(&["--percentile-metrics", "ttft,latency"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("latency") && e.contains("e2el_including_client_queue"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tokenizer_takes_a_file_or_a_model_directory_and_never_downloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokenizer.json");
+        std::fs::write(&file, "{}").unwrap();
+        let c = cfg(&["--tokenizer", dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(
+            c.tokenizer.as_deref(),
+            Some(file.as_path()),
+            "the directory's tokenizer.json"
+        );
+        assert_eq!(
+            c.tokenizer_id.as_deref(),
+            dir.path().to_str(),
+            "reported as given"
+        );
+        let c = cfg(&["--tokenizer", file.to_str().unwrap()]).unwrap();
+        assert_eq!(c.tokenizer.as_deref(), Some(file.as_path()));
+        let empty = tempfile::tempdir().unwrap();
+        let e = cfg(&["--tokenizer", empty.path().to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no tokenizer.json"), "{e}");
+        let e = cfg(&["--tokenizer", "meta-llama/Llama-3.1-8B-Instruct"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("does not download") && e.contains("--local-dir"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn vllm_datasets_map_or_are_refused_with_what_to_use() {
+        let c = cfg(&[
+            "--random-prefix-len",
+            "25",
+            "--random-input-len",
+            "300",
+            "--random-output-len",
+            "40",
+        ])
+        .unwrap();
+        let Workload::SharedPrefix(s) = &c.workload else {
+            panic!("{:?}", c.workload)
+        };
+        assert_eq!(
+            (s.groups, s.system_prompt_len, s.question_len, s.output_len),
+            (1, 25, 300, 40)
+        );
+        assert_eq!(c.plan.stop, Stop::Requests(1000), "vLLM's default count");
+        let e = cfg(&["--random-prefix-len", "25", "--random-range-ratio", "0.2"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--random-range-ratio"), "{e}");
+        for name in [
+            "sonnet",
+            "hf",
+            "burstgpt",
+            "random-mm",
+            "spec_bench",
+            "timed_trace",
+        ] {
+            let e = cfg(&["--dataset-name", name]).unwrap_err().to_string();
+            assert!(
+                e.contains("not supported by servebench; use"),
+                "{name}: {e}"
+            );
+        }
+        let e = cfg(&["--dataset-path", "x.json"]).unwrap_err().to_string();
+        assert!(e.contains("reads no file"), "{e}");
+    }
+
+    #[test]
+    fn vllm_flags_without_effect_each_leave_one_note_and_lora_is_refused() {
+        let c = cfg(&[
+            "--save-result",
+            "--trust-remote-code",
+            "--tokenizer-mode",
+            "slow",
+            "--disable-shuffle",
+            "--sonnet-input-len",
+            "550",
+        ])
+        .unwrap();
+        assert_eq!(c.compat_notes.len(), 5, "{:?}", c.compat_notes);
+        assert!(c
+            .compat_notes
+            .iter()
+            .all(|n| n.starts_with("note: --") && n.contains("no effect here: ")));
+        assert!(cfg(&[]).unwrap().compat_notes.is_empty());
+        let e = cfg(&["--lora-modules", "sql-lora", "alpaca"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--model <adapter name>"), "{e}");
+        let e = cfg(&["--self-timed"]).unwrap_err().to_string();
+        assert!(e.contains("--dataset-name trace"), "{e}");
+    }
+
+    #[test]
+    fn served_model_name_metadata_and_request_ids_are_kept() {
+        let c = cfg(&[
+            "--model",
+            "deepseek-ai/DeepSeek-V3",
+            "--served-model-name",
+            "dsv3",
+            "--metadata",
+            "tp=8",
+            "version=0.11",
+            "--request-id-prefix",
+            "run7-",
+            "--ready-check-timeout-sec",
+            "600",
+            "--disable-tqdm",
+        ])
+        .unwrap();
+        assert_eq!(c.served_model_name.as_deref(), Some("dsv3"));
+        assert_eq!(
+            c.metadata,
+            [
+                ("tp".to_string(), "8".to_string()),
+                ("version".into(), "0.11".into())
+            ]
+        );
+        assert_eq!(c.request_id_prefix.as_deref(), Some("run7-"));
+        assert_eq!(c.ready_check_timeout, Duration::from_secs(600));
+        assert!(!c.progress);
+        let e = cfg(&["--metadata", "novalue"]).unwrap_err().to_string();
+        assert!(e.contains("--metadata"), "{e}");
+    }
+
+    #[test]
+    fn input_len_and_output_len_set_every_dataset_length() {
+        let c = cfg(&["--input-len", "64", "--output-len", "8"]).unwrap();
+        let Workload::Random(r) = &c.workload else {
+            panic!()
+        };
+        assert_eq!(
+            (r.input, r.output),
+            (
+                LengthDist::Fixed { tokens: 64 },
+                LengthDist::Fixed { tokens: 8 }
+            )
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.jsonl");
+        std::fs::write(&p, "{\"prompt\": \"a b c\"}\n").unwrap();
+        let c = cfg(&[
+            "--dataset-name",
+            "custom",
+            "--dataset-path",
+            p.to_str().unwrap(),
+            "--output-len",
+            "9",
+        ])
+        .unwrap();
+        let Workload::Dataset(d) = &c.workload else {
+            panic!()
+        };
+        assert_eq!(d.output_len, Some(9));
     }
 
     #[test]

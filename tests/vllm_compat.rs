@@ -5,6 +5,8 @@
 //! `<your data path>` and shell variables are filled in (with a small ShareGPT file and JSONL
 //! file made here, and the scripts' own default values); nothing else is changed.
 
+mod common;
+
 use clap::Parser;
 use servebench::arrival::Arrival;
 use servebench::cli::{Cli, Command};
@@ -734,4 +736,130 @@ fn the_splitter_handles_the_quoting_these_lines_use() {
         shell_words("a --x=\"./log/\" \\\n  --b '{\"k\": 1}' c"),
         ["a", "--x=./log/", "--b", "{\"k\": 1}", "c"]
     );
+}
+
+/// A run with vLLM's flags against the embedded server writes vLLM's result keys with vLLM's
+/// meanings.
+#[test]
+fn a_run_with_vllm_flags_writes_vllms_result_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::run_config(
+        dir.path(),
+        &[
+            "--backend",
+            "vllm",
+            "--num-prompts",
+            "12",
+            "--max-concurrency",
+            "3",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "4",
+            "--ttft-ms",
+            "1",
+            "--itl-ms",
+            "1",
+            "--save-result",
+            "--save-detailed",
+            "--percentile-metrics",
+            "ttft,e2el",
+            "--metric-percentiles",
+            "99",
+            "--metadata",
+            "tp=1",
+            "--temperature",
+            "0",
+            "--request-id-prefix",
+            "compat-",
+            "--telemetry-interval-ms",
+            "0",
+        ],
+    )
+    .unwrap();
+    let out = common::rt()
+        .block_on(servebench::app::run_benchmark(&cfg, false))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out.summary_path).unwrap()).unwrap();
+    assert_eq!(v["backend"], "vllm");
+    assert_eq!(v["completed"], 12);
+    assert_eq!(v["rtfx"], 0.0);
+    assert_eq!(v["tp"], "1");
+    for k in [
+        "latencies",
+        "queue_times",
+        "start_times",
+        "ttfts",
+        "itls",
+        "input_lens",
+        "output_lens",
+        "errors",
+        "generated_texts",
+    ] {
+        assert_eq!(v[k].as_array().map(Vec::len), Some(12), "{k}");
+    }
+    let lat = v["latencies"].as_array().unwrap();
+    assert!(lat.iter().all(|l| l.as_f64().unwrap() > 0.0), "{lat:?}");
+    assert!(v["output_lens"].as_array().unwrap().iter().all(|n| n == 4));
+    for k in [
+        "mean_ttft_ms",
+        "p99_ttft_ms",
+        "median_e2el_ms",
+        "std_e2el_ms",
+    ] {
+        assert!(v[k].is_number(), "{k}");
+    }
+    for k in ["mean_tpot_ms", "p99_itl_ms"] {
+        assert!(v.get(k).is_none(), "{k} was not asked for");
+    }
+}
+
+/// A ramp runs its requests and names its file as vLLM does.
+#[test]
+fn a_ramped_run_sends_every_request_and_is_named_after_the_ramp() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::run_config(
+        dir.path(),
+        &[
+            "--num-prompts",
+            "20",
+            "--ramp-up-strategy",
+            "linear",
+            "--ramp-up-start-rps",
+            "50",
+            "--ramp-up-end-rps",
+            "400",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "2",
+            "--ttft-ms",
+            "1",
+            "--itl-ms",
+            "1",
+            "--telemetry-interval-ms",
+            "0",
+        ],
+    )
+    .unwrap();
+    let out = common::rt()
+        .block_on(servebench::app::run_benchmark(&cfg, false))
+        .unwrap();
+    assert_eq!(out.summary.completed, 20);
+    let name = out
+        .summary_path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        name.starts_with("embedded-ramp-up-linear-50qps-400qps-"),
+        "{name}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out.summary_path).unwrap()).unwrap();
+    assert_eq!(v["ramp_up_strategy"], "linear");
+    assert_eq!(v["request_rate"], "inf");
 }

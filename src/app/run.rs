@@ -824,3 +824,94 @@ fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
     }
     ExitStatus::Success
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that lists no model for its first `not_ready` answers to `/v1/models` (as an
+    /// engine still loading), then one model. Counts the `/v1/models` requests.
+    async fn loading_server(not_ready: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&asked);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let body = if head.starts_with("GET /v1/models") {
+                        if seen.fetch_add(1, Ordering::SeqCst) < not_ready {
+                            r#"{"data":[]}"#
+                        } else {
+                            r#"{"data":[{"id":"m"}]}"#
+                        }
+                    } else {
+                        "{}"
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (url, asked)
+    }
+
+    #[tokio::test]
+    async fn ready_check_retries_until_the_server_lists_a_model() {
+        let (url, asked) = loading_server(3).await;
+        let facts = wait_ready(
+            &url,
+            None,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(facts.models, ["m"]);
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            4,
+            "three not-ready answers, then ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_ready_check_the_preflight_asks_once() {
+        let (url, asked) = loading_server(3).await;
+        let facts = wait_ready(&url, None, Duration::ZERO, Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert!(facts.models.is_empty(), "the one answer stands");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_after_the_timeout_naming_the_flag() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = wait_ready(
+            &format!("http://127.0.0.1:{port}"),
+            None,
+            Duration::from_millis(300),
+            Duration::from_millis(20),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("--ready-check-timeout-sec"),
+            "{e:#}"
+        );
+    }
+}

@@ -157,6 +157,56 @@ fn ctx(epoch: Instant) -> SendContext {
     }
 }
 
+/// `--header` and `--request-id-prefix`: every request carries the extra headers (after the
+/// client's own) and `X-Request-Id: <prefix><request id>`; an auth-like value shows in no
+/// debug output.
+#[tokio::test]
+async fn extra_headers_and_request_ids_are_sent_and_credentials_stay_hidden() {
+    let (addr, seen) = serve(json_response(
+        "200 OK",
+        r#"{"choices":[{"text":"hi","finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+    ))
+    .await;
+    let mut opts = options(addr, Endpoint::Completions);
+    opts.stream = false;
+    let client = Client::new(opts)
+        .unwrap()
+        .with_headers(
+            &[
+                ("x-team".into(), "bench".into()),
+                ("Authorization".into(), "Bearer sk-extra-1".into()),
+            ],
+            Some("run7-".into()),
+        )
+        .unwrap();
+    client
+        .send(bytes::Bytes::from_static(b"{}"), ctx(Instant::now()))
+        .await;
+    let req = seen.requests.lock().unwrap()[0].to_lowercase();
+    assert!(req.contains("\r\nx-team: bench\r\n"), "{req}");
+    assert!(
+        req.contains("\r\nauthorization: bearer sk-extra-1\r\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("\r\nx-request-id: run7-7\r\n"),
+        "the context's id 7: {req}"
+    );
+    assert!(!format!("{client:?}").contains("sk-extra"));
+    let e = Client::new(options(addr, Endpoint::Completions))
+        .unwrap()
+        .with_headers(&[("bad name".into(), "x".into())], None)
+        .unwrap_err();
+    assert!(e.to_string().contains("--header bad name"), "{e}");
+    // Without a prefix no request-id header is sent.
+    let plain = Client::new(options(addr, Endpoint::Completions)).unwrap();
+    plain
+        .send(bytes::Bytes::from_static(b"{}"), ctx(Instant::now()))
+        .await;
+    let req = seen.requests.lock().unwrap()[1].to_lowercase();
+    assert!(!req.contains("x-request-id"), "{req}");
+}
+
 async fn run_with(opts: ClientOptions) -> RequestRecord {
     let client = Client::new(opts).unwrap();
     client

@@ -392,6 +392,7 @@ mod tests {
         "total_token_throughput",
         "max_output_tokens_per_s",
         "max_concurrent_requests",
+        "rtfx",
         "mean_ttft_ms",
         "median_ttft_ms",
         "std_ttft_ms",
@@ -530,6 +531,133 @@ mod tests {
             err.contains("x.json") && err.contains("not a servebench result"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn percentile_metrics_choose_the_flat_keys_as_vllm_does() {
+        let all = json();
+        for k in [
+            "mean_ttft_ms",
+            "p99_itl_ms",
+            "median_e2el_ms",
+            "std_tpot_ms",
+            "p99_queue_ms",
+        ] {
+            assert!(all.contains_key(k), "{k}");
+        }
+        assert!(
+            !all.contains_key("mean_client_queue_time_ms"),
+            "vLLM's queue metrics only when named"
+        );
+        let mut run = run_info();
+        run.percentile_metrics = Some(vec!["ttft".into(), "client_queue_time".into()]);
+        let v: Value = serde_json::from_str(&ResultFile::new(&run, &summary()).to_json()).unwrap();
+        let o = v.as_object().unwrap();
+        for k in [
+            "mean_ttft_ms",
+            "p99_ttft_ms",
+            "mean_client_queue_time_ms",
+            "p99_client_queue_time_ms",
+        ] {
+            assert!(o.contains_key(k), "{k}");
+        }
+        for k in [
+            "mean_tpot_ms",
+            "p99_itl_ms",
+            "median_e2el_ms",
+            "mean_e2el_including_client_queue_ms",
+        ] {
+            assert!(!o.contains_key(k), "{k} not asked for");
+        }
+        // servebench's own metrics stay; the full summary is there either way.
+        assert!(o.contains_key("mean_icl_ms") && o["summary"]["e2el_ms"].is_object());
+        assert_eq!(o["mean_client_queue_time_ms"], o["mean_queue_ms"]);
+    }
+
+    #[test]
+    fn rtfx_is_zero_for_text_and_metadata_keys_go_to_the_top_level() {
+        let mut run = run_info();
+        run.metadata.insert("tp".into(), "8".into());
+        run.metadata
+            .insert("completed".into(), "not a count".into());
+        let v: Value = serde_json::from_str(&ResultFile::new(&run, &summary()).to_json()).unwrap();
+        assert_eq!(v["rtfx"], 0.0);
+        assert_eq!(v["tp"], "8");
+        assert_eq!(
+            v["completed"], 2,
+            "a metadata key never replaces a result key"
+        );
+        assert_eq!(v["metadata"]["completed"], "not a count");
+        // Read back: the metadata key is one of the flat keys again.
+        let back: ResultFile = serde_json::from_value(v).unwrap();
+        assert_eq!(back.stats["tp"], "8");
+    }
+
+    #[test]
+    fn per_request_arrays_follow_vllm_in_request_order() {
+        use crate::report::fixtures::records;
+        let mut recs = records();
+        recs.reverse();
+        let mut warm = RequestRecord::test_success(99, 0);
+        warm.phase = crate::record::Phase::Warmup;
+        recs.push(warm);
+        let mut r = ResultFile::new(&run_info(), &summary());
+        r.add_request_arrays(&recs, false);
+        let v = serde_json::to_value(&r).unwrap();
+        let lat: Vec<f64> = serde_json::from_value(v["latencies"].clone()).unwrap();
+        // Requests 1, 2 (successes, 16 and 29 ms) and 3 (failed: 0, as vLLM writes it);
+        // the warmup is left out.
+        assert_eq!(lat.len(), 3);
+        assert!(
+            (lat[0] - 0.016).abs() < 1e-9 && (lat[1] - 0.029).abs() < 1e-9,
+            "{lat:?}"
+        );
+        assert_eq!(lat[2], 0.0);
+        assert_eq!(v["queue_times"].as_array().unwrap().len(), 3);
+        for k in [
+            "start_times",
+            "ttfts",
+            "itls",
+            "input_lens",
+            "output_lens",
+            "generated_texts",
+            "errors",
+        ] {
+            assert!(v.get(k).is_none(), "{k} only with --save-detailed");
+        }
+        r.add_request_arrays(&recs, true);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["start_times"][1], 0.001, "request 2 was sent at 1 ms");
+        assert_eq!(v["ttfts"][0], 0.010);
+        assert_eq!(v["itls"][0], serde_json::json!([0.002, 0.004]));
+        assert_eq!(v["output_lens"][2], 0);
+        assert_eq!(v["errors"][0], "");
+        assert!(v["errors"][2].as_str().unwrap().contains("boom"));
+    }
+
+    #[test]
+    fn ramped_run_is_named_and_keyed_as_vllm_does() {
+        let mut run = run_info();
+        run.request_rate = None;
+        run.ramp_up_strategy = Some("linear".into());
+        run.ramp_up_start_rps = Some(1);
+        run.ramp_up_end_rps = Some(20);
+        assert_eq!(
+            default_result_filename(&run),
+            "openai-ramp-up-linear-1qps-20qps-concurrency4-opt-125m-20261128-150405.json"
+        );
+        let v: Value = serde_json::from_str(&ResultFile::new(&run, &summary()).to_json()).unwrap();
+        assert_eq!(
+            (
+                &v["ramp_up_strategy"],
+                &v["ramp_up_start_rps"],
+                &v["ramp_up_end_rps"]
+            ),
+            (&Value::from("linear"), &Value::from(1), &Value::from(20))
+        );
+        let plain: Value =
+            serde_json::from_str(&ResultFile::new(&run_info(), &summary()).to_json()).unwrap();
+        assert!(plain.get("ramp_up_strategy").is_none());
     }
 
     #[test]
