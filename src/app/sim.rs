@@ -337,6 +337,13 @@ fn finish_predict(
     info.simulated = true;
     info.metric_percentiles = m.percentiles.clone();
     info.goodput_slo = m.slo;
+    info.percentile_metrics = m.percentile_metrics.clone();
+    info.metadata = o.metadata.iter().cloned().collect();
+    if let Some(r) = &l.ramp_up {
+        info.ramp_up_strategy = Some(r.strategy.to_string());
+        info.ramp_up_start_rps = Some(r.start_rps);
+        info.ramp_up_end_rps = Some(r.end_rps);
+    }
     info.config = serde_json::json!({
         "target": target,
         "workload": w.spec,
