@@ -17,7 +17,25 @@ pub struct ServerFacts {
 }
 
 fn http(base_url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    http_with_headers(base_url, api_key, &[])
+}
+
+/// [`http`] with `--header`'s extra headers on every request, so a gateway that wants a header
+/// of its own answers the preflight as it answers the run.
+fn http_with_headers(
+    base_url: &str,
+    api_key: Option<&str>,
+    extra: &[(String, String)],
+) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in extra {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| anyhow!("--header {k}: not a valid HTTP header name"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| anyhow!("--header {k}: the value has control characters"))?;
+        value.set_sensitive(crate::config::is_sensitive_header(k));
+        headers.insert(name, value);
+    }
     if let Some(k) = api_key {
         let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}"))
             .map_err(|_| anyhow!("the API key is not a valid header value; check --api-key"))?;
@@ -34,8 +52,14 @@ fn http(base_url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client
 }
 
 /// List models and read `/version`. Unreachable server → an error naming the URL and the fix.
-pub async fn discover(base_url: &str, api_key: Option<&str>) -> anyhow::Result<ServerFacts> {
-    let client = http(base_url, api_key)?;
+/// `extra`: `--header`'s headers, sent here too, so a gateway that wants its own auth header
+/// answers the preflight as it answers the run.
+pub async fn discover(
+    base_url: &str,
+    api_key: Option<&str>,
+    extra: &[(String, String)],
+) -> anyhow::Result<ServerFacts> {
+    let client = http_with_headers(base_url, api_key, extra)?;
     let url = format!("{base_url}/v1/models");
     let resp = client.get(&url).send().await.map_err(|e| {
         anyhow!(

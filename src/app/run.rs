@@ -159,6 +159,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let facts = wait_ready(
         &base_url,
         cfg.api_key.as_deref(),
+        &cfg.headers,
         cfg.ready_check_timeout,
         READY_RETRY,
     )
@@ -547,13 +548,14 @@ const READY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 async fn wait_ready(
     base_url: &str,
     api_key: Option<&str>,
+    headers: &[(String, String)],
     timeout: std::time::Duration,
     retry: std::time::Duration,
 ) -> anyhow::Result<ServerFacts> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut waited = false;
     loop {
-        let answer = preflight::discover(base_url, api_key).await;
+        let answer = preflight::discover(base_url, api_key, headers).await;
         let ready = matches!(&answer, Ok(f) if !f.models.is_empty());
         let now = tokio::time::Instant::now();
         if ready || now >= deadline {
@@ -833,7 +835,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server that lists no model for its first `not_ready` answers to `/v1/models` (as an
-    /// engine still loading), then one model. Counts the `/v1/models` requests.
+    /// engine still loading), then one model. Counts the `/v1/models` requests, and in
+    /// `HEADERED` the requests that carried `x-gateway: k` (a `--header`).
     async fn loading_server(not_ready: usize) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -846,6 +849,9 @@ mod tests {
                     let mut buf = [0u8; 4096];
                     let n = sock.read(&mut buf).await.unwrap_or(0);
                     let head = String::from_utf8_lossy(&buf[..n]);
+                    if head.to_lowercase().contains("\r\nx-gateway: k\r\n") {
+                        HEADERED.fetch_add(1, Ordering::SeqCst);
+                    }
                     let body = if head.starts_with("GET /v1/models") {
                         if seen.fetch_add(1, Ordering::SeqCst) < not_ready {
                             r#"{"data":[]}"#
@@ -866,12 +872,15 @@ mod tests {
         (url, asked)
     }
 
+    static HEADERED: AtomicUsize = AtomicUsize::new(0);
+
     #[tokio::test]
     async fn ready_check_retries_until_the_server_lists_a_model() {
         let (url, asked) = loading_server(3).await;
         let facts = wait_ready(
             &url,
             None,
+            &[("x-gateway".into(), "k".into())],
             Duration::from_secs(30),
             Duration::from_millis(10),
         )
@@ -883,12 +892,16 @@ mod tests {
             4,
             "three not-ready answers, then ready"
         );
+        assert!(
+            HEADERED.load(Ordering::SeqCst) >= 4,
+            "the preflight sends --header too"
+        );
     }
 
     #[tokio::test]
     async fn without_a_ready_check_the_preflight_asks_once() {
         let (url, asked) = loading_server(3).await;
-        let facts = wait_ready(&url, None, Duration::ZERO, Duration::from_millis(10))
+        let facts = wait_ready(&url, None, &[], Duration::ZERO, Duration::from_millis(10))
             .await
             .unwrap();
         assert!(facts.models.is_empty(), "the one answer stands");
@@ -904,6 +917,7 @@ mod tests {
         let e = wait_ready(
             &format!("http://127.0.0.1:{port}"),
             None,
+            &[],
             Duration::from_millis(300),
             Duration::from_millis(20),
         )
