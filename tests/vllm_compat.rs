@@ -813,6 +813,33 @@ fn a_run_with_vllm_flags_writes_vllms_result_keys() {
     for k in ["mean_tpot_ms", "p99_itl_ms"] {
         assert!(v.get(k).is_none(), "{k} was not asked for");
     }
+    // A result rebuilt from the journal alone has the same arrays.
+    let rebuilt = dir.path().join("rebuilt.json");
+    let st = common::bin()
+        .args(["report", "--journal"])
+        .arg(&out.journal_path)
+        .arg("--output")
+        .arg(&rebuilt)
+        .output()
+        .unwrap();
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rebuilt).unwrap()).unwrap();
+    for k in [
+        "latencies",
+        "queue_times",
+        "start_times",
+        "output_lens",
+        "rtfx",
+        "tp",
+    ] {
+        assert_eq!(again[k], v[k], "{k}");
+    }
 }
 
 /// A ramp runs its requests and names its file as vLLM does.

@@ -35,7 +35,20 @@ pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
         args.journal
             .with_file_name(format!("{name}.recovered.json"))
     });
-    report::write_result(&out, &ResultFile::new(&run, &summary))
+    let mut result = ResultFile::new(&run, &summary);
+    // vLLM's per-request arrays, as the run wrote them: `latencies` and `queue_times`, the
+    // rest when the run had --save-detailed (its configuration is in the journal's header).
+    let detailed = scan
+        .header
+        .as_ref()
+        .and_then(|h| h.config.pointer("/run/save_detailed"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    match crate::journal::read_journal(&args.journal) {
+        Ok(j) => result.add_request_arrays(&j.records, detailed),
+        Err(e) => eprintln!("warning: no per-request arrays (latencies, queue_times): {e}"),
+    }
+    report::write_result(&out, &result)
         .with_context(|| format!("writing {}", out.display()))
         .map_err(AppError::failed)?;
     println!("{}", report::render_table(&run, &summary));
