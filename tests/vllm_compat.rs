@@ -889,4 +889,8 @@ fn a_ramped_run_sends_every_request_and_is_named_after_the_ramp() {
         serde_json::from_str(&std::fs::read_to_string(&out.summary_path).unwrap()).unwrap();
     assert_eq!(v["ramp_up_strategy"], "linear");
     assert_eq!(v["request_rate"], "inf");
+    // One event per whole request/s from 50 to 400, as vLLM writes them.
+    let ev = v["rps_change_events"].as_array().unwrap();
+    assert_eq!(ev.len(), 351);
+    assert_eq!((&ev[0]["rps"], &ev[350]["rps"]), (&50.into(), &400.into()));
 }

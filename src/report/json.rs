@@ -11,7 +11,7 @@
 //! in vLLM; `client_queue_time` and `e2el_including_client_queue` too when named), `rtfx`
 //! (0: no audio), the per-request arrays `latencies` and `queue_times` (seconds), with
 //! `--save-detailed` also `input_lens`, `output_lens`, `ttfts`, `itls`, `start_times`,
-//! `generated_texts`, `errors`; with a ramp `ramp_up_strategy`, `ramp_up_start_rps`,
+//! `generated_texts`, `errors`; with a ramp `ramp_up_strategy`, `ramp_up_start_rps`, `rps_change_events`,
 //! `ramp_up_end_rps`; and each `--metadata` key. Where the numbers differ by definition (ours:
 //! per-token ITL, measured-phase duration, tokens rather than chunks in the peak)
 //! `metric_definitions` says how; docs/metrics.md lists every difference.
@@ -211,9 +211,13 @@ impl ResultFile {
         self
     }
 
-    /// Add vLLM's per-request arrays (see [`request_arrays`]) at the top level.
+    /// Add vLLM's per-request arrays (see [`request_arrays`]) at the top level, and for a
+    /// ramped run vLLM's `rps_change_events` (see [`rps_change_events`]).
     pub fn add_request_arrays(&mut self, records: &[RequestRecord], detailed: bool) {
         self.stats.extend(request_arrays(records, detailed));
+        if let Some(events) = rps_change_events(&self.run, records) {
+            self.stats.insert("rps_change_events".into(), events);
+        }
     }
 
     /// Pretty JSON with a trailing newline.
@@ -309,6 +313,54 @@ pub fn request_arrays(records: &[RequestRecord], detailed: bool) -> BTreeMap<Str
         }),
     );
     out
+}
+
+/// vLLM's `rps_change_events` for a ramped run: `{"rps", "timestamp"}` for the start rate at
+/// the start, then each time a request is due whose ramp rate (vLLM's formula over the
+/// measured requests in order) has passed another whole request/s, one event per integer
+/// passed, timed when that request was due. Timestamps are wall-clock UTC (RFC 3339), derived
+/// from the run's start label and the request's due time on the monotonic clock; vLLM writes
+/// local time without a zone. `None` for a run without a ramp.
+pub fn rps_change_events(run: &RunInfo, records: &[RequestRecord]) -> Option<Value> {
+    let strategy = match run.ramp_up_strategy.as_deref()? {
+        "linear" => crate::arrival::RampStrategy::Linear,
+        "exponential" => crate::arrival::RampStrategy::Exponential,
+        _ => return None,
+    };
+    let ramp = crate::arrival::RampUp {
+        strategy,
+        start_rps: run.ramp_up_start_rps?,
+        end_rps: run.ramp_up_end_rps?,
+    };
+    let mut due: Vec<u64> = records
+        .iter()
+        .filter(|r| r.phase == crate::record::Phase::Measured)
+        .map(|r| r.scheduled_ns)
+        .collect();
+    due.sort_unstable();
+    let total = if run.num_prompts > 0 {
+        run.num_prompts
+    } else {
+        due.len() as u64
+    };
+    let at = |ns: u64| {
+        (run.start_time + chrono::Duration::nanoseconds(i64::try_from(ns).unwrap_or(i64::MAX)))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let mut last = ramp.start_rps;
+    let mut events =
+        vec![serde_json::json!({"rps": last, "timestamp": at(due.first().copied().unwrap_or(0))})];
+    for (i, ns) in due.iter().enumerate() {
+        // vLLM truncates the rate to an integer (Python's int()).
+        let now = ramp.rate_at(i as u64, total).floor() as u32;
+        if now > last {
+            events.extend(
+                (last + 1..=now).map(|rps| serde_json::json!({"rps": rps, "timestamp": at(*ns)})),
+            );
+            last = now;
+        }
+    }
+    Some(Value::Array(events))
 }
 
 /// Write the result file atomically (see [`write_atomic`]).
@@ -633,6 +685,38 @@ mod tests {
         assert_eq!(v["output_lens"][2], 0);
         assert_eq!(v["errors"][0], "");
         assert!(v["errors"][2].as_str().unwrap().contains("boom"));
+    }
+
+    #[test]
+    fn rps_change_events_step_through_every_integer_rate_as_vllm_does() {
+        let mut run = run_info();
+        run.ramp_up_strategy = Some("linear".into());
+        run.ramp_up_start_rps = Some(2);
+        run.ramp_up_end_rps = Some(6);
+        run.num_prompts = 3;
+        // Three requests due at 0, 0.5 s and 1 s: rates 2, 4, 6.
+        let recs: Vec<RequestRecord> = (0..3)
+            .map(|i| {
+                let mut r = RequestRecord::test_success(i, i * 500_000_000);
+                r.scheduled_ns = i * 500_000_000;
+                r
+            })
+            .collect();
+        let ev = rps_change_events(&run, &recs).unwrap();
+        let rps: Vec<u64> = ev
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["rps"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rps, [2, 3, 4, 5, 6]);
+        assert_eq!(ev[0]["timestamp"], "2026-11-28T15:04:05.000000Z");
+        assert_eq!(ev[1]["timestamp"], "2026-11-28T15:04:05.500000Z");
+        assert_eq!(ev[4]["timestamp"], "2026-11-28T15:04:06.000000Z");
+        assert!(
+            rps_change_events(&run_info(), &recs).is_none(),
+            "no ramp, no events"
+        );
     }
 
     #[test]
