@@ -11,8 +11,8 @@
 //! in vLLM; `client_queue_time` and `e2el_including_client_queue` too when named), `rtfx`
 //! (0: no audio), the per-request arrays `latencies` and `queue_times` (seconds), with
 //! `--save-detailed` also `input_lens`, `output_lens`, `ttfts`, `itls`, `start_times`,
-//! `generated_texts`, `errors`; with a ramp `ramp_up_strategy`, `ramp_up_start_rps`, `rps_change_events`,
-//! `ramp_up_end_rps`; and each `--metadata` key. Where the numbers differ by definition (ours:
+//! `generated_texts`, `errors`; with a ramp `ramp_up_strategy`, `ramp_up_start_rps`,
+//! `ramp_up_end_rps`, `rps_change_events`; and each `--metadata` key. Where the numbers differ by definition (ours:
 //! per-token ITL, measured-phase duration, tokens rather than chunks in the peak)
 //! `metric_definitions` says how; docs/metrics.md lists every difference.
 //!
