@@ -362,10 +362,10 @@ pub struct VllmCompatArgs {
     pub chat_template_kwargs: Option<String>,
     #[arg(long, alias = "custom-skip-chat-template")]
     pub skip_chat_template: bool,
-    /// Only HF datasets are loaded in streaming mode; servebench reads local files. (Not
-    /// servebench's own --no-stream, which sends non-streaming requests: see the compat doc.)
+    /// Datasets with fewer usable prompts than --num-prompts are cycled through.
     #[arg(long)]
     pub no_oversample: bool,
+    /// Datasets are shuffled by --seed.
     #[arg(long)]
     pub disable_shuffle: bool,
     /// Embeddings and reranking are not benchmarked.
