@@ -256,7 +256,8 @@ pub struct RunArgs {
     /// Seconds before one request is abandoned and counted as a timeout.
     #[arg(long, default_value_t = 600.0, help_heading = "Target")]
     pub request_timeout: f64,
-    /// Send non-streaming requests (TTFT is then the time to the whole response).
+    /// Send non-streaming requests (TTFT is then the time to the whole response). Not vLLM's
+    /// `--no-stream`, which is about loading Hugging Face datasets (refused here anyway).
     #[arg(long, help_heading = "Target")]
     pub no_stream: bool,
     /// Token usage to ask the server for: `auto` asks for per-chunk usage

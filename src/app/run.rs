@@ -622,7 +622,11 @@ fn run_info(
         info.ramp_up_start_rps = Some(r.start_rps);
         info.ramp_up_end_rps = Some(r.end_rps);
     }
-    info.num_prompts = cfg.num_prompts.unwrap_or(0);
+    // vLLM writes the count the run was asked for, its default 1000 included.
+    info.num_prompts = cfg
+        .num_prompts
+        .or(cfg.plan.stop.max_requests())
+        .unwrap_or(0);
     info.request_rate = cfg.request_rate.is_finite().then_some(cfg.request_rate);
     info.burstiness = cfg.burstiness;
     info.max_concurrency = cfg.max_concurrency.map(|c| c as u64);
