@@ -1259,6 +1259,11 @@ fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> 
         }
         (b, e) => b.as_ref().or(e.as_ref()),
     };
+    let flag = if a.backend.is_none() && a.vllm.endpoint_type.is_some() {
+        "--endpoint-type"
+    } else {
+        "--backend"
+    };
     // The backend first: an endpoint servebench lacks usually comes with a backend it lacks,
     // and the backend is the flag to change.
     let implied = match name {
@@ -1277,7 +1282,7 @@ fn backend_and_endpoint(a: &RunArgs) -> Result<(String, Endpoint), ConfigError> 
                     "not an API servebench speaks"
                 };
                 return Err(bad(
-                    "--backend",
+                    flag,
                     name,
                     format!("{why}; use one of {}", allowed.join(", ")),
                 ));
@@ -1383,9 +1388,13 @@ fn body_extra(
 /// flags whose absence would change what is measured.
 fn compat_notes(v: &VllmCompatArgs, dataset: &str) -> Result<Vec<String>, ConfigError> {
     if !v.lora_modules.is_empty() || v.lora_assignment.is_some() {
+        let (flag, value) = match &v.lora_assignment {
+            Some(a) if v.lora_modules.is_empty() => ("--lora-assignment", a.clone()),
+            _ => ("--lora-modules", v.lora_modules.join(" ")),
+        };
         return Err(bad(
-            "--lora-modules",
-            v.lora_modules.join(" "),
+            flag,
+            value,
             "servebench sends every request to one model; measure an adapter with --model <adapter name>",
         ));
     }
@@ -1398,12 +1407,22 @@ fn compat_notes(v: &VllmCompatArgs, dataset: &str) -> Result<Vec<String>, Config
     }
     if v.self_timed || v.no_self_timed {
         return Err(bad(
-            "--self-timed",
+            if v.self_timed {
+                "--self-timed"
+            } else {
+                "--no-self-timed"
+            },
             "(given)",
             "only applies to vLLM's timed_trace dataset; use --dataset-name trace, which always replays its own clock",
         ));
     }
     let mut notes = Vec::new();
+    if v.endpoint_type.is_some() {
+        notes.push(
+            "note: --endpoint-type is vLLM 0.10's old name for --backend, and is read as --backend"
+                .into(),
+        );
+    }
     let mut note = |given: bool, flag: &str, why: &str| {
         if given {
             notes.push(format!("note: {flag} has no effect here: {why}"));
@@ -2410,6 +2429,39 @@ mod tests {
         assert!(e.contains("--model <adapter name>"), "{e}");
         let e = cfg(&["--self-timed"]).unwrap_err().to_string();
         assert!(e.contains("--dataset-name trace"), "{e}");
+    }
+
+    /// No flag of the compatibility group is accepted silently: each one given alone leaves a
+    /// note (or, for the few that would change what is measured, an error).
+    #[test]
+    fn every_compatibility_flag_leaves_a_note_or_is_refused() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").expect("run");
+        let group: Vec<&clap::Arg> = run
+            .get_arguments()
+            .filter(|a| {
+                a.get_help_heading()
+                    .is_some_and(|h| h.starts_with("Accepted for `vllm bench serve`"))
+            })
+            .collect();
+        assert!(group.len() > 40, "{}", group.len());
+        for arg in group {
+            let flag = format!("--{}", arg.get_long().expect("a long flag"));
+            let takes_value = arg.get_action().takes_values();
+            let argv: Vec<&str> = if takes_value {
+                vec![&flag, "1"]
+            } else {
+                vec![&flag]
+            };
+            match cfg(&argv) {
+                Ok(c) => assert_eq!(c.compat_notes.len(), 1, "{flag}: {:?}", c.compat_notes),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains(&flag[..8]) && e.len() > 60, "{flag}: {e}")
+                }
+            }
+        }
     }
 
     #[test]
