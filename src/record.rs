@@ -312,4 +312,46 @@ mod tests {
         let back: Outcome = serde_json::from_str(&s).unwrap();
         assert_eq!(back, o);
     }
+
+    #[test]
+    fn new_failure_kinds_have_stable_labels_and_tags() {
+        for (kind, label) in [
+            (FailureKind::Truncated, "truncated"),
+            (FailureKind::NotSse, "not_sse"),
+        ] {
+            assert_eq!(kind.label(), label);
+            let o = Outcome::Failed {
+                kind,
+                message: "m".into(),
+            };
+            let s = serde_json::to_string(&o).unwrap();
+            assert_eq!(
+                s,
+                format!(r#"{{"outcome":"failed","kind":"{label}","message":"m"}}"#)
+            );
+            assert_eq!(serde_json::from_str::<Outcome>(&s).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn done_marker_and_usage_suspect_are_written_only_when_unusual() {
+        let plain = RequestRecord::test_success(1, 10);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("done_marker") && !json.contains("usage_suspect"),
+            "{json}"
+        );
+        // A journal line from before the fields reads as a stream with [DONE], usage believed.
+        let back: RequestRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.done_marker && !back.usage_suspect);
+        let odd = RequestRecord {
+            done_marker: false,
+            usage_suspect: true,
+            ..plain
+        };
+        let json = serde_json::to_string(&odd).unwrap();
+        assert!(json.contains(r#""done_marker":false"#), "{json}");
+        assert!(json.contains(r#""usage_suspect":true"#), "{json}");
+        assert_eq!(serde_json::from_str::<RequestRecord>(&json).unwrap(), odd);
+    }
 }

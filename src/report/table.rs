@@ -247,6 +247,22 @@ mod tests {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
         assert!(t.ends_with(&format!("{}\n", "=".repeat(50))));
+        // Rows that only appear when there is something to say.
+        assert!(!t.contains("[DONE]") && !t.contains("not believed"), "{t}");
+    }
+
+    #[test]
+    fn streams_without_done_and_disbelieved_usage_are_shown() {
+        let mut s = summary();
+        s.streams_without_done = 2;
+        s.tokens.records_usage_suspect = 1;
+        let t = render_table(&run_info(), &s);
+        for needle in [
+            "Streams without [DONE] (successful):     2 (ended cleanly after a finish_reason)",
+            "Server usage not believed (requests):    1 (beyond max_tokens; counted from events)",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
     }
 
     #[test]
