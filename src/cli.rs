@@ -165,6 +165,8 @@ pub struct SimServeArgs {
     /// Model name the server answers to (default: the catalog model's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
 }
 
 #[derive(Debug, Args)]
@@ -480,6 +482,30 @@ pub struct EmbeddedArgs {
     /// requests is accepted without delaying the first tokens).
     #[arg(long, default_value_t = 2)]
     pub server_threads: usize,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
+}
+
+/// Answer like a reasoning model (embedded server and `sim serve`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReasoningArgs {
+    /// Stream the first N tokens of every chat answer as reasoning (thinking), the rest as
+    /// the answer, as vLLM and SGLang do with a reasoning parser. 0: plain answers.
+    #[arg(long, default_value_t = 0)]
+    pub reasoning_tokens: u32,
+    /// The delta field the reasoning goes in: reasoning_content (SGLang, vLLM < 0.11) or
+    /// reasoning (vLLM 0.11+).
+    #[arg(long, value_enum, default_value_t = ReasoningFieldArg::ReasoningContent)]
+    pub reasoning_field: ReasoningFieldArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReasoningFieldArg {
+    #[default]
+    #[value(name = "reasoning_content")]
+    ReasoningContent,
+    #[value(name = "reasoning")]
+    Reasoning,
 }
 
 #[derive(Debug, Args)]

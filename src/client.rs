@@ -30,7 +30,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::{Method, Url};
 
 use crate::openai::{self, ChunkInfo, Endpoint, Generated, SseEvent, SseParser};
-use crate::record::{FailureKind, Outcome, RequestRecord, TokenSource, Usage};
+use crate::record::{FailureKind, Outcome, OutputParts, RequestRecord, TokenSource, Usage};
 
 pub use crate::load::SendContext;
 
@@ -356,6 +356,20 @@ struct Exchange {
     resends: u32,
     /// The answer text so far, when the client keeps it (`ClientOptions::keep_text`).
     text: Option<String>,
+    /// Reasoning and tool calls seen so far (`None` until the first one: plain answers pay
+    /// nothing for it).
+    parts: Option<Box<Parts>>,
+}
+
+/// What the stream showed of reasoning and tool calls, before tokens are resolved.
+#[derive(Default)]
+struct Parts {
+    first_reasoning: Option<Instant>,
+    /// Indices into `Exchange::events` of the reasoning events, whose resolved tokens are
+    /// summed at the end.
+    reasoning_events: Vec<u32>,
+    tool_call_events: u32,
+    first_tool_call: Option<Instant>,
 }
 
 const NO_USAGE: u32 = u32::MAX;
@@ -383,6 +397,7 @@ impl Exchange {
             failure: None,
             resends: 0,
             text: None,
+            parts: None,
         }
     }
 
@@ -406,6 +421,7 @@ impl Exchange {
                 generated,
                 usage,
                 finish,
+                tool_call,
             } => {
                 self.finish_seen |= finish;
                 if let (Some(text), SseEvent::Message { data, .. }) = (&mut self.text, event) {
@@ -415,7 +431,10 @@ impl Exchange {
                         openai::append_content(data, text);
                     }
                 }
-                self.on_chunk(generated, usage, at)
+                self.on_chunk(generated, usage, at);
+                if tool_call {
+                    self.on_tool_call(at);
+                }
             }
             ChunkInfo::Done => self.done = true,
             ChunkInfo::Error(m) => self.fail(at, FailureKind::ServerError, m),
@@ -435,6 +454,12 @@ impl Exchange {
             self.first_content.get_or_insert(at);
         }
         self.last_text = Some(at);
+        if generated == Generated::Reasoning {
+            let index = self.events.len() as u32;
+            let parts = self.parts.get_or_insert_with(Box::default);
+            parts.first_reasoning.get_or_insert(at);
+            parts.reasoning_events.push(index);
+        }
         let running = match usage {
             Some(u) => u.completion_tokens.min(NO_USAGE - 1),
             None => {
@@ -443,6 +468,13 @@ impl Exchange {
             }
         };
         self.events.push((micros(self.sent, at), running));
+    }
+
+    /// A chunk with a tool-call delta (already counted as an answer event by `on_chunk`).
+    fn on_tool_call(&mut self, at: Instant) {
+        let parts = self.parts.get_or_insert_with(Box::default);
+        parts.first_tool_call.get_or_insert(at);
+        parts.tool_call_events += 1;
     }
 
     fn into_record(mut self, ctx: &SendContext, end: End, secret: Option<&str>) -> RequestRecord {
@@ -477,6 +509,16 @@ impl Exchange {
         } else {
             resolve_tokens(&mut self.events, per_event_usage, self.usage)
         };
+        let output_parts = self.parts.take().map(|p| OutputParts {
+            first_reasoning_ns: p.first_reasoning.map(ns),
+            reasoning_tokens: p
+                .reasoning_events
+                .iter()
+                .filter_map(|&i| self.events.get(i as usize))
+                .fold(0u32, |acc, e| acc.saturating_add(e.1)),
+            tool_call_events: p.tool_call_events,
+            first_tool_call_ns: p.first_tool_call.map(ns),
+        });
         // The reservation was for `max_tokens`; a record kept for the whole run holds only
         // what it used (bounded memory over 100k requests that stop early).
         if self.events.capacity() > 2 * self.events.len() + 16 {
@@ -506,6 +548,7 @@ impl Exchange {
             conversation: None,
             turn: None,
             output_check: None,
+            output_parts,
         }
     }
 }
@@ -888,7 +931,10 @@ async fn collect_body(resp: &mut reqwest::Response, mut body: Vec<u8>) -> Result
 fn finish_whole(body: &[u8], ex: &mut Exchange, at: Instant) -> End {
     match openai::classify_response(body) {
         ChunkInfo::Chunk {
-            generated, usage, ..
+            generated,
+            usage,
+            tool_call,
+            ..
         } => {
             ex.usage = usage;
             if let Some(text) = &mut ex.text {
@@ -898,6 +944,9 @@ fn finish_whole(body: &[u8], ex: &mut Exchange, at: Instant) -> End {
             let has_output = generated.is_text() || usage.is_some_and(|u| u.completion_tokens > 0);
             if has_output {
                 ex.on_chunk(generated.max(Generated::Content), None, at);
+            }
+            if tool_call {
+                ex.on_tool_call(at);
             }
             End::Ok { at }
         }

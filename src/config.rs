@@ -56,6 +56,8 @@ pub struct EmbeddedConfig {
     pub fault_stall: Duration,
     pub fault_seed: u64,
     pub server_threads: usize,
+    /// Reasoning-model emulation (`--reasoning-tokens`); `None`: plain answers.
+    pub reasoning: Option<crate::server::Reasoning>,
 }
 
 impl EmbeddedConfig {
@@ -273,12 +275,26 @@ impl EmbeddedConfig {
             fault_stall: millis("--fault-stall-ms", a.fault_stall_ms)?,
             fault_seed: a.fault_seed,
             server_threads: nonzero("--server-threads", a.server_threads)?.get(),
+            reasoning: reasoning(&a.reasoning),
         };
         cfg.fault_config()
             .validate()
             .map_err(|e| bad("--fault", a.faults.join(" "), e.to_string()))?;
         Ok(cfg)
     }
+}
+
+/// `--reasoning-tokens` / `--reasoning-field` in the server's terms (0 tokens: none).
+pub fn reasoning(a: &crate::cli::ReasoningArgs) -> Option<crate::server::Reasoning> {
+    use crate::cli::ReasoningFieldArg;
+    use crate::server::ReasoningField;
+    (a.reasoning_tokens > 0).then_some(crate::server::Reasoning {
+        tokens: a.reasoning_tokens,
+        field: match a.reasoning_field {
+            ReasoningFieldArg::ReasoningContent => ReasoningField::ReasoningContent,
+            ReasoningFieldArg::Reasoning => ReasoningField::Reasoning,
+        },
+    })
 }
 
 /// `inf` or a positive number of requests per second.

@@ -583,6 +583,9 @@ pub enum ChunkInfo {
         generated: Generated,
         /// Some choice carried a `finish_reason`.
         finish: bool,
+        /// Some choice carried a non-empty `delta.tool_calls` (or `message.tool_calls`): the
+        /// model is calling a function; its argument fragments are answer output.
+        tool_call: bool,
         /// The `usage` it carried (running with `continuous_usage_stats`, else final).
         usage: Option<Usage>,
     },
@@ -728,6 +731,7 @@ impl LeanChunk<'_> {
         ChunkInfo::Chunk {
             generated: self.choices.generated,
             finish: self.choices.finish,
+            tool_call: self.choices.tool_call,
             usage: self.usage.and_then(LeanUsage::into_usage),
         }
     }
@@ -737,6 +741,7 @@ impl LeanChunk<'_> {
 struct ChoicesSummary {
     generated: Generated,
     finish: bool,
+    tool_call: bool,
 }
 
 fn fold_choices<'de, D: Deserializer<'de>>(d: D) -> Result<ChoicesSummary, D::Error> {
@@ -754,6 +759,7 @@ fn fold_choices<'de, D: Deserializer<'de>>(d: D) -> Result<ChoicesSummary, D::Er
             while let Some(c) = seq.next_element::<LeanChoice>()? {
                 sum.generated = sum.generated.max(c.generated());
                 sum.finish |= c.finish_reason.is_some_and(|p| p.0);
+                sum.tool_call |= c.tool_call();
             }
             Ok(sum)
         }
@@ -790,6 +796,13 @@ impl LeanChoice {
             .as_ref()
             .map_or(Generated::Nothing, LeanDelta::generated);
         from_text.max(from_delta).max(from_message)
+    }
+
+    fn tool_call(&self) -> bool {
+        [&self.delta, &self.message]
+            .into_iter()
+            .flatten()
+            .any(|d| d.tool_calls.is_some_and(|a| a.0))
     }
 }
 

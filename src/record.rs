@@ -176,6 +176,33 @@ pub struct RequestRecord {
     /// successful requests of a constrained run, after the response completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_check: Option<OutputCheck>,
+    /// How the output divided into reasoning, answer and tool calls, when the stream had any
+    /// reasoning or tool-call delta (`None` for a plain answer, so plain journals are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_parts: Option<OutputParts>,
+}
+
+/// The parts of a reasoning model's or a function-calling answer, as the stream showed them.
+///
+/// A reasoning event is one whose only generated text was `delta.reasoning_content` (vLLM
+/// before 0.11, SGLang) or `delta.reasoning` (vLLM 0.11+); an event with answer content is an
+/// answer event even if it carried reasoning too. Reasoning events are token events like any
+/// other (they count for TTFT, ITL and TPOT); `first_content_ns` is the first answer event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutputParts {
+    /// The first reasoning event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_reasoning_ns: Option<u64>,
+    /// Output tokens carried by reasoning events, from the record's `token_source` (so
+    /// `output_tokens - reasoning_tokens` are the answer's tokens, tool-call arguments included).
+    #[serde(default)]
+    pub reasoning_tokens: u32,
+    /// Events that carried a non-empty `tool_calls` delta (function name or argument fragments).
+    #[serde(default)]
+    pub tool_call_events: u32,
+    /// The first tool-call event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_tool_call_ns: Option<u64>,
 }
 
 /// Whether an answer satisfied the run's constraint (JSON schema or regex).
@@ -247,6 +274,7 @@ impl RequestRecord {
             conversation: None,
             turn: None,
             output_check: None,
+            output_parts: None,
         }
     }
 
@@ -290,6 +318,7 @@ impl RequestRecord {
             conversation: None,
             turn: None,
             output_check: None,
+            output_parts: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError>
         let opts = ServerOptions {
             model: served.clone(),
             max_model_len: backend.facts().max_model_len,
+            reasoning: crate::config::reasoning(&args.reasoning),
             ..ServerOptions::default()
         };
         (server::app(Arc::new(backend), opts), banner)

@@ -346,6 +346,103 @@ async fn reasoning_sets_first_token_and_content_sets_first_content() {
     assert!(r.first_content_ns.unwrap() - r.first_token_ns.unwrap() >= 30_000_000);
 }
 
+/// vLLM 0.11+ (`reasoning`) with running usage: two thinking chunks of 1 and 3 tokens, then
+/// two answer chunks of 1 and 2; the parts are split by the events' own tokens.
+#[tokio::test]
+async fn reasoning_tokens_and_times_are_the_reasoning_events() {
+    let u = |c: u32| format!(r#","usage":{{"prompt_tokens":5,"completion_tokens":{c}}}"#);
+    let script = vec![
+        head(),
+        data(&format!(
+            r#"{{"choices":[{{"delta":{{"role":"assistant","content":""}}}}]{}}}"#,
+            u(0)
+        )),
+        ms(10),
+        data(&format!(
+            r#"{{"choices":[{{"delta":{{"reasoning":"Let"}}}}]{}}}"#,
+            u(1)
+        )),
+        ms(10),
+        data(&format!(
+            r#"{{"choices":[{{"delta":{{"reasoning":" me see"}}}}]{}}}"#,
+            u(4)
+        )),
+        ms(20),
+        data(&format!(
+            r#"{{"choices":[{{"delta":{{"content":"It"}}}}]{}}}"#,
+            u(5)
+        )),
+        ms(10),
+        data(&format!(
+            r#"{{"choices":[{{"delta":{{"content":" is 4"}},"finish_reason":"stop"}}]{}}}"#,
+            u(7)
+        )),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.token_source, TokenSource::UsageDelta);
+    assert_eq!(tokens(&r), vec![1, 3, 1, 2]);
+    let parts = r.output_parts.expect("reasoning was streamed");
+    assert_eq!(parts.reasoning_tokens, 4);
+    assert_eq!(parts.first_reasoning_ns, r.first_token_ns);
+    assert_eq!(parts.tool_call_events, 0);
+    assert_eq!(parts.first_tool_call_ns, None);
+    // The answer came at least the 20 ms pause after the last thinking chunk.
+    assert!(r.first_content_ns.unwrap() - r.first_token_ns.unwrap() >= 30_000_000);
+}
+
+/// A plain answer carries no parts (its journal line is unchanged).
+#[tokio::test]
+async fn a_plain_answer_has_no_output_parts() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"delta":{"content":"a"}}]}"#),
+        data(r#"{"choices":[{"delta":{"content":"b"},"finish_reason":"stop"}]}"#),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.output_parts, None);
+    assert!(!serde_json::to_string(&r).unwrap().contains("output_parts"));
+}
+
+/// vLLM's streamed tool call (hermes parser): the name, then argument fragments, finish
+/// `tool_calls`. Each fragment is answer output (and a token event); the record counts them.
+#[tokio::test]
+async fn tool_call_deltas_are_answer_events_and_counted() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+        ms(10),
+        data(
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"chatcmpl-tool-1","type":"function","index":0,"function":{"name":"get_weather"}}]}}]}"#,
+        ),
+        data(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": "}}]}}]}"#,
+        ),
+        data(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+        ),
+        data(r#"{"choices":[{"delta":{"content":""},"finish_reason":"tool_calls"}]}"#),
+        data(&format!(r#"{{"choices":[],{}}}"#, usage_json(9))),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.events.len(), 3);
+    assert_eq!(r.output_tokens, 9);
+    let parts = r.output_parts.expect("tool calls were streamed");
+    assert_eq!(parts.tool_call_events, 3);
+    assert_eq!(parts.reasoning_tokens, 0);
+    assert_eq!(parts.first_reasoning_ns, None);
+    assert_eq!(parts.first_tool_call_ns, r.first_content_ns);
+    assert_eq!(r.first_content_ns, r.first_token_ns);
+}
+
 #[tokio::test]
 async fn kept_text_is_the_answer_without_reasoning_and_survives_escapes_and_splits() {
     let script = vec![

@@ -265,6 +265,39 @@ pub struct Summary {
     /// holds the whole history before it, so TTFT by turn shows whether a prefix cache pays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub turns: Vec<TurnSummary>,
+    /// Reasoning models and function calling: how the answers divided into reasoning, answer
+    /// and tool calls (`None` when no successful measured request streamed either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_parts: Option<OutputPartsSummary>,
+}
+
+/// Reasoning and tool-call timing over the successful measured requests (AIPerf's names
+/// where it has one: TTFO, reasoning token count).
+///
+/// TTFT stays the time to the first token of any kind (reasoning included), as in vLLM and
+/// AIPerf; `ttfo_ms` is the time to the first *answer* token, which is what GenAI-Perf called
+/// TTFT for reasoning models.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutputPartsSummary {
+    /// Successful requests whose stream had reasoning events.
+    pub requests_with_reasoning: u64,
+    /// Output tokens in reasoning events (same token source as `total_output_tokens`).
+    pub reasoning_tokens: u64,
+    /// `total_output_tokens − reasoning_tokens`: the answers' tokens, tool calls included.
+    pub answer_tokens: u64,
+    /// Time to first output token: first answer event (content or tool call) − sent, over
+    /// successful requests that had one.
+    pub ttfo_ms: Distribution,
+    /// Time to first reasoning token: first reasoning event − sent, over requests with one.
+    pub ttfr_ms: Distribution,
+    /// Reasoning time: first answer event − first reasoning event, over requests with both.
+    pub reasoning_ms: Distribution,
+    /// Successful requests whose stream had tool-call deltas.
+    pub requests_with_tool_calls: u64,
+    /// Events that carried tool-call deltas, over all successful requests.
+    pub tool_call_events: u64,
+    /// Time to first tool call: first tool-call event − sent, over requests with one.
+    pub ttftc_ms: Distribution,
 }
 
 /// The measured requests of one turn index (multi-turn runs).

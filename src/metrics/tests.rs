@@ -584,3 +584,59 @@ fn structured_verdicts_give_the_correct_rate_and_invalid_answers_are_not_good() 
         .structured
         .is_none());
 }
+
+#[test]
+fn reasoning_and_tool_calls_are_summarized_and_merged() {
+    use crate::record::OutputParts;
+    // R1 thinks (3 tokens from +10) and answers from +16; R2 calls a tool from +22 (sent at
+    // 2 ms: +20 after its send); R3 is a plain answer at +8. A warmup and a failed request with
+    // parts are left out.
+    let mut r1 = ok(1, 0, 0, &[(10, 1), (12, 2), (16, 2)]);
+    r1.first_content_ns = Some(16 * MS);
+    r1.output_parts = Some(OutputParts {
+        first_reasoning_ns: Some(10 * MS),
+        reasoning_tokens: 3,
+        ..OutputParts::default()
+    });
+    let mut r2 = ok(2, 2, 2, &[(20, 1), (25, 1)]);
+    r2.output_parts = Some(OutputParts {
+        tool_call_events: 2,
+        first_tool_call_ns: Some(22 * MS),
+        ..OutputParts::default()
+    });
+    let r3 = ok(3, 4, 4, &[(8, 1)]);
+    let mut warm = r1.clone();
+    warm.phase = Phase::Warmup;
+    let mut bad = failed(5, 9, FailureKind::Disconnect);
+    bad.output_parts = r1.output_parts;
+    let recs = vec![warm, r1, r2, r3, bad];
+    let s = summarize(&recs, &SummaryFacts::default());
+    let p = s.output_parts.clone().expect("two requests had parts");
+    assert_eq!(p.requests_with_reasoning, 1);
+    assert_eq!((p.reasoning_tokens, p.answer_tokens), (3, 5));
+    assert_eq!(s.total_output_tokens, 8);
+    // TTFO over every successful request with an answer: 16, 20, 8.
+    assert_eq!(p.ttfo_ms.count, 3);
+    assert!(close(p.ttfo_ms.mean, 44.0 / 3.0));
+    assert_eq!((p.ttfr_ms.count, p.ttfr_ms.mean), (1, 10.0));
+    assert_eq!((p.reasoning_ms.count, p.reasoning_ms.mean), (1, 6.0));
+    assert_eq!((p.requests_with_tool_calls, p.tool_call_events), (1, 2));
+    assert_eq!((p.ttftc_ms.count, p.ttftc_ms.mean), (1, 20.0));
+    // The parts seen only after plain records, and across a merge, give the same summary.
+    for split in 0..=recs.len() {
+        let mut a = Accumulator::new();
+        let mut b = Accumulator::new();
+        recs[..split].iter().for_each(|r| a.push(r));
+        recs[split..].iter().for_each(|r| b.push(r));
+        b.merge(a);
+        assert!(
+            same(&s, &b.finish(&SummaryFacts::default())),
+            "split {split}"
+        );
+    }
+    // Plain records only: no section at all.
+    assert_eq!(
+        summarize(&recs[3..4], &SummaryFacts::default()).output_parts,
+        None
+    );
+}

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How each reported metric is defined (written into every result file).
-pub const METRIC_DEFINITIONS: [(&str, &str); 9] = [
+pub const METRIC_DEFINITIONS: [(&str, &str); 13] = [
     ("ttft", "first event carrying generated text (content or reasoning) - sent; a role-only or empty chunk does not count"),
     ("tpot", "(last text event - first token) / (output tokens - 1), requests with >= 2 output tokens"),
     ("itl", "per output token after the first: an event carrying k tokens after a gap g gives k samples of g/k; the first event gives none"),
@@ -39,11 +39,16 @@ pub const METRIC_DEFINITIONS: [(&str, &str); 9] = [
     ("duration", "first send -> last finish of the measured phase (warmup excluded)"),
     ("percentiles", "linear interpolation between closest ranks (numpy.percentile default); std is the population std"),
     ("max_output_tokens_per_s", "most output tokens of successful requests in a 1 s window, windows from the first successful send (to 100 ms)"),
+    ("ttfo", "time to first output token (AIPerf's TTFO): first answer event (content or tool call, not reasoning) - sent; only when a stream had reasoning or tool calls"),
+    ("ttfr", "time to first reasoning token: first reasoning event (reasoning_content / reasoning) - sent, requests that reasoned"),
+    ("reasoning", "first answer event - first reasoning event, requests with both"),
+    ("ttftc", "time to first tool call: first tool_calls delta - sent, requests that called a tool"),
 ];
 
-/// The metrics written flat as `{stat}_{name}_ms`, in this order.
-fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution); 7] {
-    [
+/// The metrics written flat as `{stat}_{name}_ms`, in this order; reasoning and tool-call
+/// timing only when a stream had them (`ttfo`, `ttfr`, `reasoning`, `ttftc`).
+fn flat_metrics(s: &Summary) -> Vec<(&'static str, &Distribution)> {
+    let mut flat = vec![
         ("ttft", &s.ttft_ms),
         ("tpot", &s.tpot_ms),
         ("itl", &s.itl_ms),
@@ -51,7 +56,16 @@ fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution); 7] {
         ("icl", &s.icl_ms),
         ("queue", &s.queue_ms),
         ("e2el_incl_queue", &s.e2el_with_queue_ms),
-    ]
+    ];
+    if let Some(p) = &s.output_parts {
+        flat.extend([
+            ("ttfo", &p.ttfo_ms),
+            ("ttfr", &p.ttfr_ms),
+            ("reasoning", &p.reasoning_ms),
+            ("ttftc", &p.ttftc_ms),
+        ]);
+    }
+    flat
 }
 
 /// The result file. Serialized flat: [`RunInfo`]'s fields and the `{stat}_{metric}_ms` keys

@@ -273,6 +273,101 @@ async fn multi_token_chunks_carry_their_tokens_in_one_event() {
     server.shutdown().await;
 }
 
+fn thinking(tokens: u32, field: crate::server::ReasoningField) -> ServerOptions {
+    ServerOptions {
+        reasoning: Some(crate::server::Reasoning { tokens, field }),
+        ..ServerOptions::default()
+    }
+}
+
+/// Words in a chunk's delta field, `None` when the field is absent.
+fn delta_words(v: &Value, field: &str) -> Option<usize> {
+    v["choices"][0]["delta"][field]
+        .as_str()
+        .map(|t| t.split_whitespace().count())
+}
+
+/// Reasoning then answer, split inside a 4-token chunk: one reasoning frame and one answer
+/// frame, the running usage exact on both, and never both fields in one delta.
+#[tokio::test]
+async fn reasoning_streams_first_and_splits_a_chunk_at_the_boundary() {
+    use crate::server::ReasoningField;
+    let backend = FixedTiming::new(FixedTimingConfig {
+        tokens_per_chunk: 4,
+        ..Default::default()
+    });
+    let server = start(backend, thinking(6, ReasoningField::Reasoning)).await;
+    let mut req = chat_req(10, true);
+    req["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    let events = stream_events(&server, "/v1/chat/completions", req).await;
+    let json: Vec<Value> = events.iter().map(Event::json).collect();
+    // role, [0..4) reasoning, [4..6) reasoning + [6..8) answer, [8..10) answer, usage, [DONE]
+    assert_eq!(events.len(), 7, "{events:?}");
+    let kinds: Vec<(Option<usize>, Option<usize>)> = json[1..5]
+        .iter()
+        .map(|v| (delta_words(v, "reasoning"), delta_words(v, "content")))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(4), None),
+            (Some(2), None),
+            (None, Some(2)),
+            (None, Some(2))
+        ]
+    );
+    let running: Vec<Value> = json[1..5]
+        .iter()
+        .map(|v| v["usage"]["completion_tokens"].clone())
+        .collect();
+    assert_eq!(running, vec![json!(4), json!(6), json!(8), json!(10)]);
+    assert_eq!(json[2]["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(json[4]["choices"][0]["finish_reason"], "length");
+    assert_eq!(events[6].data, "[DONE]");
+    server.shutdown().await;
+}
+
+/// An answer cut by `max_tokens` inside the thinking is all reasoning, finish on the last;
+/// completions are unchanged; a non-streamed chat answer carries both fields.
+#[tokio::test]
+async fn reasoning_cut_short_completions_and_whole_answers() {
+    use crate::server::ReasoningField;
+    let server = start(fast(), thinking(8, ReasoningField::ReasoningContent)).await;
+    let events = stream_events(&server, "/v1/chat/completions", chat_req(3, true)).await;
+    let json: Vec<Value> = events.iter().map(Event::json).collect();
+    assert_eq!(events.len(), 5);
+    for v in &json[1..4] {
+        assert_eq!(delta_words(v, "reasoning_content"), Some(1));
+        assert_eq!(delta_words(v, "content"), None);
+    }
+    assert_eq!(json[3]["choices"][0]["finish_reason"], "length");
+
+    let events = stream_events(&server, "/v1/completions", completion_req(3, true)).await;
+    for e in &events[..3] {
+        assert_eq!(
+            e.json()["choices"][0]["text"].as_str().map(str::is_empty),
+            Some(false)
+        );
+    }
+
+    let v: Value = post(&server, "/v1/chat/completions", chat_req(10, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let message = &v["choices"][0]["message"];
+    let count = |f: &str| message[f].as_str().unwrap().split_whitespace().count();
+    assert_eq!((count("reasoning_content"), count("content")), (8, 2));
+    assert_eq!(v["usage"]["completion_tokens"], 10);
+    let v: Value = post(&server, "/v1/chat/completions", chat_req(5, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn non_streaming_responses_carry_text_and_usage() {
     let server = start(fast(), ServerOptions::default()).await;

@@ -510,6 +510,7 @@ fn to_record(t: &Trace) -> RequestRecord {
         conversation: t.conversation.map(|c| c.0),
         turn: t.conversation.map(|c| c.1),
         output_check: None,
+        output_parts: None,
         outcome,
     }
 }
