@@ -45,6 +45,21 @@ pub enum Series {
     GpuMemTotalBytes,
     /// GPU memory the driver reserves for itself, bytes (NVML ≥ 510; not in `used`).
     GpuMemReservedBytes,
+    /// Board power draw, W (NVML `nvmlDeviceGetPowerUsage`, DCGM `POWER_USAGE`; averaged over
+    /// 1 s by the driver on Ampere and newer, except GA100).
+    GpuPowerW,
+    /// Counter: energy since the driver was loaded, J (NVML `nvmlDeviceGetTotalEnergyConsumption`,
+    /// DCGM `TOTAL_ENERGY_CONSUMPTION`; Volta and newer). Goes back to 0 when the driver reloads.
+    GpuEnergyJ,
+    /// SM clock, MHz.
+    GpuSmClockMhz,
+    /// Memory clock, MHz.
+    GpuMemClockMhz,
+    /// GPU die temperature, °C.
+    GpuTempC,
+    /// Why the clocks are below their maximum: NVML's `nvmlClocksEventReason*` bitmask (see
+    /// [`crate::telemetry::nvml::CLOCK_EVENT_REASONS`]), as a number.
+    GpuClockEventReasons,
 }
 
 impl Series {
@@ -65,6 +80,12 @@ impl Series {
             Series::GpuMemFreeBytes => "gpu_mem_free_bytes",
             Series::GpuMemTotalBytes => "gpu_mem_total_bytes",
             Series::GpuMemReservedBytes => "gpu_mem_reserved_bytes",
+            Series::GpuPowerW => "gpu_power_w",
+            Series::GpuEnergyJ => "gpu_energy_j",
+            Series::GpuSmClockMhz => "gpu_sm_clock_mhz",
+            Series::GpuMemClockMhz => "gpu_mem_clock_mhz",
+            Series::GpuTempC => "gpu_temp_c",
+            Series::GpuClockEventReasons => "gpu_clock_event_reasons",
         }
     }
 
@@ -77,6 +98,12 @@ impl Series {
                 | Series::GpuMemFreeBytes
                 | Series::GpuMemTotalBytes
                 | Series::GpuMemReservedBytes
+                | Series::GpuPowerW
+                | Series::GpuEnergyJ
+                | Series::GpuSmClockMhz
+                | Series::GpuMemClockMhz
+                | Series::GpuTempC
+                | Series::GpuClockEventReasons
         )
     }
 }
@@ -100,9 +127,25 @@ pub fn normalize(exp: &Exposition, state: &mut CounterState) -> Vec<Sample> {
             (DCGM_GPU_UTIL, Series::GpuUtilPct, 1.0),
             (DCGM_FB_USED_MIB, Series::GpuMemUsedBytes, MIB),
             (DCGM_FB_FREE_MIB, Series::GpuMemFreeBytes, MIB),
+            (DCGM_POWER_W, Series::GpuPowerW, 1.0),
+            (DCGM_TOTAL_ENERGY_MJ, Series::GpuEnergyJ, 1.0 / MJ_PER_J),
+            (DCGM_SM_CLOCK_MHZ, Series::GpuSmClockMhz, 1.0),
+            (DCGM_MEM_CLOCK_MHZ, Series::GpuMemClockMhz, 1.0),
+            (DCGM_GPU_TEMP_C, Series::GpuTempC, 1.0),
         ],
         &mut out,
     );
+    // The reasons bitmask under its current name, else its pre-DCGM-3.3 name (never both: an
+    // exporter in transition would otherwise give two readings per tick).
+    let reasons = first_present(exp, &[DCGM_CLOCKS_EVENT_REASONS, DCGM_CLOCK_THROTTLE_REASONS]);
+    if let Some(name) = reasons {
+        gpu_series(
+            exp,
+            TelemetrySource::Dcgm,
+            &[(name, Series::GpuClockEventReasons, 1.0)],
+            &mut out,
+        );
+    }
     gpu_series(
         exp,
         TelemetrySource::Simulated,

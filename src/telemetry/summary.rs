@@ -10,12 +10,66 @@
 //! - The prefix-cache hit rate comes from the engine's counters read at the samples bracketing
 //!   the window (the last at or before `start`, the first at or after `end`): hits over
 //!   queries of the whole phase. Where an engine only has a gauge, its mean in the window.
+//! - Power figures ([`GpuPowerFigures`], per GPU and for all GPUs together) come from the same
+//!   GPU source. Energy over the window is the energy counter's increase, read at `start` and
+//!   `end` by linear interpolation between the readings bracketing each; where the counter is
+//!   missing, does not bracket the window or went backwards (the driver reloaded), it is the
+//!   integral of the power readings (trapezoids; the first and last reading held to the window's
+//!   edges), and `energy_method` says which. Power, clock and temperature figures count the
+//!   readings inside the window, like every gauge. A figure that cannot be had is `None` with
+//!   its reason in `unavailable`, never 0.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::normalize::Series;
+use super::nvml::decode_clock_event_reasons;
 use super::timeline::{SeriesTimeline, Timeline};
 use super::TelemetrySource;
+
+/// How an energy figure was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyMethod {
+    /// The difference of the GPU's cumulative energy counter (exact to the driver's metering).
+    EnergyCounter,
+    /// The time integral of the power readings (as good as the sampling interval).
+    PowerIntegral,
+}
+
+/// The key under which [`GpuPowerFigures`] for all GPUs together is reported.
+pub const ALL_GPUS: &str = "all";
+
+/// Power, energy, clocks, temperature and clock-event reasons over the window, for one GPU or
+/// for all of them together (`gpu: "all"`: energy and power summed, clocks averaged over every
+/// reading, temperature the hottest, reason fractions over every reading).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GpuPowerFigures {
+    /// The device index, or [`ALL_GPUS`].
+    pub gpu: String,
+    /// Energy used over the window, J.
+    pub energy_j: Option<f64>,
+    pub energy_method: Option<EnergyMethod>,
+    /// `energy_j` over the window's output tokens (see
+    /// [`TelemetrySummary::set_output_tokens`]); for one GPU, its share.
+    pub joules_per_output_token: Option<f64>,
+    pub power_mean_w: Option<f64>,
+    /// For all GPUs: the largest sum of simultaneous readings.
+    pub power_max_w: Option<f64>,
+    pub sm_clock_mean_mhz: Option<f64>,
+    pub mem_clock_mean_mhz: Option<f64>,
+    pub temp_max_c: Option<f64>,
+    /// Clock-event reason (`sw_power_cap`, …) → fraction of readings in which it was set; only
+    /// reasons seen at least once.
+    pub clock_event_reasons: BTreeMap<String, f64>,
+    /// Clock-event readings behind those fractions.
+    pub clock_event_samples: u64,
+    /// Figure (`energy_j`, `power_w`, `sm_clock_mhz`, `mem_clock_mhz`, `temp_c`,
+    /// `clock_event_reasons`, `joules_per_output_token`, `energy_counter`) → why it is missing
+    /// (for `energy_counter`: why the power integral was used instead).
+    pub unavailable: BTreeMap<String, String>,
+}
 
 /// Telemetry figures over one window. `None` means not measured, never zero.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +91,33 @@ pub struct TelemetrySummary {
     pub unavailable_reason: Option<String>,
     /// GPU utilization readings behind the mean (all devices).
     pub gpu_samples: u64,
+    /// Power, energy, clocks, temperature and clock-event reasons, all GPUs together (from the
+    /// same source as the figures above).
+    #[serde(default)]
+    pub gpu_power: GpuPowerFigures,
+    /// The same per GPU, by device index.
+    #[serde(default)]
+    pub gpu_power_per_gpu: Vec<GpuPowerFigures>,
+}
+
+impl TelemetrySummary {
+    /// Fill in joules per output token from the window's output tokens (the run's summary
+    /// knows them; telemetry does not).
+    pub fn set_output_tokens(&mut self, output_tokens: u64) {
+        for f in std::iter::once(&mut self.gpu_power).chain(self.gpu_power_per_gpu.iter_mut()) {
+            f.joules_per_output_token = None;
+            let why = match f.energy_j {
+                None => "no energy figure".to_string(),
+                Some(_) if output_tokens == 0 => "no output tokens in the window".to_string(),
+                Some(e) => {
+                    f.joules_per_output_token = Some(e / output_tokens as f64);
+                    f.unavailable.remove("joules_per_output_token");
+                    continue;
+                }
+            };
+            f.unavailable.insert("joules_per_output_token".into(), why);
+        }
+    }
 }
 
 /// The order GPU sources are preferred in by [`summarize`]: measured before modelled.
@@ -68,9 +149,12 @@ pub fn summarize_with_order(
             .collect()
     };
 
+    // A source counts when any of its GPU series has a reading in the window (a DCGM exporter
+    // may be configured to export power but not utilization).
     let gpu_source = order.iter().copied().find(|&src| {
-        !window_values(Series::GpuUtilPct, src).is_empty()
-            || !window_values(Series::GpuMemUsedBytes, src).is_empty()
+        t.series.iter().any(|s| {
+            s.series.is_gpu() && s.source == src && s.points.iter().any(|p| inside(&p))
+        })
     });
 
     let (util_mean, util_max, mem_max, gpu_samples) = match gpu_source {
@@ -110,6 +194,13 @@ pub fn summarize_with_order(
     let unavailable_reason = gpu_source
         .is_none()
         .then(|| gpu_unavailable_reason(t, start_ns, end_ns));
+    let (gpu_power, gpu_power_per_gpu) = match gpu_source {
+        Some(src) => power_figures(t, src, start_ns, end_ns),
+        None => {
+            let why = unavailable_reason.clone().unwrap_or_default();
+            (GpuPowerFigures::unavailable(ALL_GPUS, &why), Vec::new())
+        }
+    };
 
     TelemetrySummary {
         gpu_util_mean_pct: util_mean,
@@ -122,7 +213,328 @@ pub fn summarize_with_order(
         source,
         unavailable_reason,
         gpu_samples,
+        gpu_power,
+        gpu_power_per_gpu,
     }
+}
+
+/// The figure names of [`GpuPowerFigures::unavailable`], with the series behind each.
+const POWER_FIGURES: [(&str, Series); 6] = [
+    ("energy_j", Series::GpuEnergyJ),
+    ("power_w", Series::GpuPowerW),
+    ("sm_clock_mhz", Series::GpuSmClockMhz),
+    ("mem_clock_mhz", Series::GpuMemClockMhz),
+    ("temp_c", Series::GpuTempC),
+    ("clock_event_reasons", Series::GpuClockEventReasons),
+];
+
+impl GpuPowerFigures {
+    /// Every figure missing for one reason.
+    fn unavailable(gpu: &str, why: &str) -> Self {
+        GpuPowerFigures {
+            gpu: gpu.into(),
+            unavailable: POWER_FIGURES
+                .iter()
+                .map(|(name, _)| (name.to_string(), why.to_string()))
+                .chain(std::iter::once((
+                    "joules_per_output_token".to_string(),
+                    why.to_string(),
+                )))
+                .collect(),
+            ..GpuPowerFigures::default()
+        }
+    }
+}
+
+/// Per-GPU and all-GPU power figures of `source` over the window (see the module docs).
+fn power_figures(
+    t: &Timeline,
+    source: TelemetrySource,
+    start_ns: u64,
+    end_ns: u64,
+) -> (GpuPowerFigures, Vec<GpuPowerFigures>) {
+    let of_source: Vec<&SeriesTimeline> = t
+        .series
+        .iter()
+        .filter(|s| s.source == source && s.series.is_gpu())
+        .collect();
+    let mut gpus: Vec<String> = of_source
+        .iter()
+        .filter_map(|s| s.labels.get(super::names::LABEL_GPU).cloned())
+        .collect();
+    gpus.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+    gpus.dedup();
+    let points = |gpu: &str, series: Series| -> &[(u64, f64)] {
+        of_source
+            .iter()
+            .find(|s| {
+                s.series == series
+                    && s.labels.get(super::names::LABEL_GPU).map(String::as_str) == Some(gpu)
+            })
+            .map_or(&[], |s| s.points.as_slice())
+    };
+    // Why a series is missing on one GPU: the sampler's own reason when it gave one.
+    let missing = |gpu: &str, series: Series| -> String {
+        let told = t.samplers.iter().find_map(|r| {
+            r.counters_unavailable
+                .iter()
+                .find(|u| u.gpu == gpu && u.series == series)
+                .filter(|_| of_source.iter().any(|s| s.sampler == r.name))
+                .map(|u| format!("{}: {}", r.name, u.reason))
+        });
+        told.unwrap_or_else(|| {
+            if points(gpu, series).is_empty() {
+                format!("{source} reported no {} for GPU {gpu}", series.as_str())
+            } else {
+                format!("no {} reading inside the measured window", series.as_str())
+            }
+        })
+    };
+    let inside =
+        |pts: &[(u64, f64)]| -> Vec<f64> { window(pts, start_ns, end_ns).map(|p| p.1).collect() };
+
+    let mut per_gpu = Vec::new();
+    for gpu in &gpus {
+        let mut f = GpuPowerFigures {
+            gpu: gpu.clone(),
+            ..GpuPowerFigures::default()
+        };
+        let power = points(gpu, Series::GpuPowerW);
+        match counter_energy(points(gpu, Series::GpuEnergyJ), start_ns, end_ns) {
+            Ok(e) => {
+                f.energy_j = Some(e);
+                f.energy_method = Some(EnergyMethod::EnergyCounter);
+            }
+            Err(counter_problem) => {
+                let counter_problem = counter_problem
+                    .unwrap_or_else(|| missing(gpu, Series::GpuEnergyJ));
+                match power_integral(power, start_ns, end_ns) {
+                    Some(e) => {
+                        f.energy_j = Some(e);
+                        f.energy_method = Some(EnergyMethod::PowerIntegral);
+                        f.unavailable
+                            .insert("energy_counter".into(), counter_problem);
+                    }
+                    None => {
+                        f.unavailable.insert(
+                            "energy_j".into(),
+                            format!(
+                                "{counter_problem}; and no power reading to integrate ({})",
+                                missing(gpu, Series::GpuPowerW)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let p = inside(power);
+        f.power_mean_w = mean(&p);
+        f.power_max_w = max(&p);
+        f.sm_clock_mean_mhz = mean(&inside(points(gpu, Series::GpuSmClockMhz)));
+        f.mem_clock_mean_mhz = mean(&inside(points(gpu, Series::GpuMemClockMhz)));
+        f.temp_max_c = max(&inside(points(gpu, Series::GpuTempC)));
+        let masks = inside(points(gpu, Series::GpuClockEventReasons));
+        (f.clock_event_reasons, f.clock_event_samples) = reason_fractions(&masks);
+        for (name, series, have) in [
+            ("power_w", Series::GpuPowerW, f.power_mean_w.is_some()),
+            ("sm_clock_mhz", Series::GpuSmClockMhz, f.sm_clock_mean_mhz.is_some()),
+            ("mem_clock_mhz", Series::GpuMemClockMhz, f.mem_clock_mean_mhz.is_some()),
+            ("temp_c", Series::GpuTempC, f.temp_max_c.is_some()),
+            ("clock_event_reasons", Series::GpuClockEventReasons, !masks.is_empty()),
+        ] {
+            if !have {
+                f.unavailable.insert(name.into(), missing(gpu, series));
+            }
+        }
+        per_gpu.push(f);
+    }
+    let all = all_gpus(&per_gpu, &gpus, &points, start_ns, end_ns);
+    (all, per_gpu)
+}
+
+/// The all-GPU figures from the per-GPU ones (see [`GpuPowerFigures`]).
+fn all_gpus<'a>(
+    per_gpu: &[GpuPowerFigures],
+    gpus: &[String],
+    points: &dyn Fn(&str, Series) -> &'a [(u64, f64)],
+    start_ns: u64,
+    end_ns: u64,
+) -> GpuPowerFigures {
+    if per_gpu.is_empty() {
+        return GpuPowerFigures::unavailable(ALL_GPUS, "no GPU reported power figures");
+    }
+    let mut all = GpuPowerFigures {
+        gpu: ALL_GPUS.into(),
+        ..GpuPowerFigures::default()
+    };
+    // A sum over GPUs is only a total when every GPU has its part.
+    let sum_all = |figure: &str, get: fn(&GpuPowerFigures) -> Option<f64>| {
+        let mut total = 0.0;
+        for f in per_gpu {
+            match get(f) {
+                Some(v) => total += v,
+                None => {
+                    return Err(format!(
+                        "GPU {}: {}",
+                        f.gpu,
+                        f.unavailable.get(figure).cloned().unwrap_or_default()
+                    ))
+                }
+            }
+        }
+        Ok(total)
+    };
+    match sum_all("energy_j", |f| f.energy_j) {
+        Ok(e) => {
+            all.energy_j = Some(e);
+            // The less exact method governs the total.
+            all.energy_method = if per_gpu
+                .iter()
+                .all(|f| f.energy_method == Some(EnergyMethod::EnergyCounter))
+            {
+                Some(EnergyMethod::EnergyCounter)
+            } else {
+                Some(EnergyMethod::PowerIntegral)
+            };
+        }
+        Err(why) => {
+            all.unavailable.insert("energy_j".into(), why);
+        }
+    }
+    match sum_all("power_w", |f| f.power_mean_w) {
+        Ok(p) => all.power_mean_w = Some(p),
+        Err(why) => {
+            all.unavailable.insert("power_w".into(), why);
+        }
+    }
+    // Peak: the largest sum of readings taken at the same instant on every GPU (one sampler
+    // reads all devices in one call, so their stamps agree).
+    let mut at: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
+    for gpu in gpus {
+        for &(t_ns, w) in window(points(gpu, Series::GpuPowerW), start_ns, end_ns) {
+            let e = at.entry(t_ns).or_insert((0, 0.0));
+            *e = (e.0 + 1, e.1 + w);
+        }
+    }
+    all.power_max_w = at
+        .values()
+        .filter(|(n, _)| *n == gpus.len())
+        .map(|&(_, w)| w)
+        .reduce(f64::max)
+        .filter(|_| all.power_mean_w.is_some());
+    let every = |series: Series| -> Vec<f64> {
+        gpus.iter()
+            .flat_map(|g| window(points(g, series), start_ns, end_ns).map(|p| p.1))
+            .collect()
+    };
+    all.sm_clock_mean_mhz = mean(&every(Series::GpuSmClockMhz));
+    all.mem_clock_mean_mhz = mean(&every(Series::GpuMemClockMhz));
+    all.temp_max_c = max(&every(Series::GpuTempC));
+    (all.clock_event_reasons, all.clock_event_samples) =
+        reason_fractions(&every(Series::GpuClockEventReasons));
+    for (name, have) in [
+        ("sm_clock_mhz", all.sm_clock_mean_mhz.is_some()),
+        ("mem_clock_mhz", all.mem_clock_mean_mhz.is_some()),
+        ("temp_c", all.temp_max_c.is_some()),
+        ("clock_event_reasons", all.clock_event_samples > 0),
+    ] {
+        if !have {
+            let why = per_gpu
+                .iter()
+                .find_map(|f| f.unavailable.get(name).map(|w| format!("GPU {}: {w}", f.gpu)))
+                .unwrap_or_default();
+            all.unavailable.insert(name.into(), why);
+        }
+    }
+    all
+}
+
+fn window(
+    points: &[(u64, f64)],
+    start_ns: u64,
+    end_ns: u64,
+) -> impl Iterator<Item = &(u64, f64)> {
+    points
+        .iter()
+        .filter(move |p| p.0 >= start_ns && p.0 <= end_ns)
+}
+
+/// Reason → fraction of the readings in which it was set, and the number of readings.
+fn reason_fractions(masks: &[f64]) -> (BTreeMap<String, f64>, u64) {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for &m in masks {
+        // Masks are stored as f64; every defined bit is far below 2^53, so this is exact.
+        for name in decode_clock_event_reasons(m as u64) {
+            *counts.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    let n = masks.len() as u64;
+    let fractions = counts
+        .into_iter()
+        .map(|(k, c)| (k, c as f64 / n as f64))
+        .collect();
+    (fractions, n)
+}
+
+/// A series' value at `t_ns` by linear interpolation between the readings either side (or a
+/// reading exactly at `t_ns`); `None` when `t_ns` is not between two readings.
+fn interpolate(points: &[(u64, f64)], t_ns: u64) -> Option<f64> {
+    let after = points.iter().position(|p| p.0 >= t_ns)?;
+    let (ta, va) = points[after];
+    if ta == t_ns {
+        return Some(va);
+    }
+    let (tb, vb) = *points.get(after.checked_sub(1)?)?;
+    let f = (t_ns - tb) as f64 / (ta - tb) as f64;
+    Some(vb + (va - vb) * f)
+}
+
+/// The energy counter's increase over the window, J. `Err(None)`: there is no counter;
+/// `Err(Some(why))`: there is one but it cannot be used (does not bracket the window, or went
+/// backwards inside it: the driver reloaded and the count restarted).
+fn counter_energy(points: &[(u64, f64)], start_ns: u64, end_ns: u64) -> Result<f64, Option<String>> {
+    if points.is_empty() {
+        return Err(None);
+    }
+    // Readings from the last at or before start to the first at or after end: each step must
+    // not decrease, and interpolation at both ends is then a plain difference.
+    let first = points.iter().rposition(|p| p.0 <= start_ns);
+    let last = points.iter().position(|p| p.0 >= end_ns);
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(Some(
+            "the energy counter's readings do not span the measured window".into(),
+        ));
+    };
+    if points[first..=last].windows(2).any(|w| w[1].1 < w[0].1) {
+        return Err(Some(
+            "the energy counter went backwards in the window (driver reloaded or counter reset)"
+                .into(),
+        ));
+    }
+    let (Some(e0), Some(e1)) = (interpolate(points, start_ns), interpolate(points, end_ns)) else {
+        return Err(Some(
+            "the energy counter's readings do not span the measured window".into(),
+        ));
+    };
+    Ok(e1 - e0)
+}
+
+/// The integral of power readings over the window, J: trapezoids between readings, the first
+/// and last reading inside the window held back to `start` and forward to `end` unless a reading
+/// outside brackets the edge (then interpolated). `None` when no reading falls in the window.
+fn power_integral(points: &[(u64, f64)], start_ns: u64, end_ns: u64) -> Option<f64> {
+    let inside: Vec<(u64, f64)> = window(points, start_ns, end_ns).copied().collect();
+    let (first, last) = (*inside.first()?, *inside.last()?);
+    let at_start = interpolate(points, start_ns).unwrap_or(first.1);
+    let at_end = interpolate(points, end_ns).unwrap_or(last.1);
+    let mut curve = vec![(start_ns, at_start)];
+    curve.extend(inside.into_iter().filter(|p| p.0 > start_ns && p.0 < end_ns));
+    curve.push((end_ns, at_end));
+    let joules = curve
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 + w[1].1) / 2.0)
+        .sum();
+    Some(joules)
 }
 
 /// Hits over queries between the readings bracketing the window, per sampler; the first
