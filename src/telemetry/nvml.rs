@@ -72,7 +72,9 @@ pub const OTHER_CLOCK_EVENT_REASON: &str = "other";
 /// The named reasons set in `mask`, in bit order; any bit servebench does not know adds
 /// [`OTHER_CLOCK_EVENT_REASON`] once.
 pub fn decode_clock_event_reasons(mask: u64) -> Vec<&'static str> {
-    let known = CLOCK_EVENT_REASONS.iter().fold(0u64, |m, &(bit, _)| m | bit);
+    let known = CLOCK_EVENT_REASONS
+        .iter()
+        .fold(0u64, |m, &(bit, _)| m | bit);
     let mut names: Vec<&'static str> = CLOCK_EVENT_REASONS
         .iter()
         .filter(|&&(bit, _)| mask & bit != 0)
@@ -265,7 +267,11 @@ impl OptionalApi {
                 Counter::Energy => self.energy.map_or(ABSENT, |f| {
                     let mut mj: c_ulonglong = 0;
                     let rc = f(dev, &mut mj);
-                    (rc, "nvmlDeviceGetTotalEnergyConsumption", mj as f64 / 1000.0)
+                    (
+                        rc,
+                        "nvmlDeviceGetTotalEnergyConsumption",
+                        mj as f64 / 1000.0,
+                    )
                 }),
                 Counter::SmClock | Counter::MemClock => self.clock.map_or(ABSENT, |f| {
                     let which = if counter == Counter::SmClock {
@@ -771,7 +777,11 @@ mod tests {
         assert_eq!(decode_clock_event_reasons(0x1), vec!["gpu_idle"]);
         assert_eq!(
             decode_clock_event_reasons(0x4 | 0x40 | 0x100),
-            vec!["sw_power_cap", "hw_thermal_slowdown", "display_clock_setting"]
+            vec![
+                "sw_power_cap",
+                "hw_thermal_slowdown",
+                "display_clock_setting"
+            ]
         );
         assert_eq!(
             decode_clock_event_reasons(0x80 | 0x1000),

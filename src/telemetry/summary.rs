@@ -152,9 +152,9 @@ pub fn summarize_with_order(
     // A source counts when any of its GPU series has a reading in the window (a DCGM exporter
     // may be configured to export power but not utilization).
     let gpu_source = order.iter().copied().find(|&src| {
-        t.series.iter().any(|s| {
-            s.series.is_gpu() && s.source == src && s.points.iter().any(|p| inside(&p))
-        })
+        t.series
+            .iter()
+            .any(|s| s.series.is_gpu() && s.source == src && s.points.iter().any(|p| inside(&p)))
     });
 
     let (util_mean, util_max, mem_max, gpu_samples) = match gpu_source {
@@ -306,8 +306,8 @@ fn power_figures(
                 f.energy_method = Some(EnergyMethod::EnergyCounter);
             }
             Err(counter_problem) => {
-                let counter_problem = counter_problem
-                    .unwrap_or_else(|| missing(gpu, Series::GpuEnergyJ));
+                let counter_problem =
+                    counter_problem.unwrap_or_else(|| missing(gpu, Series::GpuEnergyJ));
                 match power_integral(power, start_ns, end_ns) {
                     Some(e) => {
                         f.energy_j = Some(e);
@@ -337,10 +337,22 @@ fn power_figures(
         (f.clock_event_reasons, f.clock_event_samples) = reason_fractions(&masks);
         for (name, series, have) in [
             ("power_w", Series::GpuPowerW, f.power_mean_w.is_some()),
-            ("sm_clock_mhz", Series::GpuSmClockMhz, f.sm_clock_mean_mhz.is_some()),
-            ("mem_clock_mhz", Series::GpuMemClockMhz, f.mem_clock_mean_mhz.is_some()),
+            (
+                "sm_clock_mhz",
+                Series::GpuSmClockMhz,
+                f.sm_clock_mean_mhz.is_some(),
+            ),
+            (
+                "mem_clock_mhz",
+                Series::GpuMemClockMhz,
+                f.mem_clock_mean_mhz.is_some(),
+            ),
             ("temp_c", Series::GpuTempC, f.temp_max_c.is_some()),
-            ("clock_event_reasons", Series::GpuClockEventReasons, !masks.is_empty()),
+            (
+                "clock_event_reasons",
+                Series::GpuClockEventReasons,
+                !masks.is_empty(),
+            ),
         ] {
             if !have {
                 f.unavailable.insert(name.into(), missing(gpu, series));
@@ -441,7 +453,11 @@ fn all_gpus<'a>(
         if !have {
             let why = per_gpu
                 .iter()
-                .find_map(|f| f.unavailable.get(name).map(|w| format!("GPU {}: {w}", f.gpu)))
+                .find_map(|f| {
+                    f.unavailable
+                        .get(name)
+                        .map(|w| format!("GPU {}: {w}", f.gpu))
+                })
                 .unwrap_or_default();
             all.unavailable.insert(name.into(), why);
         }
@@ -449,11 +465,7 @@ fn all_gpus<'a>(
     all
 }
 
-fn window(
-    points: &[(u64, f64)],
-    start_ns: u64,
-    end_ns: u64,
-) -> impl Iterator<Item = &(u64, f64)> {
+fn window(points: &[(u64, f64)], start_ns: u64, end_ns: u64) -> impl Iterator<Item = &(u64, f64)> {
     points
         .iter()
         .filter(move |p| p.0 >= start_ns && p.0 <= end_ns)
@@ -492,7 +504,11 @@ fn interpolate(points: &[(u64, f64)], t_ns: u64) -> Option<f64> {
 /// The energy counter's increase over the window, J. `Err(None)`: there is no counter;
 /// `Err(Some(why))`: there is one but it cannot be used (does not bracket the window, or went
 /// backwards inside it: the driver reloaded and the count restarted).
-fn counter_energy(points: &[(u64, f64)], start_ns: u64, end_ns: u64) -> Result<f64, Option<String>> {
+fn counter_energy(
+    points: &[(u64, f64)],
+    start_ns: u64,
+    end_ns: u64,
+) -> Result<f64, Option<String>> {
     if points.is_empty() {
         return Err(None);
     }
@@ -528,7 +544,11 @@ fn power_integral(points: &[(u64, f64)], start_ns: u64, end_ns: u64) -> Option<f
     let at_start = interpolate(points, start_ns).unwrap_or(first.1);
     let at_end = interpolate(points, end_ns).unwrap_or(last.1);
     let mut curve = vec![(start_ns, at_start)];
-    curve.extend(inside.into_iter().filter(|p| p.0 > start_ns && p.0 < end_ns));
+    curve.extend(
+        inside
+            .into_iter()
+            .filter(|p| p.0 > start_ns && p.0 < end_ns),
+    );
     curve.push((end_ns, at_end));
     let joules = curve
         .windows(2)
@@ -822,5 +842,237 @@ mod tests {
             reason.starts_with("no GPU reading succeeded (dcgm: scraping"),
             "{reason}"
         );
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-9 * b.abs().max(1.0))
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn energy_comes_from_the_counter_interpolated_at_the_window_edges() {
+        // GPU 0's counter: 100 J/s throughout (readings every 2 s, window 1 s..7 s).
+        // GPU 1's counter: 50 J/s. Power readings agree; the counter is what is used.
+        let t = timeline(
+            vec![
+                series(
+                    Series::GpuEnergyJ,
+                    Nvml,
+                    Some("0"),
+                    &[
+                        (0, 1000.0),
+                        (2 * S, 1200.0),
+                        (4 * S, 1400.0),
+                        (6 * S, 1600.0),
+                        (8 * S, 1800.0),
+                    ],
+                ),
+                series(
+                    Series::GpuEnergyJ,
+                    Nvml,
+                    Some("1"),
+                    &[(0, 10.0), (4 * S, 210.0), (8 * S, 410.0)],
+                ),
+                series(
+                    Series::GpuPowerW,
+                    Nvml,
+                    Some("0"),
+                    &[
+                        (0, 90.0),
+                        (2 * S, 100.0),
+                        (4 * S, 120.0),
+                        (6 * S, 80.0),
+                        (8 * S, 100.0),
+                    ],
+                ),
+                series(
+                    Series::GpuPowerW,
+                    Nvml,
+                    Some("1"),
+                    &[(2 * S, 40.0), (4 * S, 60.0), (6 * S, 50.0)],
+                ),
+                series(
+                    Series::GpuSmClockMhz,
+                    Nvml,
+                    Some("0"),
+                    &[(2 * S, 1980.0), (4 * S, 1500.0)],
+                ),
+                series(Series::GpuSmClockMhz, Nvml, Some("1"), &[(2 * S, 1200.0)]),
+                series(
+                    Series::GpuTempC,
+                    Nvml,
+                    Some("0"),
+                    &[(2 * S, 60.0), (4 * S, 71.0), (9 * S, 90.0)],
+                ),
+                series(Series::GpuTempC, Nvml, Some("1"), &[(2 * S, 55.0)]),
+                // 0x4 sw_power_cap in 1 of 3 readings, 0x1 gpu_idle in 2 of 3 on GPU 0.
+                series(
+                    Series::GpuClockEventReasons,
+                    Nvml,
+                    Some("0"),
+                    &[(2 * S, 4.0), (4 * S, 1.0), (6 * S, 1.0)],
+                ),
+                series(
+                    Series::GpuClockEventReasons,
+                    Nvml,
+                    Some("1"),
+                    &[(2 * S, 0.0)],
+                ),
+            ],
+            vec![],
+        );
+        let mut s = t.summarize(S, 7 * S);
+        s.set_output_tokens(1000);
+        let g0 = &s.gpu_power_per_gpu[0];
+        assert_eq!(g0.gpu, "0");
+        assert_eq!(g0.energy_method, Some(EnergyMethod::EnergyCounter));
+        assert!(close(g0.energy_j, 600.0), "{:?}", g0.energy_j);
+        assert!(close(g0.joules_per_output_token, 0.6));
+        assert!(close(g0.power_mean_w, 100.0)); // 100, 120, 80
+        assert_eq!(g0.power_max_w, Some(120.0));
+        assert!(close(g0.sm_clock_mean_mhz, 1740.0));
+        assert_eq!(g0.temp_max_c, Some(71.0)); // 90 °C at 9 s is outside
+        assert_eq!(g0.clock_event_samples, 3);
+        assert!(close(
+            g0.clock_event_reasons.get("gpu_idle").copied(),
+            2.0 / 3.0
+        ));
+        assert!(close(
+            g0.clock_event_reasons.get("sw_power_cap").copied(),
+            1.0 / 3.0
+        ));
+        assert_eq!(g0.clock_event_reasons.len(), 2);
+        // Never measured: unavailable with a reason, never 0.
+        assert_eq!(g0.mem_clock_mean_mhz, None);
+        assert!(g0.unavailable["mem_clock_mhz"].contains("gpu_mem_clock_mhz"));
+        let g1 = &s.gpu_power_per_gpu[1];
+        assert!(close(g1.energy_j, 300.0), "{:?}", g1.energy_j);
+        let all = &s.gpu_power;
+        assert_eq!(all.gpu, ALL_GPUS);
+        assert_eq!(all.energy_method, Some(EnergyMethod::EnergyCounter));
+        assert!(close(all.energy_j, 900.0));
+        assert!(close(all.joules_per_output_token, 0.9));
+        assert!(close(all.power_mean_w, 150.0)); // 100 + 50
+        assert_eq!(all.power_max_w, Some(180.0)); // at 4 s: 120 + 60
+        assert!(close(
+            all.sm_clock_mean_mhz,
+            (1980.0 + 1500.0 + 1200.0) / 3.0
+        ));
+        assert_eq!(all.temp_max_c, Some(71.0));
+        assert_eq!(all.clock_event_samples, 4);
+        assert!(close(all.clock_event_reasons.get("gpu_idle").copied(), 0.5));
+    }
+
+    #[test]
+    fn without_a_counter_energy_is_the_power_integral_and_says_so() {
+        let mut r = SamplerReport {
+            name: "nvml".into(),
+            ..SamplerReport::default()
+        };
+        r.counters_unavailable
+            .push(crate::telemetry::CounterUnavailable {
+                gpu: "0".into(),
+                series: Series::GpuEnergyJ,
+                reason: "nvmlDeviceGetTotalEnergyConsumption answers Not Supported (code 3)".into(),
+            });
+        // 100 W from 0 to 2 s, then 200 W at 4 s: window 1..4 s = 100 + (100+200)/2 × 2 = 400 J.
+        let t = timeline(
+            vec![series(
+                Series::GpuPowerW,
+                Nvml,
+                Some("0"),
+                &[(0, 100.0), (2 * S, 100.0), (4 * S, 200.0)],
+            )],
+            vec![r],
+        );
+        let mut s = t.summarize(S, 4 * S);
+        s.set_output_tokens(0);
+        let g = &s.gpu_power_per_gpu[0];
+        assert_eq!(g.energy_method, Some(EnergyMethod::PowerIntegral));
+        assert!(close(g.energy_j, 400.0), "{:?}", g.energy_j);
+        assert!(g.unavailable["energy_counter"].contains("Not Supported"));
+        assert_eq!(g.joules_per_output_token, None);
+        assert_eq!(
+            g.unavailable["joules_per_output_token"],
+            "no output tokens in the window"
+        );
+        assert_eq!(s.gpu_power.energy_method, Some(EnergyMethod::PowerIntegral));
+    }
+
+    #[test]
+    fn a_counter_that_goes_backwards_is_not_believed() {
+        // The driver reloaded at ~3 s: the counter restarts from 0.
+        let t = timeline(
+            vec![
+                series(
+                    Series::GpuEnergyJ,
+                    Nvml,
+                    Some("0"),
+                    &[(0, 5000.0), (2 * S, 5200.0), (4 * S, 50.0), (6 * S, 250.0)],
+                ),
+                series(
+                    Series::GpuPowerW,
+                    Nvml,
+                    Some("0"),
+                    &[(0, 100.0), (2 * S, 100.0), (4 * S, 100.0), (6 * S, 100.0)],
+                ),
+            ],
+            vec![],
+        );
+        let g = &t.summarize(0, 6 * S).gpu_power_per_gpu[0];
+        assert_eq!(g.energy_method, Some(EnergyMethod::PowerIntegral));
+        assert!(close(g.energy_j, 600.0), "{:?}", g.energy_j);
+        assert!(g.unavailable["energy_counter"].contains("went backwards"));
+        // Without power readings either, energy is unavailable with both reasons.
+        let t = timeline(
+            vec![
+                series(
+                    Series::GpuEnergyJ,
+                    Nvml,
+                    Some("0"),
+                    &[(0, 5000.0), (4 * S, 50.0)],
+                ),
+                series(Series::GpuUtilPct, Nvml, Some("0"), &[(S, 50.0)]),
+            ],
+            vec![],
+        );
+        let s = t.summarize(0, 4 * S);
+        let g = &s.gpu_power_per_gpu[0];
+        assert_eq!(g.energy_j, None);
+        let why = &g.unavailable["energy_j"];
+        assert!(
+            why.contains("went backwards") && why.contains("no power"),
+            "{why}"
+        );
+        assert_eq!(s.gpu_power.energy_j, None);
+        assert!(s.gpu_power.unavailable["energy_j"].starts_with("GPU 0: "));
+    }
+
+    #[test]
+    fn no_gpu_source_leaves_every_power_figure_unavailable_with_the_reason() {
+        let t = timeline(
+            vec![],
+            vec![SamplerReport {
+                name: "nvml".into(),
+                unavailable: Some(
+                    "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine".into(),
+                ),
+                ..SamplerReport::default()
+            }],
+        );
+        let mut s = t.summarize(0, 100);
+        s.set_output_tokens(10);
+        assert!(s.gpu_power_per_gpu.is_empty());
+        assert_eq!(s.gpu_power.energy_j, None);
+        assert_eq!(s.gpu_power.power_mean_w, None);
+        assert!(s.gpu_power.unavailable["power_w"].contains("libnvidia-ml.so.1 not found"));
+        assert_eq!(
+            s.gpu_power.unavailable["joules_per_output_token"],
+            "no energy figure"
+        );
+        // The JSON says null, not 0.
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["gpu_power"]["energy_j"].is_null());
     }
 }
