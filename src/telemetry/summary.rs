@@ -12,8 +12,9 @@
 //!   queries of the whole phase. Where an engine only has a gauge, its mean in the window.
 //! - Power figures ([`GpuPowerFigures`], per GPU and for all GPUs together) come from the same
 //!   GPU source. Energy over the window is the energy counter's increase, read at `start` and
-//!   `end` by linear interpolation between the readings bracketing each; where the counter is
-//!   missing, does not bracket the window or went backwards (the driver reloaded), it is the
+//!   `end` by linear interpolation between the readings bracketing each (an edge with no reading
+//!   beyond it is extrapolated at the counter's mean rate inside the window); where the counter
+//!   is missing, has a single reading or went backwards (the driver reloaded), it is the
 //!   integral of the power readings (trapezoids; the first and last reading held to the window's
 //!   edges), and `energy_method` says which. Power, clock and temperature figures count the
 //!   readings inside the window, like every gauge. A figure that cannot be had is `None` with
@@ -502,8 +503,12 @@ fn interpolate(points: &[(u64, f64)], t_ns: u64) -> Option<f64> {
 }
 
 /// The energy counter's increase over the window, J. `Err(None)`: there is no counter;
-/// `Err(Some(why))`: there is one but it cannot be used (does not bracket the window, or went
-/// backwards inside it: the driver reloaded and the count restarted).
+/// `Err(Some(why))`: there is one but it cannot be used (went backwards inside the window: the
+/// driver reloaded and the count restarted; or too few readings to span the window).
+///
+/// Each edge is interpolated between the readings either side of it. An edge with no reading
+/// beyond it (the first reading comes a moment after the run's start, while NVML initializes)
+/// is extrapolated at the counter's own mean rate between its readings inside the window.
 fn counter_energy(
     points: &[(u64, f64)],
     start_ns: u64,
@@ -512,25 +517,44 @@ fn counter_energy(
     if points.is_empty() {
         return Err(None);
     }
-    // Readings from the last at or before start to the first at or after end: each step must
-    // not decrease, and interpolation at both ends is then a plain difference.
-    let first = points.iter().rposition(|p| p.0 <= start_ns);
-    let last = points.iter().position(|p| p.0 >= end_ns);
-    let (Some(first), Some(last)) = (first, last) else {
+    let from = points
+        .iter()
+        .rposition(|p| p.0 <= start_ns)
+        .or_else(|| points.iter().position(|p| p.0 >= start_ns && p.0 <= end_ns));
+    let to = points.iter().position(|p| p.0 >= end_ns).or_else(|| {
+        points
+            .iter()
+            .rposition(|p| p.0 >= start_ns && p.0 <= end_ns)
+    });
+    let (Some(from), Some(to)) = (from, to) else {
         return Err(Some(
-            "the energy counter's readings do not span the measured window".into(),
+            "no energy counter reading inside the measured window".into(),
         ));
     };
-    if points[first..=last].windows(2).any(|w| w[1].1 < w[0].1) {
+    let used = &points[from..=to.max(from)];
+    if used.windows(2).any(|w| w[1].1 < w[0].1) {
         return Err(Some(
             "the energy counter went backwards in the window (driver reloaded or counter reset)"
                 .into(),
         ));
     }
-    let (Some(e0), Some(e1)) = (interpolate(points, start_ns), interpolate(points, end_ns)) else {
-        return Err(Some(
-            "the energy counter's readings do not span the measured window".into(),
-        ));
+    let (first, last) = (used[0], used[used.len() - 1]);
+    let rate = || -> Result<f64, Option<String>> {
+        if last.0 > first.0 {
+            Ok((last.1 - first.1) / (last.0 - first.0) as f64)
+        } else {
+            Err(Some(
+                "one energy counter reading is not enough to span the measured window".into(),
+            ))
+        }
+    };
+    let e0 = match interpolate(used, start_ns) {
+        Some(e) => e,
+        None => first.1 - rate()? * first.0.saturating_sub(start_ns) as f64,
+    };
+    let e1 = match interpolate(used, end_ns) {
+        Some(e) => e,
+        None => last.1 + rate()? * end_ns.saturating_sub(last.0) as f64,
     };
     Ok(e1 - e0)
 }
@@ -948,6 +972,23 @@ mod tests {
         assert!(g0.unavailable["mem_clock_mhz"].contains("gpu_mem_clock_mhz"));
         let g1 = &s.gpu_power_per_gpu[1];
         assert!(close(g1.energy_j, 300.0), "{:?}", g1.energy_j);
+        // A window that starts before the first reading and ends after the last (NVML's first
+        // reading comes a moment after the run starts): extrapolated at the counter's own rate.
+        let wide = t.summarize(0, 10 * S);
+        assert!(close(wide.gpu_power_per_gpu[0].energy_j, 1000.0));
+        let late = timeline(
+            vec![series(
+                Series::GpuEnergyJ,
+                Nvml,
+                Some("0"),
+                &[(2 * S, 100.0), (4 * S, 300.0)],
+            )],
+            vec![],
+        );
+        assert!(close(
+            late.summarize(S, 5 * S).gpu_power_per_gpu[0].energy_j,
+            400.0
+        ));
         let all = &s.gpu_power;
         assert_eq!(all.gpu, ALL_GPUS);
         assert_eq!(all.energy_method, Some(EnergyMethod::EnergyCounter));
