@@ -59,13 +59,15 @@ impl EnergyColumns {
     }
 }
 
-/// `counter`, `power_integral`, or either prefixed `simulated_` for the simulator's model.
+/// `counter`, `power_integral`, either prefixed `simulated_` when the readings came from the
+/// simulator's server, or `simulated_model` for `predict`'s virtual-time model.
 fn method_label(m: EnergyMethod, source: TelemetrySource) -> &'static str {
     match (m, source == TelemetrySource::Simulated) {
         (EnergyMethod::EnergyCounter, false) => "counter",
         (EnergyMethod::PowerIntegral, false) => "power_integral",
         (EnergyMethod::EnergyCounter, true) => "simulated_counter",
         (EnergyMethod::PowerIntegral, true) => "simulated_power_integral",
+        (EnergyMethod::Modelled, _) => "simulated_model",
     }
 }
 

@@ -37,6 +37,8 @@ pub enum EnergyMethod {
     EnergyCounter,
     /// The time integral of the power readings (as good as the sampling interval).
     PowerIntegral,
+    /// The simulator's power model over virtual time (`predict`): no readings at all.
+    Modelled,
 }
 
 /// The key under which [`GpuPowerFigures`] for all GPUs together is reported.
@@ -102,6 +104,53 @@ pub struct TelemetrySummary {
 }
 
 impl TelemetrySummary {
+    /// What the simulator's power model gives for a virtual-time prediction (`predict`), which
+    /// has no readings: utilization from the busy fraction, and per GPU (each of `gpus` ranks
+    /// modelled equally busy) the modelled energy and mean power over `duration_s`; `None`
+    /// energy (no TDP in the catalog) leaves them unavailable with `why_none`. Source: simulated.
+    pub fn modelled(
+        gpus: u32,
+        busy_fraction: f64,
+        duration_s: f64,
+        energy_per_gpu_j: Option<f64>,
+        why_none: &str,
+    ) -> TelemetrySummary {
+        let not_modelled = "the simulator models power and energy only";
+        let rank = |gpu: String| match energy_per_gpu_j {
+            Some(e) => {
+                let mut f = GpuPowerFigures::unavailable(&gpu, not_modelled);
+                for k in ["energy_j", "power_w", "joules_per_output_token"] {
+                    f.unavailable.remove(k);
+                }
+                f.energy_j = Some(e);
+                f.energy_method = Some(EnergyMethod::Modelled);
+                f.power_mean_w = (duration_s > 0.0).then(|| e / duration_s);
+                f
+            }
+            None => GpuPowerFigures::unavailable(&gpu, why_none),
+        };
+        let per_gpu: Vec<GpuPowerFigures> = (0..gpus.max(1)).map(|g| rank(g.to_string())).collect();
+        let mut all = rank(ALL_GPUS.into());
+        let n = per_gpu.len() as f64;
+        all.energy_j = all.energy_j.map(|e| e * n);
+        all.power_mean_w = all.power_mean_w.map(|w| w * n);
+        let util = (busy_fraction.clamp(0.0, 1.0) * 100.0 * 10.0).round() / 10.0;
+        TelemetrySummary {
+            gpu_util_mean_pct: Some(util),
+            gpu_util_max_pct: None,
+            gpu_mem_max_gb: None,
+            kv_usage_max: None,
+            prefix_cache_hit_rate: None,
+            running_max: None,
+            waiting_max: None,
+            source: TelemetrySource::Simulated,
+            unavailable_reason: None,
+            gpu_samples: 0,
+            gpu_power: all,
+            gpu_power_per_gpu: per_gpu,
+        }
+    }
+
     /// Fill in joules per output token from the window's output tokens (the run's summary
     /// knows them; telemetry does not).
     pub fn set_output_tokens(&mut self, output_tokens: u64) {
@@ -1088,6 +1137,28 @@ mod tests {
         );
         assert_eq!(s.gpu_power.energy_j, None);
         assert!(s.gpu_power.unavailable["energy_j"].starts_with("GPU 0: "));
+    }
+
+    #[test]
+    fn a_modelled_prediction_sums_its_ranks_and_is_labelled_simulated() {
+        let mut s = TelemetrySummary::modelled(2, 0.4, 10.0, Some(3430.0), "no TDP");
+        s.set_output_tokens(686);
+        assert_eq!(s.source, Simulated);
+        assert_eq!(s.gpu_util_mean_pct, Some(40.0));
+        assert_eq!(s.gpu_power_per_gpu.len(), 2);
+        assert_eq!(s.gpu_power_per_gpu[1].energy_j, Some(3430.0));
+        assert_eq!(s.gpu_power.energy_j, Some(6860.0));
+        assert_eq!(s.gpu_power.energy_method, Some(EnergyMethod::Modelled));
+        assert_eq!(s.gpu_power.power_mean_w, Some(686.0));
+        assert_eq!(s.gpu_power.joules_per_output_token, Some(10.0));
+        assert_eq!(s.gpu_power.temp_max_c, None);
+        assert!(s.gpu_power.unavailable.contains_key("temp_c"));
+        let s = TelemetrySummary::modelled(1, 0.4, 10.0, None, "the catalog has no tdp_w for X");
+        assert_eq!(s.gpu_power.energy_j, None);
+        assert_eq!(
+            s.gpu_power.unavailable["energy_j"],
+            "the catalog has no tdp_w for X"
+        );
     }
 
     #[test]
