@@ -534,6 +534,8 @@ fn to_cell(
                     util_max_pct: max,
                     mem_max_gb: t.gpu_mem_max_gb.unwrap_or(0.0),
                     source: t.source.to_string(),
+                    power_mean_w: t.gpu_power.power_mean_w,
+                    joules_per_output_token: t.gpu_power.joules_per_output_token,
                 })
             }
             _ => {
