@@ -872,7 +872,7 @@ impl OutputConfig {
                 |problem| {
                     bad(
                         "--electricity-price/--pue",
-                        &format!("{usd}/{}", a.pue),
+                        format!("{usd}/{}", a.pue),
                         &problem,
                     )
                 },
@@ -880,7 +880,7 @@ impl OutputConfig {
             None if a.pue != 1.0 => {
                 return Err(bad(
                     "--pue",
-                    &a.pue.to_string(),
+                    a.pue.to_string(),
                     "only applies with --electricity-price; give both",
                 ))
             }

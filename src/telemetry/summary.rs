@@ -414,11 +414,14 @@ fn power_figures(
     (all, per_gpu)
 }
 
+/// One GPU's readings of one series (`(gpu, series) → points`).
+type PointsOf<'a> = dyn Fn(&str, Series) -> &'a [(u64, f64)] + 'a;
+
 /// The all-GPU figures from the per-GPU ones (see [`GpuPowerFigures`]).
 fn all_gpus<'a>(
     per_gpu: &[GpuPowerFigures],
     gpus: &[String],
-    points: &dyn Fn(&str, Series) -> &'a [(u64, f64)],
+    points: &PointsOf<'a>,
     start_ns: u64,
     end_ns: u64,
 ) -> GpuPowerFigures {
