@@ -95,8 +95,10 @@ pub fn energy_line(t: &TelemetrySummary, cost: Option<&EnergyCost>) -> String {
     if let Some(j) = g.joules_per_output_token {
         parts.push(format!("{j:.3} J/out tok"));
     }
-    if let (Some(mean), Some(max)) = (g.power_mean_w, g.power_max_w) {
-        parts.push(format!("{mean:.0} W mean / {max:.0} W peak"));
+    match (g.power_mean_w, g.power_max_w) {
+        (Some(mean), Some(max)) => parts.push(format!("{mean:.0} W mean / {max:.0} W peak")),
+        (Some(mean), None) => parts.push(format!("{mean:.0} W mean")),
+        _ => {}
     }
     if let Some(mhz) = g.sm_clock_mean_mhz {
         parts.push(format!("SM {mhz:.0} MHz"));
@@ -117,24 +119,23 @@ pub fn energy_line(t: &TelemetrySummary, cost: Option<&EnergyCost>) -> String {
             format!("clocks held back: {}", reasons.join(", "))
         });
     }
-    if let Some(usd) = cost.and_then(|c| c.usd_per_1m_output_tokens) {
-        parts.push(format!("${usd:.4}/1M out tok at ${}/kWh", c_price(cost)));
-    }
-    format!("GPU energy{simulated}: {}", parts.join(" · "))
-}
-
-fn c_price(cost: Option<&EnergyCost>) -> String {
-    cost.map_or_else(String::new, |c| {
-        if c.price.pue == 1.0 {
-            crate::cost::trim_price(c.price.usd_per_kwh)
+    if let Some(c) = cost {
+        let at = if c.price.pue == 1.0 {
+            format!("${}/kWh", crate::cost::trim_price(c.price.usd_per_kwh))
         } else {
             format!(
-                "{}, PUE {}",
+                "${}/kWh, PUE {}",
                 crate::cost::trim_price(c.price.usd_per_kwh),
                 c.price.pue
             )
-        }
-    })
+        };
+        parts.push(match (c.usd_per_1m_output_tokens, &c.unavailable_reason) {
+            (Some(usd), _) => format!("${usd:.4}/1M out tok at {at}"),
+            (None, Some(why)) => format!("energy cost unavailable: {why}"),
+            (None, None) => "energy cost unavailable".into(),
+        });
+    }
+    format!("GPU energy{simulated}: {}", parts.join(" · "))
 }
 
 #[cfg(test)]
@@ -212,5 +213,21 @@ mod tests {
         assert!(cols.iter().all(String::is_empty), "{cols:?}");
         t.source = TelemetrySource::Simulated;
         assert!(energy_line(&t, None).starts_with("GPU energy (simulated): unavailable"));
+        // Mean power without a peak (predict's model), and the PUE beside the price.
+        let mut t = summary();
+        t.gpu_power.power_max_w = None;
+        t.gpu_power.clock_event_samples = 0;
+        let cost = energy_cost(
+            ElectricityPrice::new(0.12, 1.3).unwrap(),
+            Ok(1234.56),
+            0,
+            "measured",
+        );
+        let line = energy_line(&t, Some(&cost));
+        assert!(line.contains(" · 312 W mean · "), "{line}");
+        assert!(
+            line.ends_with(" · energy cost unavailable: no output tokens in the measured phase"),
+            "{line}"
+        );
     }
 }
