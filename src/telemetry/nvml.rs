@@ -244,7 +244,9 @@ impl OptionalApi {
             Counter::ClockEventReasons => self
                 .clock_event_reasons
                 .is_none()
-                .then_some("nvmlDeviceGetCurrentClocksEventReasons"),
+                .then_some(
+                    "nvmlDeviceGetCurrentClocksEventReasons or nvmlDeviceGetCurrentClocksThrottleReasons",
+                ),
         }?;
         Some(format!(
             "the NVML library has no {absent} (an older driver); upgrade the NVIDIA driver to read it"
