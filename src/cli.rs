@@ -445,6 +445,14 @@ pub struct OutputArgs {
     /// No progress bar.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+    /// Electricity price in USD per kWh: adds the on-premises energy cost per 1M output tokens
+    /// from the GPUs' measured (or, for the simulator, modelled) energy.
+    #[arg(long, value_name = "USD_PER_KWH", help_heading = "Cost")]
+    pub electricity_price: Option<f64>,
+    /// Power usage effectiveness applied to the GPUs' energy for that cost (facility energy
+    /// over IT energy); 1.0 counts the GPUs alone.
+    #[arg(long, default_value_t = 1.0, help_heading = "Cost")]
+    pub pue: f64,
 }
 
 /// The embedded server's behaviour (for `serve`, and for `run` without --base-url).

@@ -145,6 +145,8 @@ pub struct RunConfig {
     pub result_filename: Option<String>,
     pub save_detailed: bool,
     pub progress: bool,
+    /// `--electricity-price`/`--pue`: the on-premises energy cost of the measured energy.
+    pub electricity: Option<crate::cost::ElectricityPrice>,
     pub telemetry: TelemetryConfig,
     /// What the caller knows about the target that the run cannot see (the suite puts the
     /// launcher's facts here: image and digest, command line, pid). Goes into the result's
@@ -866,6 +868,8 @@ pub struct OutputConfig {
     pub result_filename: Option<String>,
     pub save_detailed: bool,
     pub progress: bool,
+    /// `--electricity-price` and `--pue`; `None`: no energy cost.
+    pub electricity: Option<crate::cost::ElectricityPrice>,
 }
 
 impl OutputConfig {
@@ -879,11 +883,31 @@ impl OutputConfig {
                 ));
             }
         }
+        let electricity = match a.electricity_price {
+            Some(usd) => Some(crate::cost::ElectricityPrice::new(usd, a.pue).map_err(
+                |problem| {
+                    bad(
+                        "--electricity-price/--pue",
+                        format!("{usd}/{}", a.pue),
+                        &problem,
+                    )
+                },
+            )?),
+            None if a.pue != 1.0 => {
+                return Err(bad(
+                    "--pue",
+                    a.pue.to_string(),
+                    "only applies with --electricity-price; give both",
+                ))
+            }
+            None => None,
+        };
         Ok(OutputConfig {
             result_dir: a.result_dir.clone(),
             result_filename: a.result_filename.clone(),
             save_detailed: a.save_detailed,
             progress: !a.no_progress,
+            electricity,
         })
     }
 }
@@ -1011,6 +1035,7 @@ impl RunConfig {
             result_filename: o.result_filename,
             save_detailed: o.save_detailed,
             progress: o.progress,
+            electricity: o.electricity,
             telemetry: TelemetryConfig {
                 interval: (a.telemetry_interval_ms > 0)
                     .then(|| Duration::from_millis(a.telemetry_interval_ms)),
@@ -1120,6 +1145,17 @@ mod tests {
                 "1.2",
             ),
             (&["--burstiness", "0"], "--burstiness", "0"),
+            (
+                &["--electricity-price", "-0.1"],
+                "--electricity-price/--pue",
+                "-0.1",
+            ),
+            (
+                &["--electricity-price", "0.1", "--pue", "0.8"],
+                "--electricity-price/--pue",
+                "0.8",
+            ),
+            (&["--pue", "1.4"], "--pue", "1.4"),
             (&["--arrival", "uniform"], "--arrival", "uniform"),
             (&["--duration", "-1"], "--duration", "-1"),
             (&["--request-timeout", "0"], "--request-timeout", "0"),

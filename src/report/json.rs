@@ -117,6 +117,9 @@ pub struct ResultFile {
     /// GPU and engine telemetry over the measured phase (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<crate::telemetry::TelemetrySummary>,
+    /// The on-premises energy cost at `--electricity-price` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_cost: Option<crate::cost::EnergyCost>,
     /// Where the numbers come from: servebench version and commit, host, the server's
     /// `/version`, the GPUs NVML saw, and the launcher's facts (set by `run`).
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -175,6 +178,7 @@ impl ResultFile {
             summary: summary.clone(),
             load: None,
             telemetry: None,
+            energy_cost: None,
             environment: Value::Null,
             stats,
         }
