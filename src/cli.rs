@@ -165,6 +165,8 @@ pub struct SimServeArgs {
     /// Model name the server answers to (default: the catalog model's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
 }
 
 #[derive(Debug, Args)]
@@ -671,6 +673,14 @@ pub struct OutputArgs {
     /// `--metadata version=0.11 tp=1`.
     #[arg(long, value_name = "KEY=VALUE", num_args = 1.., help_heading = "Output")]
     pub metadata: Vec<String>,
+    /// Electricity price in USD per kWh: adds the on-premises energy cost per 1M output tokens
+    /// from the GPUs' measured (or, for the simulator, modelled) energy.
+    #[arg(long, value_name = "USD_PER_KWH", help_heading = "Cost")]
+    pub electricity_price: Option<f64>,
+    /// Power usage effectiveness applied to the GPUs' energy for that cost (facility energy
+    /// over IT energy); 1.0 counts the GPUs alone.
+    #[arg(long, default_value_t = 1.0, help_heading = "Cost")]
+    pub pue: f64,
 }
 
 /// The embedded server's behaviour (for `serve`, and for `run` without --base-url).
@@ -689,8 +699,10 @@ pub struct EmbeddedArgs {
     /// Fault injection: KIND=FRACTION, repeatable. Kinds: http_500, http_503, http_429
     /// (with Retry-After), disconnect (connection dropped mid-stream), stall (silence for
     /// --fault-stall-ms), malformed_chunk, error_event (`event: error` frame), error_200 (an
-    /// error object in a 200 response), no_done (stream ends without [DONE]), huge_chunk.
-    /// Example: --fault http_500=0.1 --fault disconnect=0.05
+    /// error object in a 200 response), no_done (stream ends cleanly after its finish chunk,
+    /// without `[DONE]`: still a success), huge_chunk, truncated (stream ends cleanly after a
+    /// content chunk, no finish_reason), not_sse (a 200 HTML or JSON page to a streaming
+    /// request). Example: --fault http_500=0.1 --fault disconnect=0.05
     #[arg(long = "fault", value_name = "KIND=FRACTION")]
     pub faults: Vec<String>,
     /// Mid-stream faults strike after this many tokens.
@@ -706,6 +718,30 @@ pub struct EmbeddedArgs {
     /// requests is accepted without delaying the first tokens).
     #[arg(long, default_value_t = 2)]
     pub server_threads: usize,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
+}
+
+/// Answer like a reasoning model (embedded server and `sim serve`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReasoningArgs {
+    /// Stream the first N tokens of every chat answer as reasoning (thinking), the rest as
+    /// the answer, as vLLM and SGLang do with a reasoning parser. 0: plain answers.
+    #[arg(long, default_value_t = 0)]
+    pub reasoning_tokens: u32,
+    /// The delta field the reasoning goes in: reasoning_content (SGLang, vLLM < 0.11) or
+    /// reasoning (vLLM 0.11+).
+    #[arg(long, value_enum, default_value_t = ReasoningFieldArg::ReasoningContent)]
+    pub reasoning_field: ReasoningFieldArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReasoningFieldArg {
+    #[default]
+    #[value(name = "reasoning_content")]
+    ReasoningContent,
+    #[value(name = "reasoning")]
+    Reasoning,
 }
 
 #[derive(Debug, Args)]

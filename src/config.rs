@@ -59,6 +59,8 @@ pub struct EmbeddedConfig {
     pub fault_stall: Duration,
     pub fault_seed: u64,
     pub server_threads: usize,
+    /// Reasoning-model emulation (`--reasoning-tokens`); `None`: plain answers.
+    pub reasoning: Option<crate::server::Reasoning>,
 }
 
 impl EmbeddedConfig {
@@ -176,6 +178,8 @@ pub struct RunConfig {
     pub result_filename: Option<String>,
     pub save_detailed: bool,
     pub progress: bool,
+    /// `--electricity-price`/`--pue`: the on-premises energy cost of the measured energy.
+    pub electricity: Option<crate::cost::ElectricityPrice>,
     pub telemetry: TelemetryConfig,
     /// What the caller knows about the target that the run cannot see (the suite puts the
     /// launcher's facts here: image and digest, command line, pid). Goes into the result's
@@ -341,12 +345,26 @@ impl EmbeddedConfig {
             fault_stall: millis("--fault-stall-ms", a.fault_stall_ms)?,
             fault_seed: a.fault_seed,
             server_threads: nonzero("--server-threads", a.server_threads)?.get(),
+            reasoning: reasoning(&a.reasoning),
         };
         cfg.fault_config()
             .validate()
             .map_err(|e| bad("--fault", a.faults.join(" "), e.to_string()))?;
         Ok(cfg)
     }
+}
+
+/// `--reasoning-tokens` / `--reasoning-field` in the server's terms (0 tokens: none).
+pub fn reasoning(a: &crate::cli::ReasoningArgs) -> Option<crate::server::Reasoning> {
+    use crate::cli::ReasoningFieldArg;
+    use crate::server::ReasoningField;
+    (a.reasoning_tokens > 0).then_some(crate::server::Reasoning {
+        tokens: a.reasoning_tokens,
+        field: match a.reasoning_field {
+            ReasoningFieldArg::ReasoningContent => ReasoningField::ReasoningContent,
+            ReasoningFieldArg::Reasoning => ReasoningField::Reasoning,
+        },
+    })
 }
 
 /// `inf` or a positive number of requests per second.
@@ -1196,6 +1214,8 @@ pub struct OutputConfig {
     pub save_detailed: bool,
     pub progress: bool,
     pub metadata: Vec<(String, String)>,
+    /// `--electricity-price` and `--pue`; `None`: no energy cost.
+    pub electricity: Option<crate::cost::ElectricityPrice>,
 }
 
 /// `KEY=VALUE` items (vLLM's `--header` and `--metadata` syntax: split at the first `=`,
@@ -1228,12 +1248,32 @@ impl OutputConfig {
                 ));
             }
         }
+        let electricity = match a.electricity_price {
+            Some(usd) => Some(crate::cost::ElectricityPrice::new(usd, a.pue).map_err(
+                |problem| {
+                    bad(
+                        "--electricity-price/--pue",
+                        format!("{usd}/{}", a.pue),
+                        &problem,
+                    )
+                },
+            )?),
+            None if a.pue != 1.0 => {
+                return Err(bad(
+                    "--pue",
+                    a.pue.to_string(),
+                    "only applies with --electricity-price; give both",
+                ))
+            }
+            None => None,
+        };
         Ok(OutputConfig {
             result_dir: a.result_dir.clone(),
             result_filename: a.result_filename.clone(),
             save_detailed: a.save_detailed,
             progress: !a.no_progress,
             metadata: key_values("--metadata", &a.metadata)?,
+            electricity,
         })
     }
 }
@@ -1721,6 +1761,7 @@ impl RunConfig {
             result_filename: o.result_filename,
             save_detailed: o.save_detailed,
             progress: o.progress,
+            electricity: o.electricity,
             telemetry: TelemetryConfig {
                 interval: (a.telemetry_interval_ms > 0)
                     .then(|| Duration::from_millis(a.telemetry_interval_ms)),
@@ -1830,6 +1871,17 @@ mod tests {
                 "1.2",
             ),
             (&["--burstiness", "0"], "--burstiness", "0"),
+            (
+                &["--electricity-price", "-0.1"],
+                "--electricity-price/--pue",
+                "-0.1",
+            ),
+            (
+                &["--electricity-price", "0.1", "--pue", "0.8"],
+                "--electricity-price/--pue",
+                "0.8",
+            ),
+            (&["--pue", "1.4"], "--pue", "1.4"),
             (&["--arrival", "uniform"], "--arrival", "uniform"),
             (&["--duration", "-1"], "--duration", "-1"),
             (&["--request-timeout", "0"], "--request-timeout", "0"),

@@ -11,6 +11,14 @@
 //!
 //! A zero (or non-finite) throughput gives `None`, never `inf` or `NaN`: nothing was produced,
 //! so there is no price per unit, and JSON cannot hold either value.
+//!
+//! On-premises energy cost ([`energy_cost`]) is separate: an [`ElectricityPrice`] (USD/kWh and
+//! the facility's PUE, 1.0 unless given) and the GPUs' measured energy over the run:
+//!
+//! - energy cost per 1M output tokens = `energy_J × PUE / 3.6e6 × usd_per_kwh / output_tokens × 1e6`
+//!
+//! It counts the GPUs' own draw only (NVML/DCGM board power: not the CPUs, fans or network
+//! beyond what the PUE stands for). No energy figure gives `None` with the reason, never 0.
 
 use crate::metrics::Summary;
 use crate::sim::catalog::{Catalog, CatalogError};
@@ -179,6 +187,90 @@ pub fn trim_price(usd: f64) -> String {
         Some((_, frac)) if frac.len() < 2 => format!("{usd:.2}"),
         _ => s.to_string(),
     }
+}
+
+/// Joules per kilowatt-hour.
+const JOULES_PER_KWH: f64 = 3.6e6;
+
+/// An electricity price for on-premises cost: `--electricity-price` (USD/kWh) and `--pue`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElectricityPrice {
+    pub usd_per_kwh: f64,
+    /// Power usage effectiveness: facility energy over IT energy (1.0 counts the GPUs alone;
+    /// a typical data centre is 1.1–1.6).
+    #[serde(default = "one")]
+    pub pue: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl ElectricityPrice {
+    /// A checked price: `usd_per_kwh` finite and ≥ 0, `pue` finite and ≥ 1.
+    pub fn new(usd_per_kwh: f64, pue: f64) -> Result<Self, String> {
+        if !(usd_per_kwh.is_finite() && usd_per_kwh >= 0.0) {
+            return Err(format!(
+                "electricity price {usd_per_kwh} is not a non-negative number of USD per kWh (e.g. 0.12)"
+            ));
+        }
+        if !(pue.is_finite() && pue >= 1.0) {
+            return Err(format!(
+                "PUE {pue} must be a number of at least 1.0 (facility energy over IT energy; 1.0 counts the GPUs alone)"
+            ));
+        }
+        Ok(ElectricityPrice { usd_per_kwh, pue })
+    }
+}
+
+/// What a run's measured energy cost at an electricity price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyCost {
+    pub price: ElectricityPrice,
+    /// GPU energy × PUE over the measured phase, kWh.
+    pub energy_kwh: Option<f64>,
+    /// That energy at the price, USD.
+    pub usd: Option<f64>,
+    pub usd_per_1m_output_tokens: Option<f64>,
+    /// Why the figures are missing, when they are.
+    pub unavailable_reason: Option<String>,
+    /// `measured` or `simulated`: where the energy came from.
+    pub energy_source: String,
+}
+
+/// The energy cost of a run that used `energy_j` (the GPUs' energy over the measured phase,
+/// `Err` with the reason when there is none) to produce `output_tokens`.
+pub fn energy_cost(
+    price: ElectricityPrice,
+    energy_j: Result<f64, String>,
+    output_tokens: u64,
+    energy_source: &str,
+) -> EnergyCost {
+    let mut cost = EnergyCost {
+        price,
+        energy_kwh: None,
+        usd: None,
+        usd_per_1m_output_tokens: None,
+        unavailable_reason: None,
+        energy_source: energy_source.to_string(),
+    };
+    match energy_j {
+        Ok(j) if j.is_finite() && j >= 0.0 => {
+            let kwh = j * price.pue / JOULES_PER_KWH;
+            let usd = kwh * price.usd_per_kwh;
+            cost.energy_kwh = Some(kwh);
+            cost.usd = Some(usd);
+            if output_tokens > 0 {
+                cost.usd_per_1m_output_tokens = Some(usd / output_tokens as f64 * 1e6);
+            } else {
+                cost.unavailable_reason = Some("no output tokens in the measured phase".into());
+            }
+        }
+        Ok(j) => cost.unavailable_reason = Some(format!("energy figure {j} J is not usable")),
+        Err(why) => cost.unavailable_reason = Some(format!("no GPU energy figure: {why}")),
+    }
+    cost
 }
 
 /// Which request rate the "per 1000 good requests" figure used.
@@ -392,6 +484,54 @@ mod tests {
         assert_eq!(trim_price(3.0), "3.00");
         assert_eq!(trim_price(0.8048), "0.8048");
         assert_eq!(trim_price(98.32), "98.32");
+    }
+
+    #[test]
+    fn energy_cost_by_hand_and_unavailable_without_energy() {
+        // 3.6 MJ = 1 kWh; × PUE 1.5 = 1.5 kWh at $0.12 = $0.18 for 100 000 tokens → $1.80 per 1M.
+        let price = ElectricityPrice::new(0.12, 1.5).unwrap();
+        let c = energy_cost(price, Ok(3.6e6), 100_000, "measured");
+        assert!(close(c.energy_kwh.unwrap(), 1.5));
+        assert!(close(c.usd.unwrap(), 0.18));
+        assert!(close(c.usd_per_1m_output_tokens.unwrap(), 1.8));
+        assert_eq!(c.unavailable_reason, None);
+        // PUE 1 (the default) counts the GPUs alone.
+        let c = energy_cost(
+            ElectricityPrice::new(0.12, 1.0).unwrap(),
+            Ok(3.6e6),
+            100_000,
+            "measured",
+        );
+        assert!(close(c.usd_per_1m_output_tokens.unwrap(), 1.2));
+        // No energy: unavailable with the reason, null in JSON, never 0.
+        let c = energy_cost(
+            price,
+            Err("nvml: libnvidia-ml.so.1 not found".into()),
+            100,
+            "measured",
+        );
+        assert_eq!(
+            (c.energy_kwh, c.usd, c.usd_per_1m_output_tokens),
+            (None, None, None)
+        );
+        assert!(c
+            .unavailable_reason
+            .unwrap()
+            .contains("libnvidia-ml.so.1 not found"));
+        let c = energy_cost(price, Ok(1000.0), 0, "measured");
+        assert_eq!(c.usd_per_1m_output_tokens, None);
+        assert!(c.usd.is_some());
+        let json =
+            serde_json::to_string(&energy_cost(price, Err("x".into()), 1, "measured")).unwrap();
+        assert!(json.contains("\"usd_per_1m_output_tokens\":null"), "{json}");
+        // Bad inputs are refused with the fix.
+        assert!(ElectricityPrice::new(-0.1, 1.0)
+            .unwrap_err()
+            .contains("USD per kWh"));
+        assert!(ElectricityPrice::new(0.1, 0.9)
+            .unwrap_err()
+            .contains("at least 1.0"));
+        assert!(ElectricityPrice::new(f64::NAN, 1.0).is_err());
     }
 
     proptest! {

@@ -583,6 +583,9 @@ pub enum ChunkInfo {
         generated: Generated,
         /// Some choice carried a `finish_reason`.
         finish: bool,
+        /// Some choice carried a non-empty `delta.tool_calls` (or `message.tool_calls`): the
+        /// model is calling a function; its argument fragments are answer output.
+        tool_call: bool,
         /// The `usage` it carried (running with `continuous_usage_stats`, else final).
         usage: Option<Usage>,
     },
@@ -631,6 +634,18 @@ pub fn classify_response(body: &[u8]) -> ChunkInfo {
         Ok(chunk) => chunk.into_info(),
         Err(e) => ChunkInfo::Malformed(format!("malformed response body ({e}): {}", preview(body))),
     }
+}
+
+/// Whether a complete body is a completion or chat completion (it has a `choices` array),
+/// as opposed to some other JSON document. Used off the hot path, on a JSON body that came
+/// back to a streaming request.
+pub fn is_completion_body(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        choices: Option<Vec<IgnoredAny>>,
+    }
+    serde_json::from_slice::<Probe>(body.trim_ascii()).is_ok_and(|p| p.choices.is_some())
 }
 
 /// The message in an error response body, whatever its dialect: OpenAI `{"error": {...}}`,
@@ -716,6 +731,7 @@ impl LeanChunk<'_> {
         ChunkInfo::Chunk {
             generated: self.choices.generated,
             finish: self.choices.finish,
+            tool_call: self.choices.tool_call,
             usage: self.usage.and_then(LeanUsage::into_usage),
         }
     }
@@ -725,6 +741,7 @@ impl LeanChunk<'_> {
 struct ChoicesSummary {
     generated: Generated,
     finish: bool,
+    tool_call: bool,
 }
 
 fn fold_choices<'de, D: Deserializer<'de>>(d: D) -> Result<ChoicesSummary, D::Error> {
@@ -742,6 +759,7 @@ fn fold_choices<'de, D: Deserializer<'de>>(d: D) -> Result<ChoicesSummary, D::Er
             while let Some(c) = seq.next_element::<LeanChoice>()? {
                 sum.generated = sum.generated.max(c.generated());
                 sum.finish |= c.finish_reason.is_some_and(|p| p.0);
+                sum.tool_call |= c.tool_call();
             }
             Ok(sum)
         }
@@ -778,6 +796,13 @@ impl LeanChoice {
             .as_ref()
             .map_or(Generated::Nothing, LeanDelta::generated);
         from_text.max(from_delta).max(from_message)
+    }
+
+    fn tool_call(&self) -> bool {
+        [&self.delta, &self.message]
+            .into_iter()
+            .flatten()
+            .any(|d| d.tool_calls.is_some_and(|a| a.0))
     }
 }
 

@@ -97,6 +97,8 @@ fn study() -> Study {
                     util_max_pct: 95.0,
                     mem_max_gb: 21.0,
                     source: "simulator".into(),
+                    power_mean_w: Some(100.0 + 10.0 * conc as f64),
+                    joules_per_output_token: Some(0.2),
                 }),
                 gpu_unavailable: None,
                 prefix_cache_hit_rate: None,

@@ -52,6 +52,7 @@ fn sim_serve_measured_by_run_agrees_with_predict() {
         _ => unreachable!(),
     };
     let out = runtime().block_on(run_benchmark(&cfg, false)).unwrap();
+    let telemetry = out.telemetry.clone();
     let measured = out.summary;
     assert_eq!(measured.completed, 100);
 
@@ -102,6 +103,33 @@ fn sim_serve_measured_by_run_agrees_with_predict() {
         tps * 100.0
     );
     assert!(tpot.abs() < 0.15, "TPOT differs by {:.1}%", tpot * 100.0);
+
+    // Modelled energy: read from the served simulator's energy counter during the run, and
+    // computed by predict in virtual time, both labelled simulated; J per output token agree
+    // as loosely as the throughputs do (same model, real vs virtual clock).
+    use servebench::telemetry::summary::EnergyMethod;
+    use servebench::telemetry::{TelemetrySource, TelemetrySummary};
+    let g = &telemetry.gpu_power;
+    assert_eq!(telemetry.source, TelemetrySource::Simulated);
+    assert_eq!(g.energy_method, Some(EnergyMethod::EnergyCounter), "{g:?}");
+    let served_jpt = g.joules_per_output_token.unwrap();
+    let mut modelled = TelemetrySummary::modelled(
+        p.tp,
+        p.busy_ns / p.duration_ns as f64,
+        p.duration_ns as f64 / 1e9,
+        p.energy_per_gpu_j,
+        "no TDP",
+    );
+    modelled.set_output_tokens(predicted.total_output_tokens);
+    let predicted_jpt = modelled.gpu_power.joules_per_output_token.unwrap();
+    println!(
+        "J/output token (simulated): served {served_jpt:.4} predicted {predicted_jpt:.4}; \
+         mean power served {:.1} W predicted {:.1} W",
+        g.power_mean_w.unwrap_or(f64::NAN),
+        modelled.gpu_power.power_mean_w.unwrap_or(f64::NAN)
+    );
+    let jpt = ratio(served_jpt, predicted_jpt);
+    assert!(jpt.abs() < 0.25, "J/token differs by {:.1}%", jpt * 100.0);
 
     // The engine counted at least the measured tokens (the client's preflight probe may add a
     // few).

@@ -66,6 +66,84 @@ async fn nvml_reads_every_gpu_on_this_machine() {
     );
     assert_eq!(summary.source, TelemetrySource::Nvml);
     assert!(summary.gpu_util_mean_pct.is_some());
+
+    // Power, energy, clocks, temperature, clock-event reasons: a value in a plausible range
+    // for every GPU, or the reason it is unavailable (never a silent 0). Compare with
+    // `nvidia-smi --query-gpu=power.draw,clocks.sm,clocks.mem,temperature.gpu,clocks_event_reasons.active --format=csv`.
+    println!("counters unavailable: {:#?}", nvml.counters_unavailable);
+    let ranges = [
+        (Series::GpuPowerW, 1.0, 2000.0),
+        (Series::GpuSmClockMhz, 1.0, 5000.0),
+        (Series::GpuMemClockMhz, 1.0, 20000.0),
+        (Series::GpuTempC, 1.0, 120.0),
+        (Series::GpuClockEventReasons, 0.0, 1e12),
+    ];
+    for g in &gpus {
+        for (series, lo, hi) in ranges {
+            let told = nvml
+                .counters_unavailable
+                .iter()
+                .find(|u| u.gpu == g.index && u.series == series);
+            let read = timeline
+                .series_of(series)
+                .find(|s| s.labels.get("gpu") == Some(&g.index));
+            match (read, told) {
+                (Some(s), None) => {
+                    let last = s.points.last().unwrap().1;
+                    println!("gpu {} {}: {last}", g.index, series.as_str());
+                    assert!(
+                        s.points.iter().all(|p| (lo..=hi).contains(&p.1)),
+                        "{}: {:?}",
+                        series.as_str(),
+                        s.points
+                    );
+                }
+                (None, Some(u)) => println!(
+                    "gpu {} {}: unavailable: {}",
+                    g.index,
+                    series.as_str(),
+                    u.reason
+                ),
+                other => panic!(
+                    "gpu {} {}: read and unavailable at once, or neither: {other:?}",
+                    g.index,
+                    series.as_str()
+                ),
+            }
+        }
+        // The energy counter never goes backwards during the test.
+        if let Some(e) = timeline
+            .series_of(Series::GpuEnergyJ)
+            .find(|s| s.labels.get("gpu") == Some(&g.index))
+        {
+            assert!(
+                e.points.windows(2).all(|w| w[1].1 >= w[0].1),
+                "{:?}",
+                e.points
+            );
+            println!(
+                "gpu {} energy counter: {:.3} J over the test",
+                g.index,
+                e.points.last().unwrap().1 - e.points[0].1
+            );
+        }
+    }
+    println!("power figures (all GPUs): {:#?}", summary.gpu_power);
+    let p = &summary.gpu_power;
+    assert!(
+        p.energy_j.is_some() || p.unavailable.contains_key("energy_j"),
+        "{p:?}"
+    );
+    if let (Some(e), Some(w)) = (p.energy_j, p.power_mean_w) {
+        // Energy over the window agrees with mean power × its length within 25 % (the driver
+        // averages power over 1 s on Ampere and newer, so short tests wobble).
+        let secs = (timeline.stopped_ns - timeline.started_ns) as f64 / 1e9;
+        println!("energy {e:.1} J vs mean power × time {:.1} J", w * secs);
+        assert!(
+            (e / (w * secs) - 1.0).abs() < 0.25,
+            "{e} J vs {w} W × {secs} s"
+        );
+    }
     // An idle GPU has 0 bytes in use as nvidia-smi counts it (the driver's reservation apart).
     assert!(summary.gpu_mem_max_gb.is_some_and(|gb| gb >= 0.0));
     assert_eq!(timeline.gpus.len(), gpus.len());

@@ -341,6 +341,16 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         Some(r) => r.stop().await,
         None => Timeline::unavailable("telemetry turned off (--telemetry-interval-ms 0)"),
     };
+    // A sampler of a server's /metrics that turned itself off (no metrics there) says so once.
+    for sampler in timeline
+        .samplers
+        .iter()
+        .filter(|s| s.name == "engine" || s.name == "dcgm")
+    {
+        if let Some(why) = &sampler.unavailable {
+            eprintln!("note: {why}");
+        }
+    }
     let telemetry = timeline.summarize(load_report.measured_start_ns, load_end_ns);
     let telemetry_path = cfg.result_dir.join(format!("{stem}.telemetry.json"));
     if let Err(e) = timeline.save(&telemetry_path) {
@@ -369,9 +379,15 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         client_cpu,
         ..info.summary_facts()
     });
+    let mut telemetry = telemetry;
+    telemetry.set_output_tokens(summary.total_output_tokens);
+    let energy_cost = cfg
+        .electricity
+        .map(|price| energy_cost_of(price, &telemetry, summary.total_output_tokens));
     let mut result = ResultFile::new(&info, &summary);
     result.load = Some(load_report);
     result.telemetry = Some(telemetry.clone());
+    result.energy_cost = energy_cost.clone();
     result.environment = serde_json::json!({
         "servebench_version": env!("CARGO_PKG_VERSION"),
         "servebench_commit": super::servebench_commit(),
@@ -383,10 +399,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     add_request_arrays(&mut result, &journal_path, cfg.save_detailed);
     report::write_result(&summary_path, &result)
         .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
-    report::append_csv_row(&cfg.result_dir.join("results.csv"), &info, &summary)
-        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let energy = report::EnergyColumns::new(Some(&telemetry), energy_cost.as_ref());
+    report::append_csv_row(
+        &cfg.result_dir.join("results.csv"),
+        &info,
+        &summary,
+        &energy,
+    )
+    .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     if interactive {
         println!("{}", report::render_table(&info, &summary));
+        println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
         if let Some(c) = load_report.conversations {
             println!(
                 "conversations: {} started, {} completed, {} ended by a failed turn, {} cut short by the stop or an interrupt",
@@ -422,6 +445,27 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         faults_injected,
         telemetry,
     })
+}
+
+/// The energy cost of the run's GPU energy (all GPUs), or unavailable with the summary's reason.
+pub(crate) fn energy_cost_of(
+    price: crate::cost::ElectricityPrice,
+    t: &TelemetrySummary,
+    output_tokens: u64,
+) -> crate::cost::EnergyCost {
+    let energy = t.gpu_power.energy_j.ok_or_else(|| {
+        t.gpu_power
+            .unavailable
+            .get("energy_j")
+            .cloned()
+            .unwrap_or_else(|| "no GPU telemetry".into())
+    });
+    let source = if t.source == crate::telemetry::TelemetrySource::Simulated {
+        "simulated"
+    } else {
+        "measured"
+    };
+    crate::cost::energy_cost(price, energy, output_tokens, source)
 }
 
 /// A constrained run's settings once the target is known.

@@ -35,6 +35,7 @@ fn options(cfg: &EmbeddedConfig, model: &str) -> ServerOptions {
         model: model.to_string(),
         faults: cfg.fault_config(),
         seed: cfg.fault_seed,
+        reasoning: cfg.reasoning,
         ..ServerOptions::default()
     }
 }

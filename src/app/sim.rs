@@ -105,6 +105,7 @@ pub(super) fn serve_command(args: &SimServeArgs) -> Result<ExitStatus, AppError>
         let opts = ServerOptions {
             model: served.clone(),
             max_model_len: backend.facts().max_model_len,
+            reasoning: crate::config::reasoning(&args.reasoning),
             ..ServerOptions::default()
         };
         (server::app(Arc::new(backend), opts), banner)
@@ -364,9 +365,31 @@ fn finish_predict(
         .clone()
         .unwrap_or_else(|| report::default_result_filename(&info));
     let path = o.result_dir.join(name);
-    report::write_result(&path, &ResultFile::new(&info, &summary))
-        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let duration_s = prediction.duration_ns as f64 / 1e9;
+    let mut telemetry = crate::telemetry::TelemetrySummary::modelled(
+        prediction.tp,
+        if duration_s > 0.0 {
+            prediction.busy_ns / 1e9 / duration_s
+        } else {
+            0.0
+        },
+        duration_s,
+        prediction.energy_per_gpu_j,
+        &format!(
+            "the GPU catalog has no tdp_w for {}: add it (datasheet max power) for modelled power",
+            prediction.gpu
+        ),
+    );
+    telemetry.set_output_tokens(summary.total_output_tokens);
+    let energy_cost = o
+        .electricity
+        .map(|p| super::run::energy_cost_of(p, &telemetry, summary.total_output_tokens));
+    let mut result = ResultFile::new(&info, &summary);
+    result.telemetry = Some(telemetry.clone());
+    result.energy_cost = energy_cost.clone();
+    report::write_result(&path, &result).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     println!("{}", report::render_table(&info, &summary));
+    println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
     eprintln!(
         "simulated {:.1} s of serving in {:.3} s ({:.0}× real time); result: {}",
         prediction.duration_ns as f64 / 1e9,

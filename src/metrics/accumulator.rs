@@ -9,9 +9,10 @@
 //! size. Peak-throughput counting uses a 100 ms histogram (4 bytes per 100 ms of run).
 
 use super::{
-    percentile_label, percentile_of_ranks, token_source_label, Distribution, Goodput, SelfCheck,
-    Slo, StructuredOutput, Summary, SummaryFacts, TokenReport, TurnSummary, MAX_CPU_FRACTION,
-    MAX_DISPATCH_LAG_P99_MS, MIN_SEND_RATE_FRACTION, STANDARD_PERCENTILES, SUMMARY_SCHEMA_VERSION,
+    percentile_label, percentile_of_ranks, token_source_label, Distribution, Goodput,
+    OutputPartsSummary, SelfCheck, Slo, StructuredOutput, Summary, SummaryFacts, TokenReport,
+    TurnSummary, MAX_CPU_FRACTION, MAX_DISPATCH_LAG_P99_MS, MIN_SEND_RATE_FRACTION,
+    STANDARD_PERCENTILES, SUMMARY_SCHEMA_VERSION,
 };
 use crate::record::{FailureKind, Outcome, Phase, RequestRecord};
 use std::borrow::Borrow;
@@ -160,6 +161,8 @@ pub struct Accumulator {
     server_tokens: u64,
     client_tokens_where_usage: u64,
     disagreeing: u64,
+    usage_suspect: u64,
+    streams_without_done: u64,
     /// (gap µs since the previous event, tokens | flags), events after each request's first.
     events: Vec<(u32, u32)>,
     buckets: TokenBuckets,
@@ -168,6 +171,52 @@ pub struct Accumulator {
     valid: u64,
     /// Multi-turn runs: per turn index.
     turns: BTreeMap<u32, TurnAcc>,
+    /// Reasoning and tool calls (`None` until a successful record had either).
+    parts: Option<Box<PartsAcc>>,
+    /// First answer event − sent of every successful request with one (TTFO: reported only
+    /// when `parts` is set, but collected from the start so no request is missed).
+    ttfo_ms: Vec<f64>,
+}
+
+/// The reasoning and tool-call share of a run.
+#[derive(Debug, Clone, Default)]
+struct PartsAcc {
+    with_reasoning: u64,
+    reasoning_tokens: u64,
+    ttfr_ms: Vec<f64>,
+    reasoning_ms: Vec<f64>,
+    with_tool_calls: u64,
+    tool_call_events: u64,
+    ttftc_ms: Vec<f64>,
+}
+
+impl PartsAcc {
+    fn push(&mut self, rec: &RequestRecord, p: &crate::record::OutputParts) {
+        let since_sent = |t: u64| ns_to_ms(t.saturating_sub(rec.sent_ns));
+        if let Some(r) = p.first_reasoning_ns {
+            self.with_reasoning += 1;
+            self.ttfr_ms.push(since_sent(r));
+            if let Some(c) = rec.first_content_ns {
+                self.reasoning_ms.push(ns_to_ms(c.saturating_sub(r)));
+            }
+        }
+        self.reasoning_tokens += u64::from(p.reasoning_tokens);
+        if p.tool_call_events > 0 {
+            self.with_tool_calls += 1;
+            self.tool_call_events += u64::from(p.tool_call_events);
+        }
+        self.ttftc_ms.extend(p.first_tool_call_ns.map(since_sent));
+    }
+
+    fn merge(&mut self, o: PartsAcc) {
+        self.with_reasoning += o.with_reasoning;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.ttfr_ms.extend(o.ttfr_ms);
+        self.reasoning_ms.extend(o.reasoning_ms);
+        self.with_tool_calls += o.with_tool_calls;
+        self.tool_call_events += o.tool_call_events;
+        self.ttftc_ms.extend(o.ttftc_ms);
+    }
 }
 
 /// One turn index's share of a multi-turn run.
@@ -199,6 +248,7 @@ impl Accumulator {
         self.queue_ms.reserve(requests);
         self.lag_ms.reserve(requests);
         self.successes.reserve(requests);
+        self.ttfo_ms.reserve(requests);
         self.e2el_with_queue_ms.reserve(requests);
         self.spans.reserve(requests);
         self.events
@@ -215,6 +265,7 @@ impl Accumulator {
             + self.spans.capacity() * size_of::<(u64, u64)>()
             + self.events.capacity() * size_of::<(u32, u32)>()
             + self.buckets.counts.capacity() * size_of::<u32>()
+            + self.ttfo_ms.capacity() * size_of::<f64>()
     }
 
     /// Measured records pushed so far (warmup not included).
@@ -275,6 +326,13 @@ impl Accumulator {
             self.checked += 1;
             self.valid += u64::from(check.is_valid());
         }
+        self.ttfo_ms.extend(
+            rec.first_content_ns
+                .map(|t| ns_to_ms(t.saturating_sub(rec.sent_ns))),
+        );
+        if let Some(p) = &rec.output_parts {
+            self.parts.get_or_insert_with(Box::default).push(rec, p);
+        }
         if let Some(t) = rec.turn {
             let acc = self.turns.entry(t).or_default();
             acc.completed += 1;
@@ -296,6 +354,8 @@ impl Accumulator {
             .by_source
             .entry(token_source_label(rec.token_source))
             .or_default() += 1;
+        self.usage_suspect += u64::from(rec.usage_suspect);
+        self.streams_without_done += u64::from(!rec.done_marker);
         if let Some(usage) = rec.usage {
             self.usage_records += 1;
             self.server_tokens += u64::from(usage.completion_tokens);
@@ -361,9 +421,17 @@ impl Accumulator {
         self.server_tokens += other.server_tokens;
         self.client_tokens_where_usage += other.client_tokens_where_usage;
         self.disagreeing += other.disagreeing;
+        self.usage_suspect += other.usage_suspect;
+        self.streams_without_done += other.streams_without_done;
         self.events.extend(other.events);
         for (t, acc) in other.turns {
             self.turns.entry(t).or_default().merge(acc);
+        }
+        self.ttfo_ms.extend(other.ttfo_ms);
+        match (&mut self.parts, other.parts) {
+            (Some(mine), Some(theirs)) => mine.merge(*theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
         }
         for (i, &c) in other.buckets.counts.iter().enumerate() {
             if c > 0 {
@@ -428,6 +496,7 @@ impl Accumulator {
                 0.0
             },
             errors_by_kind: std::mem::take(&mut self.errors),
+            streams_without_done: self.streams_without_done,
             duration_s,
             request_throughput: per_s(completed as f64),
             output_throughput: per_s(self.output_tokens as f64),
@@ -456,6 +525,17 @@ impl Accumulator {
                     ttft_ms: distribution(t.ttft_ms, &ps),
                 })
                 .collect(),
+            output_parts: self.parts.take().map(|p| OutputPartsSummary {
+                requests_with_reasoning: p.with_reasoning,
+                reasoning_tokens: p.reasoning_tokens,
+                answer_tokens: self.output_tokens.saturating_sub(p.reasoning_tokens),
+                ttfo_ms: distribution(std::mem::take(&mut self.ttfo_ms), &ps),
+                ttfr_ms: distribution(p.ttfr_ms, &ps),
+                reasoning_ms: distribution(p.reasoning_ms, &ps),
+                requests_with_tool_calls: p.with_tool_calls,
+                tool_call_events: p.tool_call_events,
+                ttftc_ms: distribution(p.ttftc_ms, &ps),
+            }),
             structured: (self.checked > 0).then(|| StructuredOutput {
                 checked: self.checked,
                 valid: self.valid,
@@ -489,6 +569,7 @@ impl Accumulator {
             server_completion_tokens: with_usage.then_some(self.server_tokens),
             client_tokens_where_usage: with_usage.then_some(self.client_tokens_where_usage),
             records_disagreeing: self.disagreeing,
+            records_usage_suspect: self.usage_suspect,
         }
     }
 

@@ -172,6 +172,11 @@ pub struct TokenReport {
     pub client_tokens_where_usage: Option<u64>,
     /// Of those requests, how many had a client count different from the server's.
     pub records_disagreeing: u64,
+    /// Successful requests whose server `usage` could not be true (far beyond `max_tokens`
+    /// and what the text events can carry) and was replaced by a count from the events
+    /// (they are in `by_source` under `events`; see `client::usage_is_suspect`).
+    #[serde(default)]
+    pub records_usage_suspect: u64,
 }
 
 /// Whether the client kept up with what it was asked to do.
@@ -224,6 +229,11 @@ pub struct Summary {
     pub error_rate: f64,
     /// Failed requests per [`FailureKind::label`](crate::record::FailureKind::label).
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Successful streams that ended cleanly after a `finish_reason` without `data: [DONE]`
+    /// (`done_marker: false`; `transformers serve` ends every stream so). Complete, so they
+    /// are among `completed`; counted so a server's framing is visible.
+    #[serde(default)]
+    pub streams_without_done: u64,
     /// First send → last finish of the measured phase, seconds.
     pub duration_s: f64,
     pub request_throughput: f64,
@@ -255,6 +265,39 @@ pub struct Summary {
     /// holds the whole history before it, so TTFT by turn shows whether a prefix cache pays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub turns: Vec<TurnSummary>,
+    /// Reasoning models and function calling: how the answers divided into reasoning, answer
+    /// and tool calls (`None` when no successful measured request streamed either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_parts: Option<OutputPartsSummary>,
+}
+
+/// Reasoning and tool-call timing over the successful measured requests (AIPerf's names
+/// where it has one: TTFO, reasoning token count).
+///
+/// TTFT stays the time to the first token of any kind (reasoning included), as in vLLM and
+/// AIPerf; `ttfo_ms` is the time to the first *answer* token, which is what GenAI-Perf called
+/// TTFT for reasoning models.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutputPartsSummary {
+    /// Successful requests whose stream had reasoning events.
+    pub requests_with_reasoning: u64,
+    /// Output tokens in reasoning events (same token source as `total_output_tokens`).
+    pub reasoning_tokens: u64,
+    /// `total_output_tokens − reasoning_tokens`: the answers' tokens, tool calls included.
+    pub answer_tokens: u64,
+    /// Time to first output token: first answer event (content or tool call) − sent, over
+    /// successful requests that had one.
+    pub ttfo_ms: Distribution,
+    /// Time to first reasoning token: first reasoning event − sent, over requests with one.
+    pub ttfr_ms: Distribution,
+    /// Reasoning time: first answer event − first reasoning event, over requests with both.
+    pub reasoning_ms: Distribution,
+    /// Successful requests whose stream had tool-call deltas.
+    pub requests_with_tool_calls: u64,
+    /// Events that carried tool-call deltas, over all successful requests.
+    pub tool_call_events: u64,
+    /// Time to first tool call: first tool-call event − sent, over requests with one.
+    pub ttftc_ms: Distribution,
 }
 
 /// The measured requests of one turn index (multi-turn runs).

@@ -368,8 +368,10 @@ fn arb_record() -> impl Strategy<Value = RequestRecord> {
         prop::collection::vec((1u32..5_000, 0u32..4), 0..12),
         prop::bool::weighted(0.8),
         prop::bool::ANY,
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(sched, lag, gaps, success, warm)| {
+        .prop_map(|(sched, lag, gaps, success, warm, no_done, suspect)| {
             let mut t = 0;
             let events: Vec<(u32, u32)> = gaps
                 .iter()
@@ -396,6 +398,8 @@ fn arb_record() -> impl Strategy<Value = RequestRecord> {
             if warm {
                 r.phase = Phase::Warmup;
             }
+            r.done_marker = !(no_done && success);
+            r.usage_suspect = suspect;
             r
         })
 }
@@ -453,6 +457,53 @@ proptest! {
         prop_assert_eq!(s.itl_ms.count, want);
         prop_assert!(s.itl_ms.min <= s.itl_ms.median() && s.itl_ms.median() <= s.itl_ms.max);
     }
+}
+
+#[test]
+fn streams_without_done_and_disbelieved_usage_are_counted_over_measured_successes() {
+    let no_done = |id| RequestRecord {
+        done_marker: false,
+        ..ok(id, 0, 0, &[(5, 1), (6, 1)])
+    };
+    let suspect = RequestRecord {
+        usage_suspect: true,
+        usage: Some(Usage {
+            prompt_tokens: 100,
+            completion_tokens: 4_000_000_000,
+        }),
+        ..ok(3, 0, 0, &[(5, 1)])
+    };
+    let mut warm = no_done(4);
+    warm.phase = Phase::Warmup;
+    let recs = vec![
+        no_done(1),
+        no_done(2),
+        suspect,
+        warm,
+        ok(5, 0, 0, &[(5, 1)]),
+        failed(6, 1, FailureKind::Truncated),
+        failed(7, 1, FailureKind::NotSse),
+    ];
+    let s = summarize(&recs, &SummaryFacts::default());
+    assert_eq!((s.completed, s.failed), (4, 2));
+    assert_eq!(s.streams_without_done, 2);
+    assert_eq!(s.tokens.records_usage_suspect, 1);
+    assert_eq!(s.errors_by_kind.get("truncated"), Some(&1));
+    assert_eq!(s.errors_by_kind.get("not_sse"), Some(&1));
+    // The counts survive a JSON round trip; a summary written before them reads as zero.
+    let mut v = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["streams_without_done"], 2);
+    assert_eq!(v["tokens"]["records_usage_suspect"], 1);
+    v.as_object_mut().unwrap().remove("streams_without_done");
+    v["tokens"]
+        .as_object_mut()
+        .unwrap()
+        .remove("records_usage_suspect");
+    let old: Summary = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        (old.streams_without_done, old.tokens.records_usage_suspect),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -532,4 +583,60 @@ fn structured_verdicts_give_the_correct_rate_and_invalid_answers_are_not_good() 
     assert!(summarize(fixture(), &SummaryFacts::default())
         .structured
         .is_none());
+}
+
+#[test]
+fn reasoning_and_tool_calls_are_summarized_and_merged() {
+    use crate::record::OutputParts;
+    // R1 thinks (3 tokens from +10) and answers from +16; R2 calls a tool from +22 (sent at
+    // 2 ms: +20 after its send); R3 is a plain answer at +8. A warmup and a failed request with
+    // parts are left out.
+    let mut r1 = ok(1, 0, 0, &[(10, 1), (12, 2), (16, 2)]);
+    r1.first_content_ns = Some(16 * MS);
+    r1.output_parts = Some(OutputParts {
+        first_reasoning_ns: Some(10 * MS),
+        reasoning_tokens: 3,
+        ..OutputParts::default()
+    });
+    let mut r2 = ok(2, 2, 2, &[(20, 1), (25, 1)]);
+    r2.output_parts = Some(OutputParts {
+        tool_call_events: 2,
+        first_tool_call_ns: Some(22 * MS),
+        ..OutputParts::default()
+    });
+    let r3 = ok(3, 4, 4, &[(8, 1)]);
+    let mut warm = r1.clone();
+    warm.phase = Phase::Warmup;
+    let mut bad = failed(5, 9, FailureKind::Disconnect);
+    bad.output_parts = r1.output_parts;
+    let recs = vec![warm, r1, r2, r3, bad];
+    let s = summarize(&recs, &SummaryFacts::default());
+    let p = s.output_parts.clone().expect("two requests had parts");
+    assert_eq!(p.requests_with_reasoning, 1);
+    assert_eq!((p.reasoning_tokens, p.answer_tokens), (3, 5));
+    assert_eq!(s.total_output_tokens, 8);
+    // TTFO over every successful request with an answer: 16, 20, 8.
+    assert_eq!(p.ttfo_ms.count, 3);
+    assert!(close(p.ttfo_ms.mean, 44.0 / 3.0));
+    assert_eq!((p.ttfr_ms.count, p.ttfr_ms.mean), (1, 10.0));
+    assert_eq!((p.reasoning_ms.count, p.reasoning_ms.mean), (1, 6.0));
+    assert_eq!((p.requests_with_tool_calls, p.tool_call_events), (1, 2));
+    assert_eq!((p.ttftc_ms.count, p.ttftc_ms.mean), (1, 20.0));
+    // The parts seen only after plain records, and across a merge, give the same summary.
+    for split in 0..=recs.len() {
+        let mut a = Accumulator::new();
+        let mut b = Accumulator::new();
+        recs[..split].iter().for_each(|r| a.push(r));
+        recs[split..].iter().for_each(|r| b.push(r));
+        b.merge(a);
+        assert!(
+            same(&s, &b.finish(&SummaryFacts::default())),
+            "split {split}"
+        );
+    }
+    // Plain records only: no section at all.
+    assert_eq!(
+        summarize(&recs[3..4], &SummaryFacts::default()).output_parts,
+        None
+    );
 }

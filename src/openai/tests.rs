@@ -132,6 +132,7 @@ fn chunk(generated: Generated, finish: bool, usage: Option<(u32, u32)>) -> Chunk
     ChunkInfo::Chunk {
         generated,
         finish,
+        tool_call: false,
         usage: usage.map(|(p, c)| Usage {
             prompt_tokens: p,
             completion_tokens: c,
@@ -471,8 +472,26 @@ fn escaped_text_reasoning_field_and_tool_calls_count_as_text() {
         c(r#"{"choices":[{"delta":{"reasoning":"x","content":null}}]}"#),
         chunk(Reasoning, false, None)
     );
+    let tool_call = ChunkInfo::Chunk {
+        generated: Content,
+        finish: false,
+        tool_call: true,
+        usage: None,
+    };
     assert_eq!(
         c(r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#),
+        tool_call
+    );
+    // A non-streamed answer that is a tool call (`message.tool_calls`), content null.
+    assert_eq!(
+        classify_response(
+            br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}"#
+        ),
+        tool_call
+    );
+    // vLLM's empty `tool_calls: []` on a content chunk is not a tool call.
+    assert_eq!(
+        c(r#"{"choices":[{"delta":{"content":"a","tool_calls":[]}}]}"#),
         chunk(Content, false, None)
     );
     assert_eq!(

@@ -7,7 +7,7 @@
 //! (`request_goodput` without SLOs, an unknown engine) is an empty field; `errors_by_kind` is
 //! `kind=count` pairs joined by `;`. Quoting follows RFC 4180.
 
-use super::{ReportError, RunInfo};
+use super::{EnergyColumns, ReportError, RunInfo};
 use crate::metrics::{Distribution, Summary};
 use std::io::Write;
 use std::path::Path;
@@ -70,6 +70,14 @@ pub const CSV_COLUMNS: &[&str] = &[
     "achieved_send_rate",
     "client_cpu_percent",
     "schema_version",
+    // The energy columns: super::energy::ENERGY_COLUMNS, spelled out so the header stays one
+    // constant.
+    "gpu_energy_j",
+    "gpu_energy_method",
+    "joules_per_output_token",
+    "gpu_power_mean_w",
+    "gpu_power_max_w",
+    "energy_usd_per_1m_output_tokens",
 ];
 
 fn num(v: f64) -> String {
@@ -89,7 +97,7 @@ fn dist(d: &Distribution, ps: &[f64]) -> impl Iterator<Item = String> {
 }
 
 /// The row's fields, in [`CSV_COLUMNS`] order (unquoted).
-pub fn csv_row(run: &RunInfo, s: &Summary) -> Vec<String> {
+pub fn csv_row(run: &RunInfo, s: &Summary, energy: &EnergyColumns) -> Vec<String> {
     let std4 = [50.0, 90.0, 95.0, 99.0];
     let errors = s
         .errors_by_kind
@@ -140,6 +148,7 @@ pub fn csv_row(run: &RunInfo, s: &Summary) -> Vec<String> {
         opt(c.cpu_percent.map(num)),
         s.schema_version.to_string(),
     ]);
+    row.extend(energy.fields());
     row
 }
 
@@ -163,7 +172,12 @@ fn line(fields: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 
 /// Append this run's row to `path`, writing the header first when the file is new or empty.
 /// An existing file with other columns is left alone and reported.
-pub fn append_csv_row(path: &Path, run: &RunInfo, s: &Summary) -> Result<(), ReportError> {
+pub fn append_csv_row(
+    path: &Path,
+    run: &RunInfo,
+    s: &Summary,
+    energy: &EnergyColumns,
+) -> Result<(), ReportError> {
     let write_err = |source| ReportError::Write {
         path: path.to_path_buf(),
         source,
@@ -195,7 +209,7 @@ pub fn append_csv_row(path: &Path, run: &RunInfo, s: &Summary) -> Result<(), Rep
             text.push('\n');
         }
     }
-    text.push_str(&line(csv_row(run, s)));
+    text.push_str(&line(csv_row(run, s, energy)));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err)?;
     }
@@ -269,14 +283,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("combined.csv");
         let (run, s) = (run_info(), summary());
-        assert_eq!(csv_row(&run, &s).len(), CSV_COLUMNS.len());
-        append_csv_row(&path, &run, &s).unwrap();
+        let energy = EnergyColumns {
+            energy_j: Some(1500.25),
+            method: Some("counter".into()),
+            joules_per_output_token: Some(0.75),
+            ..EnergyColumns::default()
+        };
+        assert_eq!(csv_row(&run, &s, &energy).len(), CSV_COLUMNS.len());
+        append_csv_row(&path, &run, &s, &energy).unwrap();
         let mut run2 = run.clone();
         run2.label = Some("a, \"quoted\"\nlabel".into());
-        append_csv_row(&path, &run2, &s).unwrap();
+        let none = EnergyColumns::default();
+        append_csv_row(&path, &run2, &s, &none).unwrap();
         let (header, rows) = read_csv(&path).unwrap();
         assert_eq!(header, CSV_COLUMNS);
-        assert_eq!(rows, vec![csv_row(&run, &s), csv_row(&run2, &s)]);
+        assert_eq!(
+            rows,
+            vec![csv_row(&run, &s, &energy), csv_row(&run2, &s, &none)]
+        );
         let get = |col: &str| {
             let i = CSV_COLUMNS.iter().position(|c| *c == col).unwrap();
             rows[0][i].clone()
@@ -284,6 +308,15 @@ mod tests {
         assert_eq!(get("completed"), "2");
         assert_eq!(get("errors_by_kind"), "http_500=1");
         assert_eq!(get("engine"), "vllm");
+        assert_eq!(get("gpu_energy_j"), "1500.25");
+        assert_eq!(get("gpu_energy_method"), "counter");
+        assert_eq!(get("joules_per_output_token"), "0.75");
+        // Unavailable is an empty field, never 0.
+        assert_eq!(get("gpu_power_mean_w"), "");
+        assert_eq!(
+            &CSV_COLUMNS[CSV_COLUMNS.len() - crate::report::energy::ENERGY_COLUMNS.len()..],
+            crate::report::energy::ENERGY_COLUMNS
+        );
         assert_eq!(get("request_rate"), "10");
         assert_eq!(get("mean_ttft_ms").parse::<f64>().unwrap(), s.ttft_ms.mean);
         assert_eq!(
@@ -301,7 +334,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.csv");
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
-        let err = append_csv_row(&path, &run_info(), &summary()).unwrap_err();
+        let err =
+            append_csv_row(&path, &run_info(), &summary(), &EnergyColumns::default()).unwrap_err();
         assert!(matches!(err, ReportError::CsvHeaderMismatch { .. }));
         assert!(err.to_string().contains("new file"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n1,2\n");

@@ -22,9 +22,10 @@
 //!
 //! Ours: the run metadata ([`RunInfo`], flat: `run_id`, `start_time`, `seed`, `simulated`,
 //! `servebench_version`, `config`, …), `schema_version`, `attempted`, `success_rate`,
-//! `errors_by_kind`, `token_source`, `client_limited`, `self_check`, `min_`/`max_` and P50/P90/
-//! P95/P99 of every metric, the same for `icl_ms`, `queue_ms` and `e2el_incl_queue_ms`, and the
-//! whole [`Summary`] under `summary` (what servebench's own tools read back).
+//! `errors_by_kind`, `streams_without_done`, `token_source`, `client_limited`, `self_check`,
+//! `min_`/`max_` and P50/P90/P95/P99 of every metric, the same for `icl_ms`, `queue_ms` and
+//! `e2el_incl_queue_ms`, and the whole [`Summary`] under `summary` (what servebench's own tools
+//! read back).
 
 use super::{write_atomic, ReportError, RunInfo, RESULT_SCHEMA_VERSION};
 use crate::metrics::{percentile_label, Distribution, SelfCheck, Summary};
@@ -35,7 +36,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How each reported metric is defined (written into every result file).
-pub const METRIC_DEFINITIONS: [(&str, &str); 9] = [
+pub const METRIC_DEFINITIONS: [(&str, &str); 13] = [
     ("ttft", "first event carrying generated text (content or reasoning) - sent; a role-only or empty chunk does not count"),
     ("tpot", "(last text event - first token) / (output tokens - 1), requests with >= 2 output tokens"),
     ("itl", "per output token after the first: an event carrying k tokens after a gap g gives k samples of g/k; the first event gives none"),
@@ -45,15 +46,20 @@ pub const METRIC_DEFINITIONS: [(&str, &str); 9] = [
     ("duration", "first send -> last finish of the measured phase (warmup excluded)"),
     ("percentiles", "linear interpolation between closest ranks (numpy.percentile default); std is the population std"),
     ("max_output_tokens_per_s", "most output tokens of successful requests in a 1 s window, windows from the first successful send (to 100 ms)"),
+    ("ttfo", "time to first output token (AIPerf's TTFO): first answer event (content or tool call, not reasoning) - sent; only when a stream had reasoning or tool calls"),
+    ("ttfr", "time to first reasoning token: first reasoning event (reasoning_content / reasoning) - sent, requests that reasoned"),
+    ("reasoning", "first answer event - first reasoning event, requests with both"),
+    ("ttftc", "time to first tool call: first tool_calls delta - sent, requests that called a tool"),
 ];
 
 /// The metrics written flat as `{stat}_{name}_ms`, in this order, and whether each is one of
 /// vLLM's `--percentile-metrics` (written only when selected) or servebench's own (always).
 /// vLLM's `client_queue_time` and `e2el_including_client_queue` are our queue and
 /// queue-inclusive E2E latency under vLLM's names, written only when selected (vLLM's default
-/// leaves them out).
-fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution, bool); 9] {
-    [
+/// leaves them out). Reasoning and tool-call timing only when a stream had them (`ttfo`,
+/// `ttfr`, `reasoning`, `ttftc`).
+fn flat_metrics(s: &Summary) -> Vec<(&'static str, &Distribution, bool)> {
+    let mut flat = vec![
         ("ttft", &s.ttft_ms, true),
         ("tpot", &s.tpot_ms, true),
         ("itl", &s.itl_ms, true),
@@ -63,7 +69,16 @@ fn flat_metrics(s: &Summary) -> [(&'static str, &Distribution, bool); 9] {
         ("icl", &s.icl_ms, false),
         ("queue", &s.queue_ms, false),
         ("e2el_incl_queue", &s.e2el_with_queue_ms, false),
-    ]
+    ];
+    if let Some(p) = &s.output_parts {
+        flat.extend([
+            ("ttfo", &p.ttfo_ms, false),
+            ("ttfr", &p.ttfr_ms, false),
+            ("reasoning", &p.reasoning_ms, false),
+            ("ttftc", &p.ttftc_ms, false),
+        ]);
+    }
+    flat
 }
 
 /// Whether a vLLM metric gets flat keys: every one when `--percentile-metrics` is absent,
@@ -105,6 +120,10 @@ pub struct ResultFile {
     pub attempted: u64,
     pub success_rate: f64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Successful streams that ended without `data: [DONE]` after a `finish_reason` (see
+    /// `Summary::streams_without_done`).
+    #[serde(default)]
+    pub streams_without_done: u64,
     pub token_source: String,
     pub client_limited: bool,
     pub self_check: SelfCheck,
@@ -125,6 +144,9 @@ pub struct ResultFile {
     /// GPU and engine telemetry over the measured phase (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<crate::telemetry::TelemetrySummary>,
+    /// The on-premises energy cost at `--electricity-price` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_cost: Option<crate::cost::EnergyCost>,
     /// Where the numbers come from: servebench version and commit, host, the server's
     /// `/version`, the GPUs NVML saw, and the launcher's facts (set by `run`).
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -175,6 +197,7 @@ impl ResultFile {
             attempted: summary.attempted,
             success_rate: summary.success_rate,
             errors_by_kind: summary.errors_by_kind.clone(),
+            streams_without_done: summary.streams_without_done,
             token_source: summary.tokens.token_source.clone(),
             client_limited: summary.self_check.client_limited,
             self_check: summary.self_check.clone(),
@@ -187,6 +210,7 @@ impl ResultFile {
             summary: summary.clone(),
             load: None,
             telemetry: None,
+            energy_cost: None,
             environment: Value::Null,
             stats,
         }
@@ -490,6 +514,7 @@ mod tests {
             "mean_icl_ms",
             "p99_queue_ms",
             "errors_by_kind",
+            "streams_without_done",
             "token_source",
             "success_rate",
             "self_check",

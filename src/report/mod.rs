@@ -3,11 +3,13 @@
 //! table ([`table`]). Renderers compute no metric and read no clock.
 
 pub mod csv;
+pub mod energy;
 pub mod json;
 pub mod study;
 pub mod table;
 
 pub use csv::{append_csv_row, csv_row, read_csv, write_csv, CSV_COLUMNS};
+pub use energy::{energy_line, EnergyColumns};
 pub use json::{
     default_result_filename, read_result, request_arrays, write_result, ResultFile,
     METRIC_DEFINITIONS,

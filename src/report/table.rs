@@ -38,6 +38,46 @@ fn ms_section(out: &mut String, header: &str, name: &str, d: &Distribution) {
 }
 
 /// The whole block, ready to print.
+/// Reasoning and tool calls: the answer's own first token (TTFO) beside TTFT, which counts
+/// thinking tokens, and how the tokens divided.
+fn reasoning_section(out: &mut String, p: &crate::metrics::OutputPartsSummary) {
+    title(out, "Reasoning and Tool Calls", '-');
+    if p.requests_with_reasoning > 0 {
+        row(out, "Requests that reasoned", p.requests_with_reasoning);
+        row(
+            out,
+            "Reasoning / answer tokens",
+            format!("{} / {}", p.reasoning_tokens, p.answer_tokens),
+        );
+    }
+    if p.requests_with_tool_calls > 0 {
+        row(
+            out,
+            "Requests that called tools (events)",
+            format!("{} ({})", p.requests_with_tool_calls, p.tool_call_events),
+        );
+    }
+    let line = |out: &mut String, label: &str, d: &Distribution| {
+        if d.count > 0 {
+            row(
+                out,
+                label,
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    d.mean,
+                    d.median(),
+                    d.percentile(99.0).unwrap_or(0.0)
+                ),
+            );
+        }
+    };
+    line(out, "TTFO, first answer token (ms)", &p.ttfo_ms);
+    line(out, "First reasoning token (ms)", &p.ttfr_ms);
+    line(out, "Reasoning time (ms)", &p.reasoning_ms);
+    line(out, "First tool call (ms)", &p.ttftc_ms);
+    let _ = writeln!(out, "{:>51}", "(mean / P50 / P99 ms)");
+}
+
 pub fn render_table(run: &RunInfo, s: &Summary) -> String {
     let mut out = String::new();
     title(&mut out, " Serving Benchmark Result ", '=');
@@ -52,6 +92,18 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
     row(&mut out, "Failed requests", s.failed);
     for (kind, n) in &s.errors_by_kind {
         row(&mut out, &format!("  {kind}"), n);
+    }
+    if s.streams_without_done > 0 {
+        // Complete (a finish_reason, then a clean end), as vLLM counts them; shown because it
+        // says how the server frames its streams.
+        row(
+            &mut out,
+            "Streams without [DONE] (successful)",
+            format!(
+                "{} (ended cleanly after a finish_reason)",
+                s.streams_without_done
+            ),
+        );
     }
     row(
         &mut out,
@@ -123,6 +175,16 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
         "Token source",
         format!("{} ({sources})", t.token_source),
     );
+    if t.records_usage_suspect > 0 {
+        row(
+            &mut out,
+            "Server usage not believed (requests)",
+            format!(
+                "{} (beyond max_tokens; counted from events)",
+                t.records_usage_suspect
+            ),
+        );
+    }
     if let (Some(server), Some(client)) = (t.server_completion_tokens, t.client_tokens_where_usage)
     {
         row(
@@ -145,6 +207,9 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
     ms_section(&mut out, "Inter-chunk Latency", "ICL", &s.icl_ms);
     ms_section(&mut out, "End-to-end Latency", "E2EL", &s.e2el_ms);
     ms_section(&mut out, "Queue Time", "Queue", &s.queue_ms);
+    if let Some(p) = &s.output_parts {
+        reasoning_section(&mut out, p);
+    }
     if !s.turns.is_empty() {
         // Multi-turn: each turn's prompt holds the history, so TTFT by turn shows whether
         // the server's prefix cache pays.
@@ -225,6 +290,22 @@ mod tests {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
         assert!(t.ends_with(&format!("{}\n", "=".repeat(50))));
+        // Rows that only appear when there is something to say.
+        assert!(!t.contains("[DONE]") && !t.contains("not believed"), "{t}");
+    }
+
+    #[test]
+    fn streams_without_done_and_disbelieved_usage_are_shown() {
+        let mut s = summary();
+        s.streams_without_done = 2;
+        s.tokens.records_usage_suspect = 1;
+        let t = render_table(&run_info(), &s);
+        for needle in [
+            "Streams without [DONE] (successful):     2 (ended cleanly after a finish_reason)",
+            "Server usage not believed (requests):    1 (beyond max_tokens; counted from events)",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
     }
 
     #[test]

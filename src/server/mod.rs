@@ -80,6 +80,40 @@ pub struct ServerOptions {
     pub faults: FaultConfig,
     /// Seed of the fault decisions (see [`FaultPlan`]).
     pub seed: u64,
+    /// Answer like a reasoning model served with a reasoning parser (chat only; `None`: plain
+    /// answers).
+    pub reasoning: Option<Reasoning>,
+}
+
+/// Reasoning-model emulation: the first `tokens` tokens of every chat answer are thinking,
+/// streamed in `delta.<field>` as vLLM and SGLang do with a reasoning parser, the rest is the
+/// answer in `delta.content`. An answer cut by `max_tokens` before `tokens` is all reasoning,
+/// as a real reasoning model's would be. Structured-output requests answer without reasoning
+/// (their answer is the constrained document). Completions have no reasoning field: unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Reasoning {
+    pub tokens: u32,
+    pub field: ReasoningField,
+}
+
+/// Where a reasoning parser puts the thinking text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningField {
+    /// `reasoning_content`: SGLang, and vLLM before 0.11.
+    #[default]
+    ReasoningContent,
+    /// `reasoning`: vLLM 0.11 and later.
+    Reasoning,
+}
+
+impl ReasoningField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningField::ReasoningContent => "reasoning_content",
+            ReasoningField::Reasoning => "reasoning",
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -89,6 +123,7 @@ impl Default for ServerOptions {
             max_model_len: 32_768,
             faults: FaultConfig::default(),
             seed: 0,
+            reasoning: None,
         }
     }
 }
@@ -162,6 +197,7 @@ struct Shared {
     next_index: AtomicU64,
     started: u64,
     shutdown: watch::Receiver<bool>,
+    reasoning: Option<Reasoning>,
 }
 
 /// The router, without a handle. Use [`app_with_control`] to read counters in-process.
@@ -188,6 +224,7 @@ pub fn app_with_control(backend: Arc<dyn Backend>, opts: ServerOptions) -> (Rout
         next_index: AtomicU64::new(0),
         started: unix_now(),
         shutdown: rx,
+        reasoning: opts.reasoning,
     });
     let router = Router::new()
         .route("/health", get(health))
@@ -582,6 +619,11 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
         guard.end();
         return status_fault(kind, s.faults.retry_after_secs);
     }
+    if parsed.stream && fault == Some(FaultKind::NotSse) {
+        guard.fault(FaultKind::NotSse);
+        guard.end();
+        return not_sse_page(req.index);
+    }
     let prefix = match endpoint {
         Endpoint::Completions => "cmpl",
         Endpoint::Chat => "chatcmpl",
@@ -592,11 +634,16 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
         model: s.model.clone(),
     };
     let prompt_tokens = req.prompt_tokens;
+    // A constrained answer is the document itself: no thinking before it.
+    let reasoning = s
+        .reasoning
+        .filter(|_| endpoint == Endpoint::Chat && answer.is_none());
     let gen = s.backend.generate(req);
     if parsed.stream {
         let setup = StreamSetup {
             template: ChunkTemplate::new(&meta, &s.model_json, endpoint == Endpoint::Chat)
-                .with_answer(answer),
+                .with_answer(answer)
+                .with_reasoning(reasoning),
             prompt_tokens,
             include_usage: parsed.include_usage,
             continuous_usage: parsed.continuous_usage,
@@ -623,6 +670,7 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
             prompt_tokens,
             fault,
             answer,
+            reasoning,
         };
         whole.respond(&s, gen, guard).await
     }
@@ -658,6 +706,30 @@ fn status_fault(kind: FaultKind, retry_after_secs: u32) -> Response {
     }
 }
 
+/// The [`FaultKind::NotSse`] answer: 200 with a page where an SSE stream was asked for, as a
+/// misconfigured proxy or gateway sends. An HTML error page on even indexes, a JSON document
+/// that is not a completion on odd ones.
+fn not_sse_page(index: u64) -> Response {
+    if index % 2 == 0 {
+        let html = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n\
+                    <body><h1>502 Bad Gateway</h1><p>injected fault: not_sse</p></body></html>\n";
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html,
+        )
+            .into_response()
+    } else {
+        json_response(
+            StatusCode::OK,
+            r#"{"object":"list","data":[],"note":"injected fault: not_sse"}"#.to_string(),
+        )
+    }
+}
+
 /// A non-streaming response in the making.
 struct Whole {
     endpoint: Endpoint,
@@ -665,6 +737,7 @@ struct Whole {
     prompt_tokens: u32,
     fault: Option<FaultKind>,
     answer: Option<Arc<Vec<String>>>,
+    reasoning: Option<Reasoning>,
 }
 
 /// The token pieces of a constrained answer: a valid instance of the schema (or a match of
@@ -742,23 +815,32 @@ impl Whole {
             }
             _ => {}
         }
+        let thinking = self.reasoning.map_or(0, |r| r.tokens.min(tokens));
         let text = match &self.answer {
             Some(pieces) => {
                 let mut t = wire::answer_text(pieces, tokens);
                 t.push_str(&wire::words(0, 0, pad));
                 t
             }
-            None => wire::words(0, tokens, pad),
+            None => wire::words(thinking, tokens - thinking, pad),
         };
-        let body = wire::full_response(
+        let mut body = wire::full_response(
             self.endpoint,
             &self.meta,
             &text,
             reason,
             self.prompt_tokens,
             tokens,
-        )
-        .to_string();
+        );
+        if let Some(r) = self.reasoning {
+            let message = &mut body["choices"][0]["message"];
+            message[r.field.as_str()] = wire::words(0, thinking, 0).into();
+            if thinking == tokens && pad == 0 {
+                // vLLM's parser leaves no content when the answer never got past thinking.
+                message["content"] = serde_json::Value::Null;
+            }
+        }
+        let body = body.to_string();
         match self.fault {
             Some(FaultKind::Disconnect) => {
                 guard.fault(FaultKind::Disconnect);

@@ -101,6 +101,8 @@ pub(crate) struct ChunkTemplate {
     chat: bool,
     /// A structured answer's token pieces; `None`: the filler words.
     answer: Option<Arc<Vec<String>>>,
+    /// Tokens `0..n` are reasoning, streamed in `delta.<field>` (chat only).
+    reasoning: Option<super::Reasoning>,
 }
 
 impl ChunkTemplate {
@@ -119,12 +121,19 @@ impl ChunkTemplate {
             prefix: prefix.into_bytes(),
             chat,
             answer: None,
+            reasoning: None,
         }
     }
 
     /// Stream the pieces of a structured answer instead of the filler words.
     pub(crate) fn with_answer(mut self, answer: Option<Arc<Vec<String>>>) -> ChunkTemplate {
         self.answer = answer;
+        self
+    }
+
+    /// Stream the first tokens of every answer as reasoning (chat only; see [`super::Reasoning`]).
+    pub(crate) fn with_reasoning(mut self, reasoning: Option<super::Reasoning>) -> ChunkTemplate {
+        self.reasoning = reasoning.filter(|r| self.chat && r.tokens > 0);
         self
     }
 
@@ -140,7 +149,8 @@ impl ChunkTemplate {
         out.extend_from_slice(b"}\n\n");
     }
 
-    /// One text chunk with the words of tokens `first..first + count`.
+    /// The chunks of tokens `first..first + count`: one, or two where the tokens cross from
+    /// reasoning into the answer (a reasoning parser never mixes the two in one delta).
     fn tokens(
         &self,
         out: &mut Vec<u8>,
@@ -150,15 +160,49 @@ impl ChunkTemplate {
         finish: Option<FinishReason>,
         usage: Option<(u32, u32)>,
     ) {
+        let Some(r) = self.reasoning.filter(|r| first < r.tokens) else {
+            return self.frame(out, None, first, count, pad, finish, usage);
+        };
+        let thinking = (r.tokens - first).min(count);
+        if thinking == count {
+            return self.frame(out, Some(r.field), first, count, pad, finish, usage);
+        }
+        // The running usage after the reasoning part: what the whole chunk adds, less the
+        // answer's share.
+        let usage_then = usage.map(|(p, c)| (p, c.saturating_sub(count - thinking)));
+        self.frame(out, Some(r.field), first, thinking, 0, None, usage_then);
+        self.frame(out, None, r.tokens, count - thinking, pad, finish, usage);
+    }
+
+    /// One text chunk with the words of tokens `first..first + count`, as answer content or
+    /// (chat) in a reasoning field.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one frame is all of these; a struct per call would be built and torn down per chunk"
+    )]
+    fn frame(
+        &self,
+        out: &mut Vec<u8>,
+        reasoning: Option<super::ReasoningField>,
+        first: u32,
+        count: u32,
+        pad: usize,
+        finish: Option<FinishReason>,
+        usage: Option<(u32, u32)>,
+    ) {
         out.extend_from_slice(&self.prefix);
-        if self.chat {
+        if let (true, Some(field)) = (self.chat, reasoning) {
+            out.extend_from_slice(br#"{"index":0,"delta":{""#);
+            out.extend_from_slice(field.as_str().as_bytes());
+            out.extend_from_slice(br#"":""#);
+        } else if self.chat {
             out.extend_from_slice(br#"{"index":0,"delta":{"content":""#);
         } else {
             out.extend_from_slice(br#"{"index":0,"text":""#);
         }
-        match &self.answer {
-            Some(pieces) => push_pieces(out, pieces, first, count),
-            None => push_words(out, first, count),
+        match (&self.answer, reasoning) {
+            (Some(pieces), None) => push_pieces(out, pieces, first, count),
+            _ => push_words(out, first, count),
         }
         push_padding(out, pad);
         if self.chat {
@@ -312,7 +356,10 @@ impl SseStream {
             include_usage: setup.include_usage,
             continuous: setup.continuous_usage,
             emitted: 0,
-            fault: setup.fault.filter(|k| !k.is_http_status() && !no_done),
+            // Status faults were answered before the stream; `not_sse` is answered instead of it.
+            fault: setup.fault.filter(|k| {
+                !k.is_http_status() && !matches!(k, FaultKind::NoDone | FaultKind::NotSse)
+            }),
             no_done,
             faults: setup.faults,
             held: None,
@@ -410,9 +457,19 @@ impl SseStream {
                 push_error_frame(&mut self.buf, kind == FaultKind::ErrorEvent, &message);
                 self.state = State::Closing;
             }
+            FaultKind::Truncated => {
+                // The content that was due goes out without its finish reason; then the body
+                // ends cleanly with nothing after it: no usage chunk, no `[DONE]`.
+                if let Some((count, _)) = held {
+                    self.emit(count, None, 0);
+                }
+                self.gen = None;
+                self.state = State::Closing;
+            }
             FaultKind::MalformedChunk
             | FaultKind::HugeChunk
             | FaultKind::NoDone
+            | FaultKind::NotSse
             | FaultKind::Http500
             | FaultKind::Http503
             | FaultKind::Http429 => {

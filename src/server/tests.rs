@@ -273,6 +273,101 @@ async fn multi_token_chunks_carry_their_tokens_in_one_event() {
     server.shutdown().await;
 }
 
+fn thinking(tokens: u32, field: crate::server::ReasoningField) -> ServerOptions {
+    ServerOptions {
+        reasoning: Some(crate::server::Reasoning { tokens, field }),
+        ..ServerOptions::default()
+    }
+}
+
+/// Words in a chunk's delta field, `None` when the field is absent.
+fn delta_words(v: &Value, field: &str) -> Option<usize> {
+    v["choices"][0]["delta"][field]
+        .as_str()
+        .map(|t| t.split_whitespace().count())
+}
+
+/// Reasoning then answer, split inside a 4-token chunk: one reasoning frame and one answer
+/// frame, the running usage exact on both, and never both fields in one delta.
+#[tokio::test]
+async fn reasoning_streams_first_and_splits_a_chunk_at_the_boundary() {
+    use crate::server::ReasoningField;
+    let backend = FixedTiming::new(FixedTimingConfig {
+        tokens_per_chunk: 4,
+        ..Default::default()
+    });
+    let server = start(backend, thinking(6, ReasoningField::Reasoning)).await;
+    let mut req = chat_req(10, true);
+    req["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    let events = stream_events(&server, "/v1/chat/completions", req).await;
+    let json: Vec<Value> = events.iter().map(Event::json).collect();
+    // role, [0..4) reasoning, [4..6) reasoning + [6..8) answer, [8..10) answer, usage, [DONE]
+    assert_eq!(events.len(), 7, "{events:?}");
+    let kinds: Vec<(Option<usize>, Option<usize>)> = json[1..5]
+        .iter()
+        .map(|v| (delta_words(v, "reasoning"), delta_words(v, "content")))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(4), None),
+            (Some(2), None),
+            (None, Some(2)),
+            (None, Some(2))
+        ]
+    );
+    let running: Vec<Value> = json[1..5]
+        .iter()
+        .map(|v| v["usage"]["completion_tokens"].clone())
+        .collect();
+    assert_eq!(running, vec![json!(4), json!(6), json!(8), json!(10)]);
+    assert_eq!(json[2]["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(json[4]["choices"][0]["finish_reason"], "length");
+    assert_eq!(events[6].data, "[DONE]");
+    server.shutdown().await;
+}
+
+/// An answer cut by `max_tokens` inside the thinking is all reasoning, finish on the last;
+/// completions are unchanged; a non-streamed chat answer carries both fields.
+#[tokio::test]
+async fn reasoning_cut_short_completions_and_whole_answers() {
+    use crate::server::ReasoningField;
+    let server = start(fast(), thinking(8, ReasoningField::ReasoningContent)).await;
+    let events = stream_events(&server, "/v1/chat/completions", chat_req(3, true)).await;
+    let json: Vec<Value> = events.iter().map(Event::json).collect();
+    assert_eq!(events.len(), 5);
+    for v in &json[1..4] {
+        assert_eq!(delta_words(v, "reasoning_content"), Some(1));
+        assert_eq!(delta_words(v, "content"), None);
+    }
+    assert_eq!(json[3]["choices"][0]["finish_reason"], "length");
+
+    let events = stream_events(&server, "/v1/completions", completion_req(3, true)).await;
+    for e in &events[..3] {
+        assert_eq!(
+            e.json()["choices"][0]["text"].as_str().map(str::is_empty),
+            Some(false)
+        );
+    }
+
+    let v: Value = post(&server, "/v1/chat/completions", chat_req(10, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let message = &v["choices"][0]["message"];
+    let count = |f: &str| message[f].as_str().unwrap().split_whitespace().count();
+    assert_eq!((count("reasoning_content"), count("content")), (8, 2));
+    assert_eq!(v["usage"]["completion_tokens"], 10);
+    let v: Value = post(&server, "/v1/chat/completions", chat_req(5, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn non_streaming_responses_carry_text_and_usage() {
     let server = start(fast(), ServerOptions::default()).await;
@@ -445,7 +540,9 @@ async fn mixed_faults_are_counted_exactly_as_the_seed_predicts() {
     .with(FaultKind::ErrorEvent, 0.05)
     .with(FaultKind::Error200, 0.05)
     .with(FaultKind::NoDone, 0.05)
-    .with(FaultKind::HugeChunk, 0.05);
+    .with(FaultKind::HugeChunk, 0.05)
+    .with(FaultKind::Truncated, 0.05)
+    .with(FaultKind::NotSse, 0.05);
     let opts = with_faults(faults);
     let expected = FaultPlan::new(&opts.faults, opts.seed).expected_counts(200);
     let server = start(fast(), opts).await;
@@ -641,6 +738,59 @@ async fn malformed_chunk_error_frames_no_done_and_huge_chunk() {
     assert_eq!(events[1].json()["usage"]["completion_tokens"], 2);
     assert_eq!(events[4].json()["usage"]["completion_tokens"], 4);
     assert_eq!(server.stats().faults_injected(FaultKind::HugeChunk), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncated_and_not_sse_faults_and_their_non_streamed_answers() {
+    // Truncated after 2 of 5 tokens: content chunks without a finish_reason, no usage chunk,
+    // no [DONE], and a body that ends cleanly.
+    let server = start(fast(), one_fault(FaultKind::Truncated, 2)).await;
+    let mut req = chat_req(5, true);
+    req["stream_options"] = json!({"include_usage": true});
+    let events = stream_events(&server, "/v1/chat/completions", req).await;
+    let texts: Vec<String> = events.iter().map(|e| text_of(&e.json())).collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(texts[0], "", "the role chunk");
+    assert_eq!(texts[1..].concat().split_whitespace().count(), 2);
+    assert!(events.iter().all(|e| e.data != "[DONE]"
+        && e.json()["choices"][0]["finish_reason"].is_null()
+        && e.json().get("usage").is_none_or(Value::is_null)));
+    assert_eq!(server.stats().faults_injected(FaultKind::Truncated), 1);
+    // A non-streamed request is answered in full and nothing is counted.
+    let v: Value = post(&server, "/v1/completions", completion_req(5, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert_eq!(server.stats().faults_injected(FaultKind::Truncated), 1);
+    server.shutdown().await;
+
+    // not_sse: a page instead of the stream, HTML on even arrival indexes, JSON on odd.
+    let server = start(fast(), one_fault(FaultKind::NotSse, 1)).await;
+    let resp = post(&server, "/v1/completions", completion_req(3, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(resp.text().await.unwrap().starts_with("<!DOCTYPE html>"));
+    let resp = post(&server, "/v1/chat/completions", chat_req(3, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["object"].as_str(), v.get("choices")),
+        (Some("list"), None)
+    );
+    let v: Value = post(&server, "/v1/completions", completion_req(3, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    assert_eq!(server.stats().faults_injected(FaultKind::NotSse), 2);
     server.shutdown().await;
 }
 

@@ -35,6 +35,13 @@ pub struct GpuSpec {
     pub bandwidth_efficiency: f64,
     /// Per-direction GPU-to-GPU bandwidth for tensor-parallel all-reduce, GB/s.
     pub interconnect_gbps: f64,
+    /// The board's maximum power (TDP), W, for the simulator's modelled power; `None`: no
+    /// modelled power or energy for this GPU.
+    #[serde(default)]
+    pub tdp_w: Option<f64>,
+    /// Where `tdp_w` comes from (the datasheet line).
+    #[serde(default)]
+    pub tdp_source: Option<String>,
     pub source: String,
     pub date: String,
 }

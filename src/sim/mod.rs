@@ -13,6 +13,7 @@
 //! - [`sharegpt`]: a synthetic ShareGPT-like length distribution.
 //! - [`calibration`]: the published results the free constants were fitted to.
 //! - [`serve`]: the engine model behind the OpenAI-compatible server, in real time.
+//! - [`power`]: modelled GPU power and energy from the busy fraction and the catalog's TDP.
 //!
 //! See `docs/simulator.md` for what is modelled, what is not, and the calibration.
 
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod conversation;
 pub mod engine;
 pub mod kv;
+pub mod power;
 pub mod predict;
 pub mod profile;
 pub mod roofline;

@@ -108,6 +108,11 @@ pub struct Prediction {
     /// Σ over steps of the modelled GPU-busy time, ns.
     pub busy_ns: f64,
     pub preemptions: u64,
+    /// Modelled energy of one GPU over `duration_ns`, J ([`super::power`]); `None` where the
+    /// catalog has no TDP for the GPU. Every rank is modelled equally busy: multiply by `tp`
+    /// for the whole engine.
+    #[serde(default)]
+    pub energy_per_gpu_j: Option<f64>,
 }
 
 /// Simulate `requests` on the engine `opts` describes, offered by `load`.
@@ -451,6 +456,8 @@ pub fn simulate_arrivals(
         roofline_bound_ns: bound_ns,
         busy_ns,
         preemptions: g.preemptions_total,
+        energy_per_gpu_j: super::power::PowerModel::of(&hw.gpu)
+            .map(|pm| pm.energy_j(end_ns as f64 / 1e9, busy_ns / 1e9)),
     }
 }
 
@@ -503,11 +510,14 @@ fn to_record(t: &Trace) -> RequestRecord {
         }),
         output_tokens: out,
         token_source: TokenSource::UsageFinal,
+        usage_suspect: false,
+        done_marker: true,
         resends: 0,
         output_text: None,
         conversation: t.conversation.map(|c| c.0),
         turn: t.conversation.map(|c| c.1),
         output_check: None,
+        output_parts: None,
         outcome,
     }
 }

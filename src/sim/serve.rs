@@ -96,6 +96,8 @@ pub struct SimBackend {
     gpu: String,
     gpu_memory_bytes: f64,
     tp: u32,
+    /// Modelled power, where the catalog has the GPU's TDP.
+    power: Option<super::power::PowerModel>,
     epoch: Instant,
 }
 
@@ -115,6 +117,7 @@ impl SimBackend {
             gpu: hw.gpu.name.clone(),
             gpu_memory_bytes: hw.gpu.memory_gib * 1024.0 * 1024.0 * 1024.0,
             tp: hw.tp,
+            power: super::power::PowerModel::of(&hw.gpu),
             epoch,
         };
         tokio::spawn(engine_loop(engine, rx, metrics, epoch));
@@ -132,12 +135,12 @@ impl SimBackend {
     /// The Prometheus text for the current state.
     pub fn render_metrics(&self) -> String {
         let now = self.now_ns();
-        let (g, util, tps) = match self.metrics.lock() {
+        let (g, util, tps, busy_ns) = match self.metrics.lock() {
             Ok(m) => {
                 let (u, t) = m.rates(now);
-                (m.gauges, u, t)
+                (m.gauges, u, t, m.busy_ns)
             }
-            Err(_) => (EngineGauges::default(), 0.0, 0.0),
+            Err(_) => (EngineGauges::default(), 0.0, 0.0, 0.0),
         };
         let label = format!("model_name=\"{}\"", escape_label(&self.model));
         let mut out = String::new();
@@ -260,8 +263,14 @@ impl SimBackend {
         let total_mib = self.gpu_memory_bytes / (1024.0 * 1024.0);
         let gpu = escape_label(&self.gpu);
         let mut gauge = |name: &str, help: &str, value: f64| {
+            // DCGM's exporter types the energy field a counter, every other field a gauge.
+            let kind = if name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" {
+                "counter"
+            } else {
+                "gauge"
+            };
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for rank in 0..self.tp {
                 let _ = writeln!(
                     out,
@@ -284,6 +293,20 @@ impl SimBackend {
             "Framebuffer memory free (in MiB), simulated.",
             (total_mib - used_mib).max(0.0).round(),
         );
+        if let Some(pm) = self.power {
+            // Modelled (see sim::power): the busy fraction of the last second for the draw,
+            // idle × elapsed + (TDP − idle) × busy time since start for the energy counter.
+            gauge(
+                "DCGM_FI_DEV_POWER_USAGE",
+                "Power draw (in W), simulated: idle + (TDP - idle) x busy fraction.",
+                (pm.power_w(util) * 10.0).round() / 10.0,
+            );
+            gauge(
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                "Total energy consumption since the simulator started (in mJ), simulated.",
+                (pm.energy_j(now as f64 / 1e9, busy_ns / 1e9) * 1000.0).round(),
+            );
+        }
         out
     }
 }
@@ -681,6 +704,57 @@ mod tests {
                 .unwrap();
             assert!(gen_line.ends_with(" 8"), "{gen_line}");
         }
+    }
+
+    #[tokio::test]
+    async fn modelled_power_and_energy_are_exported_as_simulated_dcgm_fields() {
+        use crate::telemetry::normalize::{normalize, CounterState};
+        use crate::telemetry::prometheus::parse;
+        use crate::telemetry::{Metric, Series, TelemetrySource};
+        let b = SimBackend::spawn(engine(EngineKind::Vllm), "opt");
+        let _: Vec<GenEvent> = b.generate(request(0, 40, 8)).collect().await;
+        let read = |text: &str| {
+            let mut got = (None, None);
+            for s in normalize(&parse(text), &mut CounterState::default()) {
+                if let Metric::Normalized { series, source } = s.metric {
+                    match series {
+                        Series::GpuPowerW | Series::GpuEnergyJ => {
+                            assert_eq!(source, TelemetrySource::Simulated, "{series:?}");
+                        }
+                        _ => continue,
+                    }
+                    if series == Series::GpuPowerW {
+                        got.0 = Some(s.value);
+                    } else {
+                        got.1 = Some(s.value);
+                    }
+                }
+            }
+            got
+        };
+        let first = b.metrics().unwrap();
+        assert!(
+            first.contains("# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter"),
+            "{first}"
+        );
+        let (power, e0) = read(&first);
+        // A10G: TDP 300 W, idle 45 W.
+        let power = power.unwrap();
+        assert!((45.0..=300.0).contains(&power), "{power}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (_, e1) = read(&b.metrics().unwrap());
+        let (e0, e1) = (e0.unwrap(), e1.unwrap());
+        // At least the idle draw accrues between scrapes: 45 W × 20 ms = 0.9 J.
+        assert!(e1 - e0 >= 0.9 - 1e-3, "{e0} → {e1}");
+        // No TDP in the catalog: no power or energy lines at all (unavailable, not 0 W).
+        let c = Catalog::builtin();
+        let mut g = c.gpu("a10g").unwrap().clone();
+        g.tdp_w = None;
+        let m = c.model("facebook/opt-125m").unwrap().clone();
+        let e = Engine::new(EngineProfile::for_engine(EngineKind::Vllm, &g, 1), g, m, 1).unwrap();
+        let text = SimBackend::spawn(e, "opt").metrics().unwrap();
+        assert!(!text.contains("DCGM_FI_DEV_POWER_USAGE"), "{text}");
+        assert!(!text.contains("DCGM_FI_DEV_TOTAL_ENERGY"), "{text}");
     }
 
     #[tokio::test]

@@ -18,6 +18,10 @@ pub struct SuiteConfig {
     /// Your own hourly price instead of the catalog's.
     #[serde(default)]
     pub price: Option<crate::cost::PriceOverride>,
+    /// `[electricity]`: `usd_per_kwh` and optional `pue` (default 1.0): each cell's on-premises
+    /// energy cost per 1M output tokens from its measured GPU energy (`run --electricity-price`).
+    #[serde(default)]
+    pub electricity: Option<crate::cost::ElectricityPrice>,
     /// Each cell is run this many times; the report shows every repeat.
     #[serde(default = "one")]
     pub repeats: u32,
@@ -307,6 +311,10 @@ impl SuiteConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(e) = &self.electricity {
+            crate::cost::ElectricityPrice::new(e.usd_per_kwh, e.pue)
+                .map_err(|problem| format!("[electricity]: {problem}"))?;
+        }
         if self.targets.is_empty() {
             return Err("no [[targets]]: add at least one (kind = \"sim\" | \"external\")".into());
         }

@@ -158,6 +158,10 @@ fn cell_argv(
     push("--result-filename", file.to_string());
     // Short cells still get several samples inside the measured window.
     push("--telemetry-interval-ms", "100".into());
+    if let Some(e) = &suite.electricity {
+        push("--electricity-price", e.usd_per_kwh.to_string());
+        push("--pue", e.pue.to_string());
+    }
     if let Some(c) = w.concurrency {
         push("--max-concurrency", c.to_string());
     }
@@ -466,7 +470,9 @@ fn to_cell(
     let mut run = result.run.clone();
     run.simulated = simulated;
     run.workload = Some(w.name.clone());
-    let row = csv_row(&run, &result.summary);
+    let energy =
+        crate::report::EnergyColumns::new(result.telemetry.as_ref(), result.energy_cost.as_ref());
+    let row = csv_row(&run, &result.summary, &energy);
     let spec = WorkloadSpec {
         requests: w.requests,
         max_tokens: u64::from(w.max_tokens),
@@ -528,6 +534,8 @@ fn to_cell(
                     util_max_pct: max,
                     mem_max_gb: t.gpu_mem_max_gb.unwrap_or(0.0),
                     source: t.source.to_string(),
+                    power_mean_w: t.gpu_power.power_mean_w,
+                    joules_per_output_token: t.gpu_power.joules_per_output_token,
                 })
             }
             _ => {
@@ -651,6 +659,71 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
+
+    /// `[electricity]` reaches every cell as `--electricity-price`/`--pue`, and a bad PUE is
+    /// refused when the suite is read.
+    #[test]
+    fn the_electricity_price_becomes_each_cells_run_flags() {
+        let toml = |table: &str| {
+            format!(
+                "title = \"t\"\n{table}\n[[targets]]\nname = \"a\"\n[targets.launch]\nkind = \"sim\"\n\
+                 engine = \"vllm\"\ngpu = \"a10g\"\nmodel = \"facebook/opt-125m\"\n\
+                 [[workloads]]\nname = \"S\"\nrequests = 4\nmax_tokens = 8\n"
+            )
+        };
+        let suite = SuiteConfig::parse(
+            &toml("[electricity]\nusd_per_kwh = 0.12\npue = 1.3"),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let argv = cell_argv(
+            &suite,
+            &suite.workloads[0],
+            &suite.targets[0],
+            "http://127.0.0.1:1",
+            dir.path(),
+            "c.json",
+            1,
+        );
+        let line = argv.join(" ");
+        assert!(
+            line.contains("--electricity-price 0.12 --pue 1.3"),
+            "{line}"
+        );
+        let mut full = vec!["servebench".to_string(), "run".to_string()];
+        full.extend(argv);
+        let Command::Run(a) = Cli::try_parse_from(full).unwrap().command else {
+            unreachable!()
+        };
+        let cfg = crate::config::RunConfig::from_args(&a).unwrap();
+        assert_eq!(
+            cfg.electricity,
+            Some(crate::cost::ElectricityPrice::new(0.12, 1.3).unwrap())
+        );
+        let err = SuiteConfig::parse(
+            &toml("[electricity]\nusd_per_kwh = 0.12\npue = 0.5"),
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("[electricity]") && err.contains("at least 1.0"),
+            "{err}"
+        );
+        // Without the table, no flag.
+        let suite = SuiteConfig::parse(&toml(""), Path::new("x.toml")).unwrap();
+        let argv = cell_argv(
+            &suite,
+            &suite.workloads[0],
+            &suite.targets[0],
+            "u",
+            dir.path(),
+            "c.json",
+            1,
+        );
+        assert!(!argv.iter().any(|a| a == "--electricity-price"));
+    }
 
     /// A sharegpt-multi-turn workload's cell is a `run` command line that replays the file:
     /// the suite keys become the run flags, and the line validates as `run` would.

@@ -32,7 +32,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use normalize::{CounterState, Series};
-pub use nvml::NvmlSampler;
+pub use nvml::{CounterUnavailable, NvmlSampler};
 pub use recorder::{Recorder, RecorderConfig};
 pub use scrape::PrometheusSampler;
 pub use summary::TelemetrySummary;
@@ -163,6 +163,12 @@ pub trait Sampler: Send {
 
     /// The GPUs this sampler has seen (name, driver, memory), for the run's fingerprint.
     fn gpus(&self) -> Vec<GpuInfo> {
+        Vec::new()
+    }
+
+    /// Counters this sampler found it cannot read on some GPU, each with the reason (recorded
+    /// once; the sampler stops asking for them). Those figures are then unavailable, not zero.
+    fn unavailable_counters(&self) -> Vec<CounterUnavailable> {
         Vec::new()
     }
 }

@@ -62,6 +62,23 @@ pub const DCGM_GPU_UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
 pub const DCGM_FB_USED_MIB: &str = "DCGM_FI_DEV_FB_USED";
 /// Gauge, MiB: framebuffer memory free.
 pub const DCGM_FB_FREE_MIB: &str = "DCGM_FI_DEV_FB_FREE";
+/// Gauge, W: board power draw (DCGM field 155).
+pub const DCGM_POWER_W: &str = "DCGM_FI_DEV_POWER_USAGE";
+/// Counter, mJ: energy since the driver was loaded (field 156; Volta and newer). The exporter
+/// types it a counter but names it without `_total`.
+pub const DCGM_TOTAL_ENERGY_MJ: &str = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION";
+/// Gauge, MHz: SM clock (field 100).
+pub const DCGM_SM_CLOCK_MHZ: &str = "DCGM_FI_DEV_SM_CLOCK";
+/// Gauge, MHz: memory clock (field 101).
+pub const DCGM_MEM_CLOCK_MHZ: &str = "DCGM_FI_DEV_MEM_CLOCK";
+/// Gauge, °C: GPU die temperature (field 150).
+pub const DCGM_GPU_TEMP_C: &str = "DCGM_FI_DEV_GPU_TEMP";
+/// Bitmask: why clocks are below their maximum (field 112), NVML's
+/// `nvmlClocksEventReason*` bits. DCGM 3.3 renamed it `..._CLOCKS_EVENT_REASONS`; older
+/// exporters emit `..._CLOCK_THROTTLE_REASONS`. Either is read.
+pub const DCGM_CLOCKS_EVENT_REASONS: &str = "DCGM_FI_DEV_CLOCKS_EVENT_REASONS";
+/// The pre-3.3 name of [`DCGM_CLOCKS_EVENT_REASONS`].
+pub const DCGM_CLOCK_THROTTLE_REASONS: &str = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS";
 /// The label holding the device index.
 pub const DCGM_LABEL_GPU: &str = "gpu";
 /// The label holding the device's name (`NVIDIA A10G`).
@@ -78,6 +95,9 @@ pub const MIB: f64 = 1024.0 * 1024.0;
 pub const SIM_GPU_UTIL_PCT: &str = "servebench_sim_gpu_utilization_percent";
 /// Gauge, bytes: the simulated GPU's memory in use (weights + KV cache + activations).
 pub const SIM_GPU_MEM_USED_BYTES: &str = "servebench_sim_gpu_memory_used_bytes";
+
+/// DCGM reports energy in millijoules.
+pub const MJ_PER_J: f64 = 1000.0;
 
 /// The label normalized GPU series carry: the device index.
 pub const LABEL_GPU: &str = "gpu";

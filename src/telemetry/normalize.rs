@@ -45,6 +45,21 @@ pub enum Series {
     GpuMemTotalBytes,
     /// GPU memory the driver reserves for itself, bytes (NVML ≥ 510; not in `used`).
     GpuMemReservedBytes,
+    /// Board power draw, W (NVML `nvmlDeviceGetPowerUsage`, DCGM `POWER_USAGE`; averaged over
+    /// 1 s by the driver on Ampere and newer, except GA100).
+    GpuPowerW,
+    /// Counter: energy since the driver was loaded, J (NVML `nvmlDeviceGetTotalEnergyConsumption`,
+    /// DCGM `TOTAL_ENERGY_CONSUMPTION`; Volta and newer). Goes back to 0 when the driver reloads.
+    GpuEnergyJ,
+    /// SM clock, MHz.
+    GpuSmClockMhz,
+    /// Memory clock, MHz.
+    GpuMemClockMhz,
+    /// GPU die temperature, °C.
+    GpuTempC,
+    /// Why the clocks are below their maximum: NVML's `nvmlClocksEventReason*` bitmask (see
+    /// [`crate::telemetry::nvml::CLOCK_EVENT_REASONS`]), as a number.
+    GpuClockEventReasons,
 }
 
 impl Series {
@@ -65,6 +80,12 @@ impl Series {
             Series::GpuMemFreeBytes => "gpu_mem_free_bytes",
             Series::GpuMemTotalBytes => "gpu_mem_total_bytes",
             Series::GpuMemReservedBytes => "gpu_mem_reserved_bytes",
+            Series::GpuPowerW => "gpu_power_w",
+            Series::GpuEnergyJ => "gpu_energy_j",
+            Series::GpuSmClockMhz => "gpu_sm_clock_mhz",
+            Series::GpuMemClockMhz => "gpu_mem_clock_mhz",
+            Series::GpuTempC => "gpu_temp_c",
+            Series::GpuClockEventReasons => "gpu_clock_event_reasons",
         }
     }
 
@@ -77,6 +98,12 @@ impl Series {
                 | Series::GpuMemFreeBytes
                 | Series::GpuMemTotalBytes
                 | Series::GpuMemReservedBytes
+                | Series::GpuPowerW
+                | Series::GpuEnergyJ
+                | Series::GpuSmClockMhz
+                | Series::GpuMemClockMhz
+                | Series::GpuTempC
+                | Series::GpuClockEventReasons
         )
     }
 }
@@ -100,9 +127,28 @@ pub fn normalize(exp: &Exposition, state: &mut CounterState) -> Vec<Sample> {
             (DCGM_GPU_UTIL, Series::GpuUtilPct, 1.0),
             (DCGM_FB_USED_MIB, Series::GpuMemUsedBytes, MIB),
             (DCGM_FB_FREE_MIB, Series::GpuMemFreeBytes, MIB),
+            (DCGM_POWER_W, Series::GpuPowerW, 1.0),
+            (DCGM_TOTAL_ENERGY_MJ, Series::GpuEnergyJ, 1.0 / MJ_PER_J),
+            (DCGM_SM_CLOCK_MHZ, Series::GpuSmClockMhz, 1.0),
+            (DCGM_MEM_CLOCK_MHZ, Series::GpuMemClockMhz, 1.0),
+            (DCGM_GPU_TEMP_C, Series::GpuTempC, 1.0),
         ],
         &mut out,
     );
+    // The reasons bitmask under its current name, else its pre-DCGM-3.3 name (never both: an
+    // exporter in transition would otherwise give two readings per tick).
+    let reasons = first_present(
+        exp,
+        &[DCGM_CLOCKS_EVENT_REASONS, DCGM_CLOCK_THROTTLE_REASONS],
+    );
+    if let Some(name) = reasons {
+        gpu_series(
+            exp,
+            TelemetrySource::Dcgm,
+            &[(name, Series::GpuClockEventReasons, 1.0)],
+            &mut out,
+        );
+    }
     gpu_series(
         exp,
         TelemetrySource::Simulated,
@@ -458,6 +504,51 @@ mod tests {
         assert_eq!(gpus.len(), 2);
         assert_eq!(gpus[0].name.as_deref(), Some("NVIDIA A10G"));
         assert_eq!(gpus[0].driver_version.as_deref(), Some("580.105.08"));
+    }
+
+    #[test]
+    fn dcgm_power_energy_clocks_temperature_and_reasons_map_per_device() {
+        let v = norm(
+            include_str!("fixtures/dcgm_power.txt"),
+            &mut CounterState::default(),
+        );
+        let gpu = |series, g: &str| {
+            v.iter()
+                .find(|x| x.0 == series && x.2.as_deref() == Some(g))
+                .map(|x| (x.1, x.3))
+        };
+        assert_eq!(gpu(GpuPowerW, "0"), Some((Dcgm, 612.457)));
+        assert_eq!(gpu(GpuPowerW, "1"), Some((Dcgm, 98.12)));
+        // mJ in the exposition, J in the series.
+        let joules = |g| gpu(GpuEnergyJ, g).map(|(src, j)| (src, (j * 1000.0).round()));
+        assert_eq!(joules("0"), Some((Dcgm, 734_221_918_311.0)));
+        assert_eq!(joules("1"), Some((Dcgm, 512_004_117_020.0)));
+        assert_eq!(gpu(GpuSmClockMhz, "0"), Some((Dcgm, 1980.0)));
+        assert_eq!(gpu(GpuSmClockMhz, "1"), Some((Dcgm, 1755.0)));
+        assert_eq!(gpu(GpuMemClockMhz, "1"), Some((Dcgm, 2619.0)));
+        assert_eq!(gpu(GpuTempC, "0"), Some((Dcgm, 61.0)));
+        // The pre-3.3 throttle-reasons name is read when the new one is absent.
+        assert_eq!(gpu(GpuClockEventReasons, "0"), Some((Dcgm, 4.0)));
+        assert_eq!(gpu(GpuClockEventReasons, "1"), Some((Dcgm, 1.0)));
+        // With both names present, the current one wins and there is one reading per GPU.
+        let both = "DCGM_FI_DEV_CLOCKS_EVENT_REASONS{gpu=\"0\"} 32\n\
+                    DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{gpu=\"0\"} 4\n";
+        let v = norm(both, &mut CounterState::default());
+        let reasons: Vec<_> = v.iter().filter(|x| x.0 == GpuClockEventReasons).collect();
+        assert_eq!(reasons.len(), 1);
+        assert_eq!(reasons[0].3, 32.0);
+        // The simulator's modelled power is labelled simulated, never a measurement.
+        let sim =
+            parse("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",modelName=\"H100\",simulated=\"true\"} 405\n");
+        assert!(normalize(&sim, &mut CounterState::default())
+            .iter()
+            .all(|s| matches!(
+                s.metric,
+                Metric::Normalized {
+                    series: GpuPowerW,
+                    source: TelemetrySource::Simulated
+                }
+            )));
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! [`NvmlSampler`]: GPU utilization and memory from NVIDIA's management library, loaded at run
-//! time.
+//! [`NvmlSampler`]: GPU utilization, memory, power, energy, clocks, temperature and clock-event
+//! reasons from NVIDIA's management library, loaded at run time.
 //!
 //! servebench is never linked against NVML: `libnvidia-ml.so.1` ships with the driver, not with
 //! CUDA, so linking would make the binary unusable on every machine without an NVIDIA driver.
 //! It is opened with `dlopen` on first use; where it is missing the sampler is *unavailable*
 //! (a reason, recorded once), never a failed run.
+//!
+//! Signatures and constants are those of NVIDIA's `nvml.h` (NVML API version 13, as vendored in
+//! NVIDIA/go-nvml `gen/nvml/nvml.h`). Utilization and memory are required; every other counter
+//! is optional per GPU: a function the library does not export (an older driver) or a device
+//! that answers `NVML_ERROR_NOT_SUPPORTED` makes that counter *unavailable* on that GPU, with
+//! the reason, recorded once ([`Sampler::unavailable_counters`]) and never asked again: a
+//! missing counter is never a zero.
 
 use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void, CStr};
 
@@ -37,6 +44,47 @@ type Device = *mut c_void;
 
 const NVML_SUCCESS: NvmlReturn = 0;
 const NVML_ERROR_NOT_SUPPORTED: NvmlReturn = 3;
+/// "Local version of NVML doesn't implement this function" (nvml.h `nvmlReturn_t`).
+const NVML_ERROR_FUNCTION_NOT_FOUND: NvmlReturn = 13;
+/// `nvmlClockType_t`: `NVML_CLOCK_SM = 1`, `NVML_CLOCK_MEM = 2`.
+const NVML_CLOCK_SM: c_uint = 1;
+const NVML_CLOCK_MEM: c_uint = 2;
+/// `nvmlTemperatureSensors_t`: `NVML_TEMPERATURE_GPU = 0` (the die).
+const NVML_TEMPERATURE_GPU: c_uint = 0;
+
+/// The clock-event (formerly "throttle") reason bits, nvml.h `nvmlClocksEventReason*` /
+/// `nvmlClocksThrottleReason*` (same values), with the names servebench reports them under.
+pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
+    (0x0000_0001, "gpu_idle"),
+    (0x0000_0002, "applications_clocks_setting"),
+    (0x0000_0004, "sw_power_cap"),
+    (0x0000_0008, "hw_slowdown"),
+    (0x0000_0010, "sync_boost"),
+    (0x0000_0020, "sw_thermal_slowdown"),
+    (0x0000_0040, "hw_thermal_slowdown"),
+    (0x0000_0080, "hw_power_brake_slowdown"),
+    (0x0000_0100, "display_clock_setting"),
+];
+
+/// The name under which bits outside [`CLOCK_EVENT_REASONS`] (a newer driver's) are counted.
+pub const OTHER_CLOCK_EVENT_REASON: &str = "other";
+
+/// The named reasons set in `mask`, in bit order; any bit servebench does not know adds
+/// [`OTHER_CLOCK_EVENT_REASON`] once.
+pub fn decode_clock_event_reasons(mask: u64) -> Vec<&'static str> {
+    let known = CLOCK_EVENT_REASONS
+        .iter()
+        .fold(0u64, |m, &(bit, _)| m | bit);
+    let mut names: Vec<&'static str> = CLOCK_EVENT_REASONS
+        .iter()
+        .filter(|&&(bit, _)| mask & bit != 0)
+        .map(|&(_, name)| name)
+        .collect();
+    if mask & !known != 0 {
+        names.push(OTHER_CLOCK_EVENT_REASON);
+    }
+    names
+}
 /// `NVML_DEVICE_NAME_V2_BUFFER_SIZE`.
 const NAME_BUFFER: usize = 96;
 /// `NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE`.
@@ -83,6 +131,195 @@ impl Default for MemoryV2 {
     }
 }
 
+/// `nvmlTemperature_v1_t`, for `nvmlDeviceGetTemperatureV` (the non-deprecated call in NVML 13).
+#[repr(C)]
+struct TemperatureV1 {
+    version: c_uint,
+    sensor_type: c_uint,
+    temperature: c_int,
+}
+
+impl TemperatureV1 {
+    fn gpu() -> Self {
+        TemperatureV1 {
+            // `NVML_STRUCT_VERSION(Temperature, 1)`.
+            version: (std::mem::size_of::<TemperatureV1>() as c_uint) | (1 << 24),
+            sensor_type: NVML_TEMPERATURE_GPU,
+            temperature: 0,
+        }
+    }
+}
+
+type ReadU32 = unsafe extern "C" fn(Device, *mut c_uint) -> NvmlReturn;
+type ReadU64 = unsafe extern "C" fn(Device, *mut c_ulonglong) -> NvmlReturn;
+type ReadTyped = unsafe extern "C" fn(Device, c_uint, *mut c_uint) -> NvmlReturn;
+type ReadTemperatureV = unsafe extern "C" fn(Device, *mut TemperatureV1) -> NvmlReturn;
+
+/// A per-GPU reading beyond utilization and memory, each optional on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    Power,
+    Energy,
+    SmClock,
+    MemClock,
+    Temperature,
+    ClockEventReasons,
+}
+
+impl Counter {
+    const ALL: [Counter; 6] = [
+        Counter::Power,
+        Counter::Energy,
+        Counter::SmClock,
+        Counter::MemClock,
+        Counter::Temperature,
+        Counter::ClockEventReasons,
+    ];
+
+    fn series(self) -> Series {
+        match self {
+            Counter::Power => Series::GpuPowerW,
+            Counter::Energy => Series::GpuEnergyJ,
+            Counter::SmClock => Series::GpuSmClockMhz,
+            Counter::MemClock => Series::GpuMemClockMhz,
+            Counter::Temperature => Series::GpuTempC,
+            Counter::ClockEventReasons => Series::GpuClockEventReasons,
+        }
+    }
+}
+
+/// The optional entry points; `None` where the library does not export them.
+struct OptionalApi {
+    /// `nvmlDeviceGetPowerUsage(device, unsigned int *power)`: mW.
+    power: Option<ReadU32>,
+    /// `nvmlDeviceGetTotalEnergyConsumption(device, unsigned long long *energy)`: mJ since the
+    /// driver was loaded (Volta and newer).
+    energy: Option<ReadU64>,
+    /// `nvmlDeviceGetClockInfo(device, nvmlClockType_t type, unsigned int *clock)`: MHz.
+    clock: Option<ReadTyped>,
+    /// `nvmlDeviceGetTemperature(device, nvmlTemperatureSensors_t, unsigned int *temp)`: °C.
+    /// Deprecated in NVML 13 but exported; `temperature_v` is used where it is gone.
+    temperature: Option<ReadTyped>,
+    /// `nvmlDeviceGetTemperatureV(device, nvmlTemperature_t *)`.
+    temperature_v: Option<ReadTemperatureV>,
+    /// `nvmlDeviceGetCurrentClocksEventReasons` (driver ≥ 535), else the older
+    /// `nvmlDeviceGetCurrentClocksThrottleReasons`, with the name of the one found.
+    clock_event_reasons: Option<(ReadU64, &'static str)>,
+}
+
+impl OptionalApi {
+    /// # Safety
+    /// Each name is looked up with its nvml.h signature.
+    unsafe fn resolve(lib: &Library) -> Self {
+        OptionalApi {
+            power: symbol(lib, b"nvmlDeviceGetPowerUsage\0").ok(),
+            energy: symbol(lib, b"nvmlDeviceGetTotalEnergyConsumption\0").ok(),
+            clock: symbol(lib, b"nvmlDeviceGetClockInfo\0").ok(),
+            temperature: symbol(lib, b"nvmlDeviceGetTemperature\0").ok(),
+            temperature_v: symbol(lib, b"nvmlDeviceGetTemperatureV\0").ok(),
+            clock_event_reasons: symbol(lib, b"nvmlDeviceGetCurrentClocksEventReasons\0")
+                .ok()
+                .map(|f| (f, "nvmlDeviceGetCurrentClocksEventReasons"))
+                .or_else(|| {
+                    symbol(lib, b"nvmlDeviceGetCurrentClocksThrottleReasons\0")
+                        .ok()
+                        .map(|f| (f, "nvmlDeviceGetCurrentClocksThrottleReasons"))
+                }),
+        }
+    }
+
+    /// Why `counter` cannot be read with this library at all, or `None` when it can.
+    fn missing(&self, counter: Counter) -> Option<String> {
+        let absent = match counter {
+            Counter::Power => self.power.is_none().then_some("nvmlDeviceGetPowerUsage"),
+            Counter::Energy => self
+                .energy
+                .is_none()
+                .then_some("nvmlDeviceGetTotalEnergyConsumption"),
+            Counter::SmClock | Counter::MemClock => {
+                self.clock.is_none().then_some("nvmlDeviceGetClockInfo")
+            }
+            Counter::Temperature => (self.temperature.is_none() && self.temperature_v.is_none())
+                .then_some("nvmlDeviceGetTemperature"),
+            Counter::ClockEventReasons => self
+                .clock_event_reasons
+                .is_none()
+                .then_some(
+                    "nvmlDeviceGetCurrentClocksEventReasons or nvmlDeviceGetCurrentClocksThrottleReasons",
+                ),
+        }?;
+        Some(format!(
+            "the NVML library has no {absent} (an older driver); upgrade the NVIDIA driver to read it"
+        ))
+    }
+
+    /// One reading of `counter` on `dev`, in the series' unit: `(NVML's return code, the call's
+    /// name, the value when the code is success)`. Only called when [`Self::missing`] is `None`.
+    fn read(&self, dev: Device, counter: Counter) -> (NvmlReturn, &'static str, f64) {
+        const ABSENT: (NvmlReturn, &str, f64) = (NVML_ERROR_FUNCTION_NOT_FOUND, "nvml", 0.0);
+        // SAFETY (every call below): a valid handle and a valid out-pointer of the type nvml.h
+        // gives the call.
+        unsafe {
+            match counter {
+                Counter::Power => self.power.map_or(ABSENT, |f| {
+                    let mut mw: c_uint = 0;
+                    let rc = f(dev, &mut mw);
+                    (rc, "nvmlDeviceGetPowerUsage", f64::from(mw) / 1000.0)
+                }),
+                Counter::Energy => self.energy.map_or(ABSENT, |f| {
+                    let mut mj: c_ulonglong = 0;
+                    let rc = f(dev, &mut mj);
+                    (
+                        rc,
+                        "nvmlDeviceGetTotalEnergyConsumption",
+                        mj as f64 / 1000.0,
+                    )
+                }),
+                Counter::SmClock | Counter::MemClock => self.clock.map_or(ABSENT, |f| {
+                    let which = if counter == Counter::SmClock {
+                        NVML_CLOCK_SM
+                    } else {
+                        NVML_CLOCK_MEM
+                    };
+                    let mut mhz: c_uint = 0;
+                    let rc = f(dev, which, &mut mhz);
+                    (rc, "nvmlDeviceGetClockInfo", f64::from(mhz))
+                }),
+                Counter::Temperature => match (self.temperature, self.temperature_v) {
+                    (Some(f), _) => {
+                        let mut c: c_uint = 0;
+                        let rc = f(dev, NVML_TEMPERATURE_GPU, &mut c);
+                        (rc, "nvmlDeviceGetTemperature", f64::from(c))
+                    }
+                    (None, Some(f)) => {
+                        let mut t = TemperatureV1::gpu();
+                        let rc = f(dev, &mut t);
+                        (rc, "nvmlDeviceGetTemperatureV", f64::from(t.temperature))
+                    }
+                    (None, None) => ABSENT,
+                },
+                Counter::ClockEventReasons => {
+                    self.clock_event_reasons.map_or(ABSENT, |(f, name)| {
+                        let mut mask: c_ulonglong = 0;
+                        let rc = f(dev, &mut mask);
+                        (rc, name, mask as f64)
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A counter that one GPU cannot give, and why (recorded once per counter and GPU).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CounterUnavailable {
+    /// The device index.
+    pub gpu: String,
+    /// The normalized series it would have fed.
+    pub series: Series,
+    pub reason: String,
+}
+
 /// The NVML entry points used, resolved once.
 struct Api {
     init: unsafe extern "C" fn() -> NvmlReturn,
@@ -96,6 +333,7 @@ struct Api {
     memory_v2: Option<unsafe extern "C" fn(Device, *mut MemoryV2) -> NvmlReturn>,
     name: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> NvmlReturn,
     driver_version: unsafe extern "C" fn(*mut c_char, c_uint) -> NvmlReturn,
+    optional: OptionalApi,
 }
 
 /// An initialized NVML with its devices. Shut down on drop.
@@ -103,6 +341,8 @@ struct Nvml {
     api: Api,
     devices: Vec<(u32, Device)>,
     gpus: Vec<GpuInfo>,
+    /// Counters given up on, per GPU, with the reason: never asked again.
+    unavailable: Vec<CounterUnavailable>,
     // Last, so the function pointers above never outlive the mapping (fields drop in order).
     _lib: Library,
 }
@@ -138,6 +378,7 @@ impl Nvml {
                 memory_v2: symbol(&lib, b"nvmlDeviceGetMemoryInfo_v2\0").ok(),
                 name: symbol(&lib, b"nvmlDeviceGetName\0")?,
                 driver_version: symbol(&lib, b"nvmlSystemGetDriverVersion\0")?,
+                optional: OptionalApi::resolve(&lib),
             }
         };
         // SAFETY: no arguments.
@@ -152,6 +393,7 @@ impl Nvml {
             api,
             devices: Vec::new(),
             gpus: Vec::new(),
+            unavailable: Vec::new(),
             _lib: lib,
         };
         nvml.enumerate()?;
@@ -200,6 +442,12 @@ impl Nvml {
                 source: TelemetrySource::Nvml,
             });
             self.devices.push((index, dev));
+            // A function the library lacks is missing for every GPU: say so once per GPU now.
+            for counter in Counter::ALL {
+                if let Some(reason) = self.api.optional.missing(counter) {
+                    self.give_up(index, counter, reason);
+                }
+            }
         }
         if self.devices.is_empty() {
             return Err(TelemetryError::Unavailable(format!(
@@ -223,11 +471,72 @@ impl Nvml {
         (rc == NVML_SUCCESS).then(|| c_string(&buf))
     }
 
+    fn give_up(&mut self, index: u32, counter: Counter, reason: String) {
+        let gpu = index.to_string();
+        let series = counter.series();
+        if !self
+            .unavailable
+            .iter()
+            .any(|u| u.gpu == gpu && u.series == series)
+        {
+            self.unavailable.push(CounterUnavailable {
+                gpu,
+                series,
+                reason,
+            });
+        }
+    }
+
+    fn given_up(&self, index: u32, counter: Counter) -> bool {
+        let series = counter.series();
+        self.unavailable
+            .iter()
+            .any(|u| u.series == series && u.gpu.parse() == Ok(index))
+    }
+
+    /// One reading of every optional counter of every device. NOT_SUPPORTED (and
+    /// FUNCTION_NOT_FOUND) retire the counter on that GPU with the reason; any other failure is
+    /// returned as the first error, and the counter is asked again next time.
+    fn read_optional(&mut self, out: &mut Vec<Sample>) -> Option<TelemetryError> {
+        let mut first_error = None;
+        let devices = self.devices.clone();
+        for (index, dev) in devices {
+            let labels = Labels::from([(LABEL_GPU.to_string(), index.to_string())]);
+            for counter in Counter::ALL {
+                if self.given_up(index, counter) {
+                    continue;
+                }
+                match self.api.optional.read(dev, counter) {
+                    (NVML_SUCCESS, _, value) => out.push(Sample::normalized(
+                        counter.series(),
+                        TelemetrySource::Nvml,
+                        labels.clone(),
+                        value,
+                    )),
+                    (rc @ (NVML_ERROR_NOT_SUPPORTED | NVML_ERROR_FUNCTION_NOT_FOUND), call, _) => {
+                        let reason = format!(
+                            "{call} answers {} (code {rc}): this GPU or driver does not report it",
+                            error_text(&self.api, rc)
+                        );
+                        self.give_up(index, counter, reason);
+                    }
+                    (rc, call, _) => {
+                        if first_error.is_none() {
+                            first_error = self.check(call, rc).err();
+                        }
+                    }
+                }
+            }
+        }
+        first_error
+    }
+
     /// One reading of every device. Unsupported readings (utilization on a MIG instance) are
     /// left out; an error is returned only when no reading at all succeeded.
-    fn read(&self) -> Result<Vec<Sample>, TelemetryError> {
-        let mut out = Vec::with_capacity(self.devices.len() * 4);
-        let mut first_error = None;
+    fn read(&mut self) -> Result<Vec<Sample>, TelemetryError> {
+        let mut out = Vec::with_capacity(self.devices.len() * 10);
+        let optional_error = self.read_optional(&mut out);
+        let mut first_error = optional_error.map(Err);
         for &(index, dev) in &self.devices {
             let labels = Labels::from([(LABEL_GPU.to_string(), index.to_string())]);
             let push = |out: &mut Vec<Sample>, series, value| {
@@ -368,7 +677,8 @@ fn c_string(buf: &[c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// GPU utilization and memory of every NVIDIA device on this machine, through NVML.
+/// GPU utilization, memory, power, energy, clocks, temperature and clock-event reasons of
+/// every NVIDIA device on this machine, through NVML.
 ///
 /// The library is loaded on the first `sample` (on a blocking thread: `nvmlInit` can take a
 /// while) and kept until the sampler is dropped.
@@ -376,6 +686,7 @@ pub struct NvmlSampler {
     paths: Vec<String>,
     nvml: Option<Box<Nvml>>,
     gpus: Vec<GpuInfo>,
+    unavailable: Vec<CounterUnavailable>,
 }
 
 impl Default for NvmlSampler {
@@ -401,6 +712,7 @@ impl NvmlSampler {
             paths,
             nvml: None,
             gpus: Vec::new(),
+            unavailable: Vec::new(),
         }
     }
 
@@ -427,7 +739,7 @@ impl Sampler for NvmlSampler {
             // NVML calls block (tens of µs usually, much longer at init): keep them off the
             // runtime's workers so a slow driver never stalls the load.
             let joined = tokio::task::spawn_blocking(move || {
-                let nvml = match held {
+                let mut nvml = match held {
                     Some(n) => n,
                     None => Box::new(Nvml::open(&paths)?),
                 };
@@ -440,6 +752,9 @@ impl Sampler for NvmlSampler {
             if self.gpus.is_empty() {
                 self.gpus = nvml.gpus.clone();
             }
+            if self.unavailable.len() != nvml.unavailable.len() {
+                self.unavailable = nvml.unavailable.clone();
+            }
             self.nvml = Some(nvml);
             reading
         })
@@ -448,11 +763,37 @@ impl Sampler for NvmlSampler {
     fn gpus(&self) -> Vec<GpuInfo> {
         self.gpus.clone()
     }
+
+    fn unavailable_counters(&self) -> Vec<CounterUnavailable> {
+        self.unavailable.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_event_reasons_decode_by_name_and_unknown_bits_are_other() {
+        assert!(decode_clock_event_reasons(0).is_empty());
+        assert_eq!(decode_clock_event_reasons(0x1), vec!["gpu_idle"]);
+        assert_eq!(
+            decode_clock_event_reasons(0x4 | 0x40 | 0x100),
+            vec![
+                "sw_power_cap",
+                "hw_thermal_slowdown",
+                "display_clock_setting"
+            ]
+        );
+        assert_eq!(
+            decode_clock_event_reasons(0x80 | 0x1000),
+            vec!["hw_power_brake_slowdown", "other"]
+        );
+        // Every nvml.h bit 0x1..=0x100 has a name, each its own.
+        let all = CLOCK_EVENT_REASONS.iter().fold(0, |m, &(b, _)| m | b);
+        assert_eq!(all, 0x1ff);
+        assert_eq!(decode_clock_event_reasons(all).len(), 9);
+    }
 
     #[tokio::test]
     async fn a_missing_library_is_unavailable_with_the_reason() {

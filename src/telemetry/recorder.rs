@@ -185,8 +185,9 @@ impl SamplerState {
         }
     }
 
-    fn finish(self) -> SamplerOutput {
+    fn finish(mut self) -> SamplerOutput {
         let name = self.report.name.clone();
+        self.report.counters_unavailable = self.sampler.unavailable_counters();
         SamplerOutput {
             gpus: self.sampler.gpus(),
             series: self

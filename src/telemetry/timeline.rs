@@ -45,6 +45,10 @@ pub struct SamplerReport {
     pub nonfinite_skipped: u64,
     /// Raw series not stored because the cap on raw series was reached.
     pub raw_series_dropped: u64,
+    /// Counters the sampler could not read on some GPU (not supported, or a function an older
+    /// driver lacks), each with the reason; the figures built on them are unavailable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters_unavailable: Vec<super::CounterUnavailable>,
 }
 
 /// One normalized series of one sampler.

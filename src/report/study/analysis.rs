@@ -138,6 +138,8 @@ impl Stats {
             util_mean_pct: mean(g.iter().map(|s| s.util_mean_pct)),
             util_max_pct: g.iter().map(|s| s.util_max_pct).fold(0.0, f64::max),
             mem_max_gb: g.iter().map(|s| s.mem_max_gb).fold(0.0, f64::max),
+            power_mean_w: mean_all(g.iter().map(|s| s.power_mean_w)),
+            joules_per_output_token: mean_all(g.iter().map(|s| s.joules_per_output_token)),
             source: first
                 .gpu
                 .as_ref()

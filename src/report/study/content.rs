@@ -624,6 +624,10 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                 fmt_pct(g.util_mean_pct),
                 fmt_pct(g.util_max_pct),
                 format!("{:.2}", g.mem_max_gb),
+                g.power_mean_w
+                    .map_or("not measured".into(), |w| format!("{w:.0}")),
+                g.joules_per_output_token
+                    .map_or("not measured".into(), |j| format!("{j:.3}")),
                 g.source.clone(),
             ],
             None => {
@@ -636,6 +640,8 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
                     s.workload.clone(),
                     why.clone(),
                     why.clone(),
+                    why.clone(),
+                    why.clone(),
                     why,
                     "—".into(),
                 ]
@@ -645,7 +651,9 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
     out.push(Block::Table(Table {
         caption: caption(
             "5.4b",
-            "GPU telemetry per framework and workload over the measured phase.",
+            "GPU telemetry per framework and workload over the measured phase; power is all GPUs \
+             together, energy per output token from the GPUs' energy counter (or their power \
+             readings), modelled where the source is the simulator.",
             study,
         ),
         header: cols(&[
@@ -654,10 +662,12 @@ fn gpu(study: &Study, a: &Analysis, out: &mut Vec<Block>) {
             "Util mean (%)",
             "Util max (%)",
             "Memory max (GB)",
+            "Power mean (W)",
+            "J / output token",
             "Source",
         ]),
         rows,
-        numeric: vec![false, false, true, true, true, false],
+        numeric: vec![false, false, true, true, true, true, true, false],
     }));
 }
 

@@ -100,6 +100,12 @@ pub struct GpuSummary {
     pub mem_max_gb: f64,
     /// Where the samples came from (`nvml`, `dcgm`, `simulator`, …).
     pub source: String,
+    /// Mean power of all the cell's GPUs together, W (absent: not measured).
+    #[serde(default)]
+    pub power_mean_w: Option<f64>,
+    /// GPU energy per output token, J (absent: not measured).
+    #[serde(default)]
+    pub joules_per_output_token: Option<f64>,
 }
 
 /// One framework × workload (× repeat) run.

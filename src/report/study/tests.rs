@@ -78,6 +78,9 @@ fn cell(fw: &str, wl: &str, spec: (u64, u64, u64), s: Summary, simulated: bool, 
             util_max_pct: 90.0,
             mem_max_gb: 20.5,
             source: "simulator".into(),
+            // Small has no power figure: the table says so rather than printing 0.
+            power_mean_w: (spec.1 > 64).then_some(150.0 + spec.1 as f64 / 10.0),
+            joules_per_output_token: (spec.1 > 64).then_some(0.25),
         }),
         gpu_unavailable: (!gpu).then(|| "NVML not available on this host".into()),
         prefix_cache_hit_rate: None,
@@ -251,9 +254,9 @@ fn tables_carry_the_numbers() {
     assert!(md.contains("| vLLM | 1848.3 | $1.006 | $0.1512 |"), "{md}");
     // Latency (ms → s): vLLM Large P50 850 ms, P99 1360 ms.
     assert!(md.contains("| vLLM | Large | 100 | 0.935 | 0.595 | 0.850 | 1.105 | 1.232 | 1.360 | 1.445 | 0.0340 | 0.0850 |"), "{md}");
-    // GPU: util 40 + 4 × concurrency.
+    // GPU: util 40 + 4 × concurrency; power 150 + max_tokens / 10 W.
     assert!(
-        md.contains("| vLLM | Large | 80.0 | 90.0 | 20.50 | simulator |"),
+        md.contains("| vLLM | Large | 80.0 | 90.0 | 20.50 | 176 | 0.250 | simulator |"),
         "{md}"
     );
 }
@@ -295,6 +298,14 @@ fn close_results_are_a_tie() {
         md.contains("| High throughput | vLLM or SGLang (tie, within 5 %) |"),
         "{md}"
     );
+}
+
+#[test]
+fn gpu_power_and_energy_per_token_sit_beside_utilization() {
+    let md = render_markdown(&seed(true, true));
+    assert!(md.contains("| Power mean (W) | J / output token |"), "{md}");
+    assert!(md.contains("| 0.250 |"), "{md}");
+    assert!(md.contains("| not measured | not measured |"), "{md}");
 }
 
 #[test]
