@@ -922,6 +922,37 @@ mod tests {
 
     static HEADERED: AtomicUsize = AtomicUsize::new(0);
 
+    #[test]
+    fn sampling_flags_and_extra_body_reach_every_request_body() {
+        use clap::Parser;
+        let argv = [
+            "servebench",
+            "run",
+            "--temperature",
+            "0",
+            "--top-p",
+            "0.9",
+            "--extra-body",
+            r#"{"top_p": 0.5, "seed": 3}"#,
+        ];
+        let crate::cli::Command::Run(a) = crate::cli::Cli::parse_from(argv).command else {
+            unreachable!()
+        };
+        let cfg = RunConfig::from_args(&a).unwrap();
+        let opts = body_options(&cfg, "m", false);
+        let body: serde_json::Value = serde_json::from_slice(&build_body(
+            crate::openai::Endpoint::Completions,
+            "hi",
+            4,
+            &opts,
+        ))
+        .unwrap();
+        assert_eq!(body["temperature"], 0.0);
+        assert_eq!(body["top_p"], 0.5, "--extra-body wins, as in vLLM");
+        assert_eq!(body["seed"], 3);
+        assert_eq!(body["max_tokens"], 4);
+    }
+
     #[tokio::test]
     async fn ready_check_retries_until_the_server_lists_a_model() {
         let (url, asked) = loading_server(3).await;
