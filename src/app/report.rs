@@ -44,10 +44,7 @@ pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
         .and_then(|h| h.config.pointer("/run/save_detailed"))
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    match crate::journal::read_journal(&args.journal) {
-        Ok(j) => result.add_request_arrays(&j.records, detailed),
-        Err(e) => eprintln!("warning: no per-request arrays (latencies, queue_times): {e}"),
-    }
+    super::run::add_request_arrays(&mut result, &args.journal, detailed);
     report::write_result(&out, &result)
         .with_context(|| format!("writing {}", out.display()))
         .map_err(AppError::failed)?;

@@ -573,9 +573,26 @@ fn start_telemetry(cfg: &TelemetryConfig, base_url: &str, epoch: Instant) -> Opt
 
 /// vLLM's per-request arrays (`latencies`, `queue_times`; with `--save-detailed` the rest),
 /// read back from the journal just written, so the run never holds every record in memory.
-fn add_request_arrays(result: &mut ResultFile, journal_path: &std::path::Path, detailed: bool) {
-    match crate::journal::read_journal(journal_path) {
-        Ok(j) => result.add_request_arrays(&j.records, detailed),
+pub(super) fn add_request_arrays(
+    result: &mut ResultFile,
+    journal_path: &std::path::Path,
+    detailed: bool,
+) {
+    // Without --save-detailed only times are needed: each record's events and text are
+    // dropped as it is read, so a run of 10^5 long answers is not held in memory whole.
+    let mut records = Vec::new();
+    let scanned = crate::journal::scan_journal(journal_path, |mut r| {
+        if r.phase != Phase::Measured {
+            return;
+        }
+        if !detailed {
+            r.events = Vec::new();
+            r.output_text = None;
+        }
+        records.push(r);
+    });
+    match scanned {
+        Ok(_) => result.add_request_arrays(&records, detailed),
         Err(e) => eprintln!(
             "warning: cannot read the journal back for the per-request arrays (latencies, queue_times): {e}"
         ),
