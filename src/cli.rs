@@ -659,7 +659,7 @@ pub struct OutputArgs {
     /// Directory for the summary JSON, the journal and the CSV.
     #[arg(long, default_value = "results", help_heading = "Output")]
     pub result_dir: PathBuf,
-    /// Summary file name (default: <label>-<rate>qps-<time>.json).
+    /// Summary file name (default: `<label>-<rate>qps-<time>.json`).
     #[arg(long, help_heading = "Output")]
     pub result_filename: Option<String>,
     /// Also put per-request arrays (input_lens, output_lens, ttfts, itls, start_times,
