@@ -80,6 +80,11 @@ pub struct ServerOptions {
     pub faults: FaultConfig,
     /// Seed of the fault decisions (see [`FaultPlan`]).
     pub seed: u64,
+    /// Request fields answered with 422 as Hugging Face `transformers serve` answers any field
+    /// outside its schema (`{"detail": "Unexpected fields in the request: {...}"}`): the strict
+    /// server a client's preflight must learn to talk to. A dotted name is a nested field
+    /// (`stream_options.continuous_usage_stats`). Empty: every field is accepted.
+    pub reject_fields: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -89,6 +94,7 @@ impl Default for ServerOptions {
             max_model_len: 32_768,
             faults: FaultConfig::default(),
             seed: 0,
+            reject_fields: Vec::new(),
         }
     }
 }
@@ -162,6 +168,7 @@ struct Shared {
     next_index: AtomicU64,
     started: u64,
     shutdown: watch::Receiver<bool>,
+    reject_fields: Vec<String>,
 }
 
 /// The router, without a handle. Use [`app_with_control`] to read counters in-process.
@@ -188,6 +195,7 @@ pub fn app_with_control(backend: Arc<dyn Backend>, opts: ServerOptions) -> (Rout
         next_index: AtomicU64::new(0),
         started: unix_now(),
         shutdown: rx,
+        reject_fields: opts.reject_fields,
     });
     let router = Router::new()
         .route("/health", get(health))
@@ -558,6 +566,14 @@ fn admit(
 
 async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
     let received_at = Instant::now();
+    if !s.reject_fields.is_empty() {
+        let unexpected = wire::present_fields(&body, &s.reject_fields);
+        if !unexpected.is_empty() {
+            s.stats.record_outcome(RequestOutcome::BadRequest);
+            let body = wire::unexpected_fields_body(&unexpected);
+            return json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
+        }
+    }
     let parsed = match wire::parse_request(endpoint, &body) {
         Ok(p) => p,
         Err(r) => return reject(&s, r),
