@@ -461,8 +461,10 @@ pub struct EmbeddedArgs {
     /// Fault injection: KIND=FRACTION, repeatable. Kinds: http_500, http_503, http_429
     /// (with Retry-After), disconnect (connection dropped mid-stream), stall (silence for
     /// --fault-stall-ms), malformed_chunk, error_event (`event: error` frame), error_200 (an
-    /// error object in a 200 response), no_done (stream ends without [DONE]), huge_chunk.
-    /// Example: --fault http_500=0.1 --fault disconnect=0.05
+    /// error object in a 200 response), no_done (stream ends cleanly after its finish chunk,
+    /// without [DONE]: still a success), huge_chunk, truncated (stream ends cleanly after a
+    /// content chunk, no finish_reason), not_sse (a 200 HTML or JSON page to a streaming
+    /// request). Example: --fault http_500=0.1 --fault disconnect=0.05
     #[arg(long = "fault", value_name = "KIND=FRACTION")]
     pub faults: Vec<String>,
     /// Mid-stream faults strike after this many tokens.

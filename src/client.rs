@@ -7,7 +7,15 @@
 //!
 //! Tokens: per text event, from the server's running `usage` when it streams one
 //! (`usage-delta`), else the final `usage.completion_tokens` spread over the text events
-//! (`usage-final`), else one per event (`events`). See [`resolve_tokens`].
+//! (`usage-final`), else one per event (`events`). See [`resolve_tokens`]. A usage that cannot
+//! be true is not believed ([`usage_is_suspect`]).
+//!
+//! End of a stream (what `vllm bench serve` and the engines do, see `docs/metrics.md`): a
+//! stream is complete at `data: [DONE]`, or when the HTTP body ends cleanly after some choice
+//! carried a `finish_reason` (`transformers serve` never sends `[DONE]`; the record then says
+//! `done_marker: false`). A clean end with neither is `truncated`; a body that breaks is a
+//! `disconnect`. The first bytes of a 200 answer to a streaming request are sniffed: JSON is
+//! read as a non-streamed answer (or its error), anything else that is not SSE is `not_sse`.
 //!
 //! Failures never unwind: [`Client::send`] always returns a record, failed ones with a
 //! [`FailureKind`] and a message that never contains the API key.
@@ -103,6 +111,15 @@ const MAX_RESPONSE_BODY: usize = 64 << 20;
 const DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// Token events reserved up front; larger answers grow the vector as usual.
 const MAX_RESERVED_EVENTS: u32 = 1 << 16;
+/// Characters of a body quoted in a `not_sse` failure.
+const QUOTED_CHARS: usize = 200;
+/// Tokens a reported usage may exceed its bound by before it is disbelieved: speculative
+/// decoding can overshoot `max_tokens` by a few draft tokens before the engine trims, and some
+/// servers count a stop token. See [`usage_is_suspect`].
+const USAGE_SLACK_TOKENS: u64 = 16;
+/// Tokens one streamed text event is taken to carry at most when `max_tokens` is unknown
+/// (servers stream one token per event by default; a few merge a handful).
+const MAX_TOKENS_PER_EVENT: u64 = 4;
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, ClientError> {
@@ -328,6 +345,12 @@ struct Exchange {
     every_event_has_usage: bool,
     usage: Option<Usage>,
     done: bool,
+    /// Some choice of some chunk carried a `finish_reason` (with `n > 1`, any choice).
+    finish_seen: bool,
+    /// The body was read as an SSE stream (not a whole JSON answer).
+    sse: bool,
+    /// The stream ended cleanly after a `finish_reason`, without `[DONE]`: complete.
+    ended_without_done: bool,
     failure: Option<(Instant, FailureKind, String)>,
     /// Sends again on a fresh connection after a pooled one was found closed.
     resends: u32,
@@ -354,6 +377,9 @@ impl Exchange {
             every_event_has_usage: true,
             usage: None,
             done: false,
+            finish_seen: false,
+            sse: false,
+            ended_without_done: false,
             failure: None,
             resends: 0,
             text: None,
@@ -379,8 +405,9 @@ impl Exchange {
             ChunkInfo::Chunk {
                 generated,
                 usage,
-                finish: _,
+                finish,
             } => {
+                self.finish_seen |= finish;
                 if let (Some(text), SseEvent::Message { data, .. }) = (&mut self.text, event) {
                     if generated == Generated::Content {
                         // A second, text-extracting parse, only when the text is wanted (after
@@ -435,8 +462,21 @@ impl Exchange {
             ),
         };
         let per_event_usage = self.every_event_has_usage && !self.events.is_empty();
-        let (token_source, output_tokens) =
-            resolve_tokens(&mut self.events, per_event_usage, self.usage);
+        // The largest count the server claimed anywhere: its final usage or a running one.
+        let reported = self
+            .events
+            .iter()
+            .map(|e| e.1)
+            .filter(|&n| n != NO_USAGE)
+            .chain(self.usage.map(|u| u.completion_tokens))
+            .max();
+        let usage_suspect = reported
+            .is_some_and(|n| usage_is_suspect(n, ctx.max_tokens, self.events.len(), self.sse));
+        let (token_source, output_tokens) = if usage_suspect {
+            resolve_tokens(&mut self.events, false, None)
+        } else {
+            resolve_tokens(&mut self.events, per_event_usage, self.usage)
+        };
         // The reservation was for `max_tokens`; a record kept for the whole run holds only
         // what it used (bounded memory over 100k requests that stop early).
         if self.events.capacity() > 2 * self.events.len() + 16 {
@@ -458,7 +498,9 @@ impl Exchange {
             usage: self.usage,
             output_tokens,
             token_source,
+            usage_suspect,
             outcome,
+            done_marker: !self.ended_without_done,
             resends: self.resends,
             output_text: self.text,
             conversation: None,
@@ -525,6 +567,34 @@ pub fn resolve_tokens(
     }
 }
 
+/// Whether a server's `completion_tokens` (`reported`) cannot be true, so the client counts
+/// tokens from the events instead. It is suspect when it exceeds every bound that could
+/// justify it, of those that are known (at least one must be):
+/// - `max_tokens` (when the request set it, > 0) + 16 + `max_tokens`/16: an engine stops at
+///   `max_tokens`; the slack covers speculative-decoding overshoot and a counted stop token;
+/// - for a stream, 4 tokens per text event + 16: servers stream one token per event (a few
+///   merge a handful).
+///
+/// Both must be exceeded when both are known, so a server that ignores `max_tokens` but
+/// streams each token is still believed, and one that merges many tokens per event is
+/// believed up to `max_tokens`. A non-streamed answer has only the first bound. 4e9 tokens
+/// for a request of `max_tokens` 64 is suspect by either.
+pub fn usage_is_suspect(
+    reported: u32,
+    max_tokens: u32,
+    text_events: usize,
+    streamed: bool,
+) -> bool {
+    let max_tokens = u64::from(max_tokens);
+    let by_max = (max_tokens > 0).then(|| max_tokens + USAGE_SLACK_TOKENS + max_tokens / 16);
+    let by_events =
+        streamed.then(|| MAX_TOKENS_PER_EVENT * text_events as u64 + USAGE_SLACK_TOKENS);
+    match by_max.into_iter().chain(by_events).max() {
+        Some(bound) => u64::from(reported) > bound,
+        None => false,
+    }
+}
+
 fn sum_tokens(events: &[(u32, u32)]) -> u32 {
     events.iter().fold(0u32, |acc, e| acc.saturating_add(e.1))
 }
@@ -562,10 +632,13 @@ async fn exchange(inner: &Inner, request: reqwest::Request, body: Bytes, ex: &mu
     }
     // A server that ignores `stream: true` and answers with one JSON body (or sends an error
     // object that way) is read as a non-streamed answer rather than as a broken stream.
-    if inner.stream && !is_json(&resp) {
-        read_stream(&mut resp, ex).await
-    } else {
+    let secret = inner.api_key.as_deref();
+    if !inner.stream {
         read_whole(&mut resp, ex).await
+    } else if is_json(&resp) {
+        read_json_for_stream(&mut resp, ex, Bytes::new(), secret).await
+    } else {
+        read_stream(&mut resp, ex, secret).await
     }
 }
 
@@ -593,13 +666,64 @@ fn is_stale_connection(e: &reqwest::Error) -> bool {
     false
 }
 
-async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
+/// What the first non-blank bytes of a 200 answer to a streaming request look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyStart {
+    /// Only whitespace (or a byte-order mark) so far.
+    Blank,
+    /// An SSE field (`data:`, `event:`, `id:`, `retry:`) or comment (`:`).
+    Sse,
+    /// `{` or `[`: one JSON document.
+    Json,
+    /// Anything else (`<!DOCTYPE html>`, plain text).
+    Other,
+}
+
+/// Sniffs the start of a body. Whatever the content type says: servers send SSE as
+/// `text/plain`, and JSON or HTML error pages as `text/event-stream`. A chunk that ends inside
+/// a field name (`da`) is taken as SSE.
+fn sniff(chunk: &[u8]) -> BodyStart {
+    // The UTF-8 byte-order mark, which the SSE parser strips too.
+    let skip = |b: &u8| b.is_ascii_whitespace() || matches!(b, 0xEF | 0xBB | 0xBF);
+    let Some(i) = chunk.iter().position(|b| !skip(b)) else {
+        return BodyStart::Blank;
+    };
+    let rest = &chunk[i..];
+    const FIELDS: [&[u8]; 4] = [b"data", b"event", b"id", b"retry"];
+    let sse_field = |f: &&[u8]| {
+        if rest.len() <= f.len() {
+            f.starts_with(rest)
+        } else {
+            rest.starts_with(f) && matches!(rest[f.len()], b':' | b'\n' | b'\r')
+        }
+    };
+    match rest[0] {
+        b':' => BodyStart::Sse,
+        _ if FIELDS.iter().any(sse_field) => BodyStart::Sse,
+        b'{' | b'[' => BodyStart::Json,
+        _ => BodyStart::Other,
+    }
+}
+
+async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange, secret: Option<&str>) -> End {
     let mut parser = SseParser::new();
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => {
                 // The one clock read for everything in this chunk, before any parsing.
                 let at = Instant::now();
+                // Until the first non-blank byte it is not known that this is SSE at all
+                // (usually decided on the first chunk; afterwards one bool test per chunk).
+                if !ex.sse {
+                    match sniff(&bytes) {
+                        BodyStart::Blank => continue,
+                        BodyStart::Sse => ex.sse = true,
+                        BodyStart::Json => {
+                            return read_json_for_stream(resp, ex, bytes, secret).await
+                        }
+                        BodyStart::Other => return not_sse(at, resp, &bytes, secret),
+                    }
+                }
                 parser.feed(&bytes, |ev| ex.on_event(ev, at));
                 if ex.failure.is_some() {
                     // Dropping the response closes the connection: the server may still be
@@ -613,13 +737,22 @@ async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
             }
             Ok(None) => {
                 let at = Instant::now();
+                if !ex.sse {
+                    return not_sse(at, resp, b"", secret);
+                }
                 parser.finish(|ev| ex.on_event(ev, at));
                 if !ex.finished() {
-                    ex.fail(
-                        at,
-                        FailureKind::Disconnect,
-                        "the stream ended without `data: [DONE]`".into(),
-                    );
+                    // The body ended properly: the server meant to stop here.
+                    if ex.finish_seen {
+                        ex.ended_without_done = true;
+                    } else {
+                        let message = format!(
+                            "the stream ended cleanly after {} text events without a finish_reason \
+                             or `data: [DONE]`: the answer was cut off",
+                            ex.events.len()
+                        );
+                        ex.fail(at, FailureKind::Truncated, message);
+                    }
                 }
                 return End::Ok { at };
             }
@@ -639,14 +772,68 @@ async fn read_stream(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
 }
 
 fn is_json(resp: &reqwest::Response) -> bool {
+    content_type(resp).is_some_and(|ct| {
+        ct.trim_start()
+            .get(..16)
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/json"))
+    })
+}
+
+fn content_type(resp: &reqwest::Response) -> Option<&str> {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .get(..16)
-                .is_some_and(|p| p.eq_ignore_ascii_case("application/json"))
-        })
+}
+
+/// A streaming request answered with one JSON document (`first` holds its first bytes, if
+/// any were read): a completion is read as a non-streamed answer, an error object is the
+/// server's error, anything else is not what was asked for.
+async fn read_json_for_stream(
+    resp: &mut reqwest::Response,
+    ex: &mut Exchange,
+    first: Bytes,
+    secret: Option<&str>,
+) -> End {
+    let body = match collect_body(resp, first.to_vec()).await {
+        Ok(body) => body,
+        Err(end) => return end,
+    };
+    let at = Instant::now();
+    match openai::classify_response(&body) {
+        ChunkInfo::Error(m) => End::failed(at, FailureKind::ServerError, m),
+        ChunkInfo::Chunk { .. } if openai::is_completion_body(&body) => finish_whole(&body, ex, at),
+        _ => not_sse(at, resp, &body, secret),
+    }
+}
+
+/// A 200 answer to a streaming request that is neither SSE nor a completion: the failure
+/// quotes its first characters (never the API key) and its content type.
+fn not_sse(at: Instant, resp: &reqwest::Response, body: &[u8], secret: Option<&str>) -> End {
+    let ct = content_type(resp).unwrap_or("no content type");
+    let message = if body.trim_ascii().is_empty() {
+        format!("the answer to a streaming request was an empty body ({ct}), not an SSE stream")
+    } else {
+        format!(
+            "the answer to a streaming request is not an SSE stream ({ct}); it begins: {}",
+            quote_start(body, secret)
+        )
+    };
+    End::failed(at, FailureKind::NotSse, message)
+}
+
+/// The first [`QUOTED_CHARS`] characters of a body after leading whitespace, escaped and in
+/// quotes. The key is removed before the cut, so a cut cannot leave part of it behind.
+fn quote_start(body: &[u8], secret: Option<&str>) -> String {
+    let body = body.trim_ascii_start();
+    let window = &body[..body.len().min(16 << 10)];
+    let mut text = String::from_utf8_lossy(window).into_owned();
+    if let Some(key) = secret.filter(|k| !k.is_empty()) {
+        text = text.replace(key, "<redacted>");
+    }
+    let mut quoted: String = text.chars().take(QUOTED_CHARS).collect();
+    let cut = quoted.len() < text.len();
+    quoted = quoted.escape_debug().to_string();
+    format!("\"{quoted}{}\"", if cut { "…" } else { "" })
 }
 
 /// Reads what is left of a finished stream so the connection can be reused.
@@ -663,20 +850,27 @@ async fn drain(resp: &mut reqwest::Response) {
 }
 
 async fn read_whole(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
-    let mut body = Vec::new();
+    match collect_body(resp, Vec::new()).await {
+        Ok(body) => finish_whole(&body, ex, Instant::now()),
+        Err(end) => end,
+    }
+}
+
+/// The rest of a body after `body` (bounded by [`MAX_RESPONSE_BODY`]), or how reading it failed.
+async fn collect_body(resp: &mut reqwest::Response, mut body: Vec<u8>) -> Result<Vec<u8>, End> {
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => {
                 if body.len() + bytes.len() > MAX_RESPONSE_BODY {
-                    return End::failed(
+                    return Err(End::failed(
                         Instant::now(),
                         FailureKind::Parse,
                         format!("the response body exceeded {MAX_RESPONSE_BODY} bytes"),
-                    );
+                    ));
                 }
                 body.extend_from_slice(&bytes);
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(body),
             Err(e) => {
                 let kind = if e.is_timeout() {
                     FailureKind::Timeout
@@ -684,18 +878,21 @@ async fn read_whole(resp: &mut reqwest::Response, ex: &mut Exchange) -> End {
                     FailureKind::Disconnect
                 };
                 let message = format!("the response broke off: {}", describe(e));
-                return End::failed(Instant::now(), kind, message);
+                return Err(End::failed(Instant::now(), kind, message));
             }
         }
     }
-    let at = Instant::now();
-    match openai::classify_response(&body) {
+}
+
+/// A complete non-streamed answer that arrived at `at`.
+fn finish_whole(body: &[u8], ex: &mut Exchange, at: Instant) -> End {
+    match openai::classify_response(body) {
         ChunkInfo::Chunk {
             generated, usage, ..
         } => {
             ex.usage = usage;
             if let Some(text) = &mut ex.text {
-                openai::append_response_text(&body, text);
+                openai::append_response_text(body, text);
             }
             // One event for the whole answer; its tokens come from usage when given.
             let has_output = generated.is_text() || usage.is_some_and(|u| u.completion_tokens > 0);

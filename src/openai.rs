@@ -633,6 +633,18 @@ pub fn classify_response(body: &[u8]) -> ChunkInfo {
     }
 }
 
+/// Whether a complete body is a completion or chat completion (it has a `choices` array),
+/// as opposed to some other JSON document. Used off the hot path, on a JSON body that came
+/// back to a streaming request.
+pub fn is_completion_body(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        choices: Option<Vec<IgnoredAny>>,
+    }
+    serde_json::from_slice::<Probe>(body.trim_ascii()).is_ok_and(|p| p.choices.is_some())
+}
+
 /// The message in an error response body, whatever its dialect: OpenAI `{"error": {...}}`,
 /// `{"error": "..."}`, vLLM `{"object": "error", "message": ...}`, FastAPI `{"detail": ...}`,
 /// or plain text. Truncated; empty when the body is empty.

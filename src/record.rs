@@ -43,8 +43,18 @@ pub enum FailureKind {
     /// The server reported an error inside the response (an `event: error` frame, or an
     /// `{"error": …}` object in a 200 response).
     ServerError,
-    /// The connection closed mid-response, or the stream ended without `[DONE]`.
+    /// The connection broke mid-response: the HTTP body did not end properly (a reset, a
+    /// close before the last chunk of a chunked body).
     Disconnect,
+    /// The stream ended cleanly (the HTTP body was complete) but no choice ever carried a
+    /// `finish_reason` and no `data: [DONE]` came: the answer was cut off by the server or a
+    /// proxy. A clean end *after* a `finish_reason` is a success (see
+    /// [`RequestRecord::done_marker`]).
+    Truncated,
+    /// A 200 answer to a streaming request that is not SSE and not a completion: an HTML
+    /// page, plain text, JSON that is neither a completion nor an error object, or an empty
+    /// body. The message quotes the first bytes.
+    NotSse,
     /// A chunk that is not the JSON it should be.
     Parse,
     /// The request was in flight when the run was interrupted (Ctrl-C).
@@ -62,6 +72,8 @@ impl FailureKind {
             FailureKind::Http { status } => format!("http_{status}"),
             FailureKind::ServerError => "server_error".into(),
             FailureKind::Disconnect => "disconnect".into(),
+            FailureKind::Truncated => "truncated".into(),
+            FailureKind::NotSse => "not_sse".into(),
             FailureKind::Parse => "parse".into(),
             FailureKind::Cancelled => "cancelled".into(),
             FailureKind::NotSent => "not_sent".into(),
@@ -130,7 +142,20 @@ pub struct RequestRecord {
     /// Output tokens counted by the client from `token_source`.
     pub output_tokens: u32,
     pub token_source: TokenSource,
+    /// The server's `usage` could not be true (far more completion tokens than `max_tokens`
+    /// allows and the text events can carry; see `client::usage_is_suspect`), so
+    /// `output_tokens` was counted from the events instead (`token_source: events`). `usage`
+    /// still holds what the server said. Written only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub usage_suspect: bool,
     pub outcome: Outcome,
+    /// Whether a successful stream ended with `data: [DONE]`. False only for a stream that
+    /// ended cleanly after a choice carried a `finish_reason` but without `[DONE]` (as
+    /// `transformers serve` ends every stream): complete, and counted in the summary's
+    /// `streams_without_done`. True for everything else (non-streamed answers, failures).
+    /// Written only when false, so journals from before the field read as true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub done_marker: bool,
     /// Times the request was sent again because a pooled keep-alive connection turned out to
     /// be closed by the server before the request reached it (nothing was processed; the
     /// timing points still run from the first send).
@@ -175,6 +200,18 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl RequestRecord {
     /// A record for a request that failed before any response byte arrived.
     pub fn failed_before_response(
@@ -202,7 +239,9 @@ impl RequestRecord {
             usage: None,
             output_tokens: 0,
             token_source: TokenSource::Events,
+            usage_suspect: false,
             outcome: Outcome::Failed { kind, message },
+            done_marker: true,
             resends: 0,
             output_text: None,
             conversation: None,
@@ -243,7 +282,9 @@ impl RequestRecord {
             usage: None,
             output_tokens: 0,
             token_source: TokenSource::Events,
+            usage_suspect: false,
             outcome: Outcome::Success,
+            done_marker: true,
             resends: 0,
             output_text: None,
             conversation: None,
@@ -270,5 +311,47 @@ mod tests {
         );
         let back: Outcome = serde_json::from_str(&s).unwrap();
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn new_failure_kinds_have_stable_labels_and_tags() {
+        for (kind, label) in [
+            (FailureKind::Truncated, "truncated"),
+            (FailureKind::NotSse, "not_sse"),
+        ] {
+            assert_eq!(kind.label(), label);
+            let o = Outcome::Failed {
+                kind,
+                message: "m".into(),
+            };
+            let s = serde_json::to_string(&o).unwrap();
+            assert_eq!(
+                s,
+                format!(r#"{{"outcome":"failed","kind":"{label}","message":"m"}}"#)
+            );
+            assert_eq!(serde_json::from_str::<Outcome>(&s).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn done_marker_and_usage_suspect_are_written_only_when_unusual() {
+        let plain = RequestRecord::test_success(1, 10);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("done_marker") && !json.contains("usage_suspect"),
+            "{json}"
+        );
+        // A journal line from before the fields reads as a stream with [DONE], usage believed.
+        let back: RequestRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.done_marker && !back.usage_suspect);
+        let odd = RequestRecord {
+            done_marker: false,
+            usage_suspect: true,
+            ..plain
+        };
+        let json = serde_json::to_string(&odd).unwrap();
+        assert!(json.contains(r#""done_marker":false"#), "{json}");
+        assert!(json.contains(r#""usage_suspect":true"#), "{json}");
+        assert_eq!(serde_json::from_str::<RequestRecord>(&json).unwrap(), odd);
     }
 }

@@ -8,7 +8,7 @@
 
 use servebench::app::{run_benchmark, ExitStatus};
 use servebench::config::RunConfig;
-use servebench::journal::read_journal;
+use servebench::journal::{read_journal, summarize_journal};
 use servebench::record::{Outcome, Phase};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,13 +35,16 @@ fn counted_as(fault: &str) -> Option<&'static str> {
         "malformed_chunk" => Some("parse"),
         "error_event" => Some("server_error"),
         "error_200" => Some("server_error"),
-        "no_done" => Some("disconnect"),
+        // A clean end after the finish chunk is complete, [DONE] or not (as vLLM counts it).
+        "no_done" => None,
         "huge_chunk" => None,
+        "truncated" => Some("truncated"),
+        "not_sse" => Some("not_sse"),
         other => panic!("unknown fault kind {other}"),
     }
 }
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 12] = [
     "http_500",
     "http_503",
     "http_429",
@@ -52,7 +55,13 @@ const KINDS: [&str; 10] = [
     "error_200",
     "no_done",
     "huge_chunk",
+    "truncated",
+    "not_sse",
 ];
+
+/// Kinds that exist only for streamed answers (the server neither injects nor counts them on
+/// a non-streamed request).
+const STREAMING_ONLY: [&str; 3] = ["no_done", "truncated", "not_sse"];
 
 struct Row {
     kind: &'static str,
@@ -140,6 +149,17 @@ fn one_kind(kind: &'static str, stream: bool) -> Row {
         by_kind, s.errors_by_kind,
         "{kind}: journal and summary agree"
     );
+    // `servebench report --journal` rebuilds the same counts from the records alone.
+    let (_, rebuilt) = summarize_journal(&out.journal_path).unwrap();
+    assert_eq!(rebuilt.errors_by_kind, s.errors_by_kind, "{kind}");
+    assert_eq!(
+        (rebuilt.completed, rebuilt.streams_without_done),
+        (s.completed, s.streams_without_done),
+        "{kind}"
+    );
+    // Only `no_done` streams end without [DONE]; each is one success.
+    let without_done = journal.records.iter().filter(|r| !r.done_marker).count() as u64;
+    assert_eq!(s.streams_without_done, without_done, "{kind}");
     let label = counted_as(kind);
     let counted = match label {
         Some(l) => {
@@ -154,11 +174,20 @@ fn one_kind(kind: &'static str, stream: bool) -> Row {
             c
         }
         None => {
-            // huge_chunk: the requests that carried it still succeed with exact tokens.
+            // huge_chunk, no_done: the requests that carried it still succeed with exact tokens.
             assert!(by_kind.is_empty(), "{kind}: {by_kind:?}");
             injected
         }
     };
+    let expect_without_done = if kind == "no_done" { injected } else { 0 };
+    assert_eq!(s.streams_without_done, expect_without_done, "{kind}");
+    assert!(
+        journal
+            .records
+            .iter()
+            .all(|r| r.done_marker || r.outcome.is_success()),
+        "{kind}: only complete streams say done_marker: false"
+    );
     assert!(injected > 0, "{kind}: the seed must inject some");
     // Completed requests are kept with their measurements.
     assert_eq!(s.completed, N - if label.is_some() { injected } else { 0 });
@@ -198,10 +227,9 @@ fn every_fault_kind_is_counted_exactly_streaming() {
 
 #[test]
 fn every_fault_kind_is_counted_exactly_non_streaming() {
-    // no_done does not apply to a non-streamed answer (the server neither injects nor counts it).
     let rows: Vec<Row> = KINDS
         .iter()
-        .filter(|k| **k != "no_done")
+        .filter(|k| !STREAMING_ONLY.contains(k))
         .map(|k| one_kind(k, false))
         .collect();
     print_table(&rows);
@@ -258,7 +286,10 @@ fn all_kinds_at_once_are_each_counted_exactly() {
     }
     println!("\nall kinds at once: injected {injected:?}\n                   counted  {seen:?}");
     assert_eq!(seen, expected);
-    assert!(injected.len() >= 8, "most kinds were drawn: {injected:?}");
+    assert!(injected.len() >= 10, "most kinds were drawn: {injected:?}");
+    // Streams without [DONE] (warmups included, like the faults): exactly the no_done ones.
+    let without_done = journal.records.iter().filter(|r| !r.done_marker).count() as u64;
+    assert_eq!(without_done, injected.get("no_done").copied().unwrap_or(0));
     let s = &out.summary;
     assert_eq!(s.completed + s.failed, 150);
 }

@@ -1,6 +1,10 @@
-//! SSE conformance corpus: streams in the dialects of vLLM, SGLang, llama.cpp, TGI and OpenAI
-//! (`tests/fixtures/sse/*.sse`, each citing its source in SSE comment lines at the top), with
-//! the timing points and token counts servebench must take from each.
+//! SSE conformance corpus: streams in the dialects of vLLM, SGLang, llama.cpp, TGI, OpenAI and
+//! `transformers serve` (`tests/fixtures/sse/*.sse`, each citing its source in SSE comment lines
+//! at the top), with the outcome, timing points and token counts servebench must take from each.
+//! A stream need not end with `[DONE]` (`transformers serve` never sends it); one cut without a
+//! finish_reason is `truncated`. `*.page` fixtures are answers to a streaming request that are
+//! not SSE at all (a JSON completion, an HTML error page): their comment lines cite the source
+//! and are not sent; the body after the first blank line is, under the content type given.
 //!
 //! Every fixture is replayed twice:
 //! - through the real client (`Client::send`) from a tiny raw-TCP HTTP/1.1 server on
@@ -12,7 +16,7 @@
 use bytes::Bytes;
 use servebench::client::{Client, ClientOptions, SendContext};
 use servebench::openai::{classify_event, ChunkInfo, Endpoint, SseEvent, SseParser};
-use servebench::record::{Outcome, Phase, TokenSource, Usage};
+use servebench::record::{FailureKind, Outcome, Phase, TokenSource, Usage};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,7 +42,45 @@ struct Expect {
     output_tokens: u32,
     source: TokenSource,
     usage: Option<(u32, u32)>,
+    /// How the request ends: `None` a success, else the failure kind.
+    failure: Option<FailureKind>,
+    /// The stream ends with `data: [DONE]` (the record's `done_marker` for a success).
+    done: bool,
 }
+
+/// What the default fields of most fixtures are: a success ending with `[DONE]`.
+const OK: (Option<FailureKind>, bool) = (None, true);
+
+/// A `*.page` fixture: a body that is not SSE, sent under `content_type`.
+struct Page {
+    file: &'static str,
+    endpoint: Endpoint,
+    content_type: &'static str,
+    /// `None`: read as a non-streamed answer with these (events, tokens, source).
+    failure: Option<(FailureKind, &'static str)>,
+    tokens: u32,
+}
+
+const PAGES: &[Page] = &[
+    // A whole JSON completion under text/event-stream: one event at the complete body.
+    Page {
+        file: "json_completion_on_stream.page",
+        endpoint: Endpoint::Completions,
+        content_type: "text/event-stream",
+        failure: None,
+        tokens: 5,
+    },
+    Page {
+        file: "nginx_502_html_on_stream.page",
+        endpoint: Endpoint::ChatCompletions,
+        content_type: "text/html",
+        failure: Some((
+            FailureKind::NotSse,
+            r#"the answer to a streaming request is not an SSE stream (text/html); it begins: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n""#,
+        )),
+        tokens: 0,
+    },
+];
 
 const CORPUS: &[Expect] = &[
     // Recorded from the real vLLM (CPU) here: running usage on every chunk.
@@ -53,6 +95,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 6,
         source: TokenSource::UsageDelta,
         usage: Some((10, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     // Recorded: role-only first chunk, an empty-content chunk that is not a token event, the
     // final usage (6) spread over the 5 text events.
@@ -67,6 +111,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 6,
         source: TokenSource::UsageFinal,
         usage: Some((23, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     // Recorded from a real llama-server here: role chunk with `content: null`, a lone U+FFFD
     // chunk (a split UTF-8 character is still a token event), a separate finish chunk with an
@@ -82,6 +128,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 6,
         source: TokenSource::UsageFinal,
         usage: Some((21, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     // Recorded: usage rides on the finish chunk, whose text is empty.
     Expect {
@@ -95,6 +143,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 6,
         source: TokenSource::UsageFinal,
         usage: Some((7, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "vllm_completions_continuous_usage.sse",
@@ -107,6 +157,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 6,
         source: TokenSource::UsageDelta,
         usage: Some((6, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "vllm_chat_include_usage.sse",
@@ -119,6 +171,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 4,
         source: TokenSource::UsageFinal,
         usage: Some((11, 4)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "vllm_chat_continuous_usage.sse",
@@ -131,6 +185,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 4,
         source: TokenSource::UsageDelta,
         usage: Some((11, 4)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "sglang_chat_include_usage.sse",
@@ -143,6 +199,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 3,
         source: TokenSource::UsageFinal,
         usage: Some((14, 3)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "sglang_completions_include_usage.sse",
@@ -155,6 +213,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 4,
         source: TokenSource::UsageFinal,
         usage: Some((5, 4)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "llamacpp_chat_b6097.sse",
@@ -167,6 +227,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 3,
         source: TokenSource::UsageFinal,
         usage: Some((12, 3)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "llamacpp_chat_usage_chunk_b6497.sse",
@@ -179,6 +241,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 3,
         source: TokenSource::UsageFinal,
         usage: Some((12, 3)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "llamacpp_completions.sse",
@@ -191,6 +255,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 4,
         source: TokenSource::UsageFinal,
         usage: Some((3, 4)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "tgi_chat_include_usage.sse",
@@ -203,6 +269,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 10,
         source: TokenSource::UsageFinal,
         usage: Some((40, 10)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "openai_chat_include_usage.sse",
@@ -216,6 +284,8 @@ const CORPUS: &[Expect] = &[
         output_tokens: 5,
         source: TokenSource::UsageFinal,
         usage: Some((23, 5)),
+        failure: OK.0,
+        done: OK.1,
     },
     Expect {
         file: "openai_chat_no_usage.sse",
@@ -228,6 +298,53 @@ const CORPUS: &[Expect] = &[
         output_tokens: 2,
         source: TokenSource::Events,
         usage: None,
+        failure: OK.0,
+        done: OK.1,
+    },
+    // `transformers serve`: the finish chunk carries usage, then the body ends: complete
+    // without [DONE] (what made every streamed request a "disconnect" before).
+    Expect {
+        file: "transformers_chat_no_done.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 5,
+        text_frames: 5,
+        tokens: Some(&[1, 1, 1, 1, 1]),
+        output_tokens: 5,
+        source: TokenSource::UsageFinal,
+        usage: Some((9, 5)),
+        failure: None,
+        done: false,
+    },
+    Expect {
+        file: "transformers_completions_no_done.sse",
+        endpoint: Endpoint::Completions,
+        first_text_frame: 0,
+        first_content_frame: 0,
+        last_text_frame: 5,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((7, 6)),
+        failure: None,
+        done: false,
+    },
+    // Cut after a content chunk: no finish_reason, no usage, no [DONE]. What arrived is kept.
+    Expect {
+        file: "truncated_chat_after_content.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 3,
+        text_frames: 3,
+        tokens: Some(&[1, 1, 1]),
+        output_tokens: 3,
+        source: TokenSource::Events,
+        usage: None,
+        failure: Some(FailureKind::Truncated),
+        done: false,
     },
 ];
 
@@ -284,7 +401,22 @@ fn every_fixture_parses_the_same_however_it_is_split() {
             "{}: one event per data frame",
             e.file
         );
-        assert_eq!(whole.last(), Some(&ChunkInfo::Done), "{}", e.file);
+        // `[DONE]` last, or not at all.
+        let dones = whole.iter().filter(|c| **c == ChunkInfo::Done).count();
+        assert_eq!(dones, usize::from(e.done), "{}", e.file);
+        if e.done {
+            assert_eq!(whole.last(), Some(&ChunkInfo::Done), "{}", e.file);
+        }
+        // Complete without [DONE] means some chunk carried a finish_reason; truncated, none did.
+        let finished = whole
+            .iter()
+            .any(|c| matches!(c, ChunkInfo::Chunk { finish: true, .. }));
+        assert_eq!(
+            finished,
+            e.failure != Some(FailureKind::Truncated),
+            "{}",
+            e.file
+        );
         // Which frames carry text: exactly as the expectation says.
         let text: Vec<usize> = (0..whole.len()).filter(|&i| is_text(&whole[i])).collect();
         assert_eq!(text.len(), e.text_frames, "{}: {whole:?}", e.file);
@@ -331,6 +463,18 @@ fn every_fixture_parses_the_same_however_it_is_split() {
 /// Serves one request on a fresh listener: the head and the comment block at once, then each
 /// frame `GAP` after the previous one, as one HTTP chunk each; then the end of the body.
 async fn replay_server(bytes: Vec<u8>) -> std::net::SocketAddr {
+    let (comments, frames) = frames(&bytes);
+    serve_once("text/event-stream", Some(comments), frames).await
+}
+
+/// Serves one request: the head with `content_type` (and `first` as a chunk, when given) at
+/// once, then each piece `GAP` after the previous one as its own HTTP chunk, then the end of the
+/// body (a clean end: the terminating zero-length chunk).
+async fn serve_once(
+    content_type: &'static str,
+    first_chunk: Option<Vec<u8>>,
+    pieces: Vec<Vec<u8>>,
+) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -364,13 +508,14 @@ async fn replay_server(bytes: Vec<u8>) -> std::net::SocketAddr {
             framed.extend_from_slice(b"\r\n");
             framed
         };
-        let (comments, frames) = frames(&bytes);
-        let mut first = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-        first.extend(chunk(&comments));
+        let mut first = format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes();
+        if let Some(c) = first_chunk {
+            first.extend(chunk(&c));
+        }
         if sock.write_all(&first).await.is_err() {
             return;
         }
-        for f in frames {
+        for f in pieces {
             tokio::time::sleep(GAP).await;
             if sock.write_all(&chunk(&f)).await.is_err() {
                 return;
@@ -385,9 +530,13 @@ async fn replay_server(bytes: Vec<u8>) -> std::net::SocketAddr {
 
 async fn replay(e: &'static Expect) -> (&'static Expect, servebench::record::RequestRecord) {
     let addr = replay_server(fixture(e.file)).await;
+    (e, send(addr, e.endpoint).await)
+}
+
+async fn send(addr: std::net::SocketAddr, endpoint: Endpoint) -> servebench::record::RequestRecord {
     let client = Client::new(ClientOptions {
         base_url: format!("http://{addr}"),
-        endpoint: e.endpoint,
+        endpoint,
         api_key: None,
         request_timeout: Duration::from_secs(10),
         stream: true,
@@ -404,17 +553,29 @@ async fn replay(e: &'static Expect) -> (&'static Expect, servebench::record::Req
         prompt_tokens: 8,
         max_tokens: 64,
     };
-    (e, client.send(Bytes::from_static(b"{}"), ctx).await)
+    client.send(Bytes::from_static(b"{}"), ctx).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_through_the_client_gives_the_expected_timing_points_and_tokens() {
     let runs = futures_util::future::join_all(CORPUS.iter().map(replay)).await;
     let gap = GAP.as_nanos() as u64;
-    println!("\n| fixture | first token frame | ttft ≥ | events | tokens | source | usage |");
-    println!("| --- | ---: | ---: | ---: | --- | --- | --- |");
+    println!(
+        "\n| fixture | outcome | [DONE] | first token frame | ttft ≥ | events | tokens | source | usage |"
+    );
+    println!("| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |");
     for (e, r) in runs {
-        assert_eq!(r.outcome, Outcome::Success, "{}: {:?}", e.file, r.outcome);
+        match e.failure {
+            None => assert_eq!(r.outcome, Outcome::Success, "{}: {:?}", e.file, r.outcome),
+            Some(kind) => assert!(
+                matches!(&r.outcome, Outcome::Failed { kind: k, .. } if *k == kind),
+                "{}: {:?}",
+                e.file,
+                r.outcome
+            ),
+        }
+        // `done_marker: false` only for a complete stream without [DONE].
+        assert_eq!(r.done_marker, e.done || e.failure.is_some(), "{}", e.file);
         // Frame i was sent (i + 1) gaps after the request arrived: the first token can be no
         // earlier than its frame, so a role chunk counted as a token would show up as early.
         let ttft = r.first_token_ns.unwrap() - r.sent_ns;
@@ -432,9 +593,10 @@ async fn every_fixture_through_the_client_gives_the_expected_timing_points_and_t
         );
         assert!(r.first_content_ns >= r.first_token_ns);
         // The end is the last text frame; later finish/usage chunks and [DONE] do not move it.
+        // (A failure ends when it was seen: here, at the end of the body.)
         let last_us = r.events.last().unwrap().0 as u64;
         assert!(
-            r.finished_ns.abs_diff(r.sent_ns + last_us * 1000) < 1000,
+            e.failure.is_some() || r.finished_ns.abs_diff(r.sent_ns + last_us * 1000) < 1000,
             "{}: finished at the last text event",
             e.file
         );
@@ -473,14 +635,75 @@ async fn every_fixture_through_the_client_gives_the_expected_timing_points_and_t
             "{}",
             e.file
         );
+        let outcome = match &r.outcome {
+            Outcome::Success => "success".to_string(),
+            Outcome::Failed { kind, .. } => kind.label(),
+        };
         println!(
-            "| {} | {} | {:.0} ms | {} | {tokens:?} | {:?} | {:?} |",
+            "| {} | {outcome} | {} | {} | {:.0} ms | {} | {tokens:?} | {:?} | {:?} |",
             e.file,
+            if e.done { "yes" } else { "no" },
             e.first_text_frame,
             ttft as f64 / 1e6,
             r.events.len(),
             r.token_source,
             e.usage
         );
+    }
+}
+
+/// The body of a `*.page` fixture: everything after its comment block.
+fn page_body(name: &str) -> Vec<u8> {
+    let bytes = fixture(name);
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let (comments, body) = text.split_once("\n\n").unwrap();
+    assert!(
+        comments.lines().all(|l| l.starts_with(": ")),
+        "{name} starts with its source"
+    );
+    body.as_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fixture_is_classified_by_what_it_is() {
+    for p in PAGES {
+        let addr = serve_once(p.content_type, None, vec![page_body(p.file)]).await;
+        let r = send(addr, p.endpoint).await;
+        match p.failure {
+            None => {
+                assert_eq!(r.outcome, Outcome::Success, "{}: {:?}", p.file, r.outcome);
+                // One event at the complete body, its tokens from the final usage.
+                assert_eq!(r.events.len(), 1, "{}", p.file);
+                assert_eq!(r.events[0].1, p.tokens, "{}", p.file);
+                assert_eq!(
+                    (r.output_tokens, r.token_source),
+                    (p.tokens, TokenSource::UsageFinal),
+                    "{}",
+                    p.file
+                );
+                assert_eq!(r.first_token_ns, Some(r.finished_ns), "{}", p.file);
+                // The body came one gap after the headers: it is the first token.
+                assert!(r.first_token_ns.unwrap() - r.sent_ns >= GAP.as_nanos() as u64);
+            }
+            Some((kind, message)) => {
+                assert_eq!(
+                    r.outcome,
+                    Outcome::Failed {
+                        kind,
+                        message: message.into()
+                    },
+                    "{}",
+                    p.file
+                );
+                assert!(r.events.is_empty() && r.first_token_ns.is_none());
+                assert_eq!(r.output_tokens, p.tokens);
+            }
+        }
+        assert!(
+            r.done_marker,
+            "{}: done_marker is about complete streams",
+            p.file
+        );
+        println!("{}: {:?}, {} tokens", p.file, r.outcome, r.output_tokens);
     }
 }

@@ -194,3 +194,98 @@ async fn a_server_that_is_gone_is_counted_not_fatal() {
         "{s:?}"
     );
 }
+
+/// A server with no /metrics (404, as `transformers serve` answers), one whose metrics go away
+/// after two good scrapes, and the changing /metrics above as the clock of the test.
+async fn serve_missing_metrics() -> (String, Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let good = Arc::new(AtomicU64::new(0));
+    let missing = Arc::new(AtomicU64::new(0));
+    let flaky = Arc::new(AtomicU64::new(0));
+    let (m, f) = (missing.clone(), flaky.clone());
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/none",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    m.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::NOT_FOUND, "{\"detail\":\"Not Found\"}")
+                }
+            }),
+        )
+        .route(
+            "/gone",
+            get(move || {
+                let f = f.clone();
+                async move {
+                    if f.fetch_add(1, Ordering::SeqCst) < 2 {
+                        (StatusCode::OK, "vllm:num_requests_running 1\n")
+                    } else {
+                        (StatusCode::NOT_FOUND, "not found")
+                    }
+                }
+            }),
+        )
+        .with_state(good.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), good, missing, flaky)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_on_the_first_scrape_turns_the_sampler_off_once_a_later_one_is_an_error() {
+    let (base, good, missing, flaky) = serve_missing_metrics().await;
+    let samplers: Vec<Box<dyn Sampler>> = vec![
+        Box::new(PrometheusSampler::new("engine", &format!("{base}/none")).unwrap()),
+        Box::new(PrometheusSampler::new("dcgm", &format!("{base}/gone")).unwrap()),
+        Box::new(PrometheusSampler::new("clock", &base).unwrap()),
+    ];
+    let config = RecorderConfig {
+        interval: Duration::from_millis(10),
+        ..RecorderConfig::default()
+    };
+    let recorder = Recorder::start(Instant::now(), config, samplers);
+    // Run for at least 10 ticks of the healthy sampler (bounded: 10 s).
+    for _ in 0..1000 {
+        if good.load(Ordering::SeqCst) >= 10 && flaky.load(Ordering::SeqCst) >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = recorder.stop().await;
+    assert!(good.load(Ordering::SeqCst) >= 10);
+
+    // No /metrics at all: asked once, then off, with the reason; not one error counted.
+    assert_eq!(
+        missing.load(Ordering::SeqCst),
+        1,
+        "scraped again after a 404"
+    );
+    let report = |name: &str| t.samplers.iter().find(|s| s.name == name).unwrap();
+    let engine = report("engine");
+    assert_eq!((engine.ok, engine.errors), (0, 0), "{engine:?}");
+    let why = engine.unavailable.as_deref().unwrap();
+    assert!(why.contains("/none answered HTTP 404"), "{why}");
+    assert!(
+        why.contains("engine telemetry is off for this run"),
+        "{why}"
+    );
+
+    // Metrics that went away mid-run: the 404s after good scrapes are errors, retried.
+    let gone = report("dcgm");
+    assert_eq!(gone.ok, 2, "{gone:?}");
+    assert!(gone.errors >= 2, "{gone:?}");
+    assert_eq!(gone.unavailable, None);
+    assert!(
+        gone.last_error.as_deref().unwrap().contains("HTTP 404"),
+        "{gone:?}"
+    );
+
+    // The summary carries the reason.
+    let s = t.summarize(0, u64::MAX);
+    assert_eq!(s.engine_unavailable_reason.as_deref(), Some(why));
+}

@@ -333,6 +333,16 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         Some(r) => r.stop().await,
         None => Timeline::unavailable("telemetry turned off (--telemetry-interval-ms 0)"),
     };
+    // A sampler of a server's /metrics that turned itself off (no metrics there) says so once.
+    for sampler in timeline
+        .samplers
+        .iter()
+        .filter(|s| s.name == "engine" || s.name == "dcgm")
+    {
+        if let Some(why) = &sampler.unavailable {
+            eprintln!("note: {why}");
+        }
+    }
     let telemetry = timeline.summarize(load_report.measured_start_ns, load_end_ns);
     let telemetry_path = cfg.result_dir.join(format!("{stem}.telemetry.json"));
     if let Err(e) = timeline.save(&telemetry_path) {

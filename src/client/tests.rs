@@ -643,16 +643,393 @@ async fn disconnect_mid_stream_keeps_what_arrived() {
     assert!(r.finished_ns >= r.first_token_ns.unwrap());
 }
 
+// ---- end of stream ------------------------------------------------------------------------
+
+/// A chat stream as `transformers serve` frames it (`model_dump_json(exclude_none=True)`): a
+/// role chunk, content chunks, a finish chunk that carries `usage`, then the body just ends.
+fn transformers_chat(contents: &[&str], completion_tokens: u32) -> Vec<Step> {
+    let chunk = |choice: &str, tail: &str| {
+        data(&format!(
+            r#"{{"id":"req_0","choices":[{choice}],"created":1764300000,"model":"tiny","object":"chat.completion.chunk","system_fingerprint":""{tail}}}"#
+        ))
+    };
+    let mut script = vec![
+        head(),
+        chunk(r#"{"delta":{"role":"assistant"},"index":0}"#, ""),
+    ];
+    for c in contents {
+        script.push(chunk(
+            &format!(r#"{{"delta":{{"content":"{c}"}},"index":0}}"#),
+            "",
+        ));
+    }
+    script.push(chunk(
+        r#"{"delta":{},"finish_reason":"length","index":0}"#,
+        &format!(
+            r#","usage":{{"completion_tokens":{completion_tokens},"prompt_tokens":5,"total_tokens":{}}}"#,
+            5 + completion_tokens
+        ),
+    ));
+    script.push(Step::End);
+    script
+}
+
 #[tokio::test]
-async fn a_stream_that_ends_without_done_is_a_disconnect() {
-    let script = vec![head(), data(r#"{"choices":[{"text":"a"}]}"#), Step::End];
+async fn a_clean_end_after_a_finish_reason_is_complete_without_done() {
+    let r = run_script(
+        transformers_chat(&["Hel", "lo", " there"], 3),
+        Endpoint::ChatCompletions,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(!r.done_marker);
+    assert_eq!(tokens(&r), vec![1, 1, 1]);
+    assert_eq!(
+        (r.output_tokens, r.token_source, r.usage_suspect),
+        (3, TokenSource::UsageFinal, false)
+    );
+    assert_eq!(r.usage.map(|u| u.completion_tokens), Some(3));
+    assert_ordered(&r);
+    assert_finished_at_last_event(&r);
+    // The field is written only when false, and a record without it reads as true.
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains(r#""done_marker":false"#), "{json}");
+    let back: RequestRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, r);
+
+    // The same stream with `[DONE]` is complete too, and says so.
+    let mut script = transformers_chat(&["Hel", "lo", " there"], 3);
+    script.insert(script.len() - 1, done());
+    let with_done = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(with_done.outcome, Outcome::Success);
+    assert!(with_done.done_marker);
+    assert!(!serde_json::to_string(&with_done)
+        .unwrap()
+        .contains("done_marker"));
+}
+
+#[tokio::test]
+async fn with_several_choices_any_choice_finishing_completes_the_stream() {
+    // n = 2 on completions: choice 1 finishes, choice 0 never does; the body then ends.
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"index":0,"text":"a"},{"index":1,"text":"b"}]}"#),
+        data(r#"{"choices":[{"index":1,"text":"c","finish_reason":"stop"}]}"#),
+        data(r#"{"choices":[{"index":0,"text":"d"}]}"#),
+        Step::End,
+    ];
     let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(!r.done_marker);
+    assert_eq!(
+        (tokens(&r), r.token_source),
+        (vec![1, 1, 1], TokenSource::Events)
+    );
+}
+
+#[tokio::test]
+async fn a_clean_end_without_a_finish_reason_is_truncated() {
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a","finish_reason":null}]}"#),
+        ms(10),
+        data(r#"{"choices":[{"text":"b","finish_reason":null}]}"#),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Truncated);
+    assert_eq!(kind.label(), "truncated");
+    assert!(message.contains("after 2 text events"), "{message}");
+    assert!(message.contains("finish_reason"), "{message}");
+    // What arrived is kept.
+    assert_eq!(tokens(&r), vec![1, 1]);
+    assert!(r.first_token_ns.is_some());
+    assert!(
+        r.done_marker,
+        "done_marker is only false on a complete stream"
+    );
+
+    // The role chunk alone, then a clean end: truncated with nothing generated.
+    let script = transformers_chat(&[], 0)[..2]
+        .iter()
+        .cloned()
+        .chain([Step::End])
+        .collect();
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    assert_eq!(failure(&r).0, FailureKind::Truncated);
+    assert!(r.events.is_empty() && r.first_token_ns.is_none());
+}
+
+#[tokio::test]
+async fn a_broken_body_stays_a_disconnect_even_after_a_finish_reason() {
+    // The finish chunk arrived, then the connection closed without the chunked body's end.
+    let mut script = transformers_chat(&["a", "b"], 2);
+    script.pop();
+    script.push(ms(10));
+    script.push(Step::Close);
+    let r = run_script(script, Endpoint::ChatCompletions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::Disconnect);
+    assert!(message.starts_with("the stream broke off"), "{message}");
+    assert_eq!(tokens(&r), vec![1, 1]);
+}
+
+/// A 200 answer with this content type and body (`content-length` framed).
+fn page(content_type: &str, body: &str) -> Vec<Step> {
+    vec![Step::Raw(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )]
+}
+
+#[tokio::test]
+async fn a_json_body_on_a_stream_request_is_classified_by_what_it_is() {
+    let completion = format!(
+        r#"  {{"id":"c","object":"text_completion","choices":[{{"index":0,"text":"abc","finish_reason":"length"}}],{}}}"#,
+        usage_json(3)
+    );
+    // A completion under an SSE (or plain-text) content type: read as a non-streamed answer.
+    for ct in ["text/event-stream", "text/plain; charset=utf-8"] {
+        let r = run_script(page(ct, &completion), Endpoint::Completions).await;
+        assert_eq!(r.outcome, Outcome::Success, "{ct}");
+        assert_eq!(
+            (tokens(&r), r.token_source, r.done_marker),
+            (vec![3], TokenSource::UsageFinal, true),
+            "{ct}"
+        );
+        assert_eq!(r.first_token_ns, Some(r.finished_ns));
+    }
+    // An error object: the server's error.
+    let error = r#"{"error":{"message":"model not loaded","type":"NotFound","code":404}}"#;
+    let r = run_script(page("text/event-stream", error), Endpoint::Completions).await;
     assert_eq!(
         failure(&r),
         (
-            FailureKind::Disconnect,
-            "the stream ended without `data: [DONE]`"
+            FailureKind::ServerError,
+            "model not loaded (type NotFound, code 404)"
         )
+    );
+    // JSON that is neither (e.g. a model list from a misrouted proxy): not SSE, and not an
+    // answer either, whatever the content type said.
+    for ct in ["text/event-stream", "application/json"] {
+        let r = run_script(
+            page(ct, r#"{"object":"list","data":[]}"#),
+            Endpoint::Completions,
+        )
+        .await;
+        let (kind, message) = failure(&r);
+        assert_eq!(
+            (kind, kind.label().as_str()),
+            (FailureKind::NotSse, "not_sse")
+        );
+        assert!(
+            message.contains(r#"it begins: "{\"object\":\"list\",\"data\":[]}""#),
+            "{message}"
+        );
+        assert!(message.contains(ct), "{message}");
+    }
+    // Cut-off JSON: not an answer.
+    let r = run_script(
+        page("text/event-stream", r#"{"choices":[{"te"#),
+        Endpoint::Completions,
+    )
+    .await;
+    assert_eq!(failure(&r).0, FailureKind::NotSse);
+}
+
+#[tokio::test]
+async fn an_html_or_plain_text_body_is_not_sse_with_its_start_quoted_and_the_key_scrubbed() {
+    let key = "sk-secret-html-1";
+    let filler = "x".repeat(300);
+    let html = format!(
+        "\n<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body>key {key} {filler}</body></html>"
+    );
+    for ct in ["text/html; charset=utf-8", "text/event-stream"] {
+        let (addr, _) = serve(page(ct, &html)).await;
+        let r = run_with(ClientOptions {
+            api_key: Some(key.into()),
+            ..options(addr, Endpoint::ChatCompletions)
+        })
+        .await;
+        let (kind, message) = failure(&r);
+        assert_eq!(kind, FailureKind::NotSse, "{ct}");
+        assert!(!message.contains(key), "{message}");
+        let quoted = message.split("it begins: ").nth(1).unwrap();
+        assert!(
+            quoted.starts_with(r#""<!DOCTYPE html>\n<html><head><title>502 Bad Gateway"#),
+            "{quoted}"
+        );
+        assert!(quoted.contains("key <redacted> xxx"), "{quoted}");
+        // 200 characters of the body (after its leading newline), escaped, then the cut mark.
+        let inner = quoted.trim_start_matches('"').trim_end_matches('"');
+        assert!(inner.ends_with('…'), "{quoted}");
+        let unescaped = inner.trim_end_matches('…').replace("\\n", "\n");
+        assert_eq!(unescaped.chars().count(), 200, "{quoted}");
+        assert!(message.contains(ct), "{message}");
+        assert!(r.events.is_empty());
+    }
+    let r = run_script(
+        page("text/plain", "Internal Server Error"),
+        Endpoint::Completions,
+    )
+    .await;
+    assert_eq!(
+        failure(&r),
+        (
+            FailureKind::NotSse,
+            r#"the answer to a streaming request is not an SSE stream (text/plain); it begins: "Internal Server Error""#
+        )
+    );
+    let r = run_script(page("text/event-stream", ""), Endpoint::Completions).await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, FailureKind::NotSse);
+    assert!(message.contains("empty body"), "{message}");
+}
+
+#[tokio::test]
+async fn sse_under_another_content_type_is_still_read_as_sse() {
+    let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let r = run_script(page("text/plain", sse), Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(tokens(&r), vec![1, 1]);
+    assert!(r.done_marker);
+}
+
+#[test]
+fn the_start_of_a_body_is_sniffed_for_sse() {
+    for (body, want) in [
+        (&b"data: {}"[..], BodyStart::Sse),
+        (b"\r\n: keep-alive\n", BodyStart::Sse),
+        (b"event: error\n", BodyStart::Sse),
+        (b"id: 1\n", BodyStart::Sse),
+        (b"retry: 10\n", BodyStart::Sse),
+        (b"data\n", BodyStart::Sse),
+        (b"\xEF\xBB\xBFdata: x", BodyStart::Sse),
+        // Cut inside a field name: the next chunk decides nothing more.
+        (b"da", BodyStart::Sse),
+        (b"  {\"a\":1}", BodyStart::Json),
+        (b"[1]", BodyStart::Json),
+        (b"<!DOCTYPE html>", BodyStart::Other),
+        (b"identity", BodyStart::Other),
+        (b"database error", BodyStart::Other),
+        (b"Internal Server Error", BodyStart::Other),
+        (b" \r\n\t", BodyStart::Blank),
+        (b"", BodyStart::Blank),
+    ] {
+        assert_eq!(sniff(body), want, "{:?}", String::from_utf8_lossy(body));
+    }
+}
+
+// ---- usage that cannot be true ------------------------------------------------------------
+
+#[test]
+fn usage_is_suspect_only_beyond_every_known_bound() {
+    // max_tokens 64: bound 64 + 16 + 4 = 84.
+    assert!(!usage_is_suspect(84, 64, 0, false));
+    assert!(usage_is_suspect(85, 64, 0, false));
+    // A stream: also 4 per text event + 16; both bounds must be exceeded.
+    assert!(
+        !usage_is_suspect(100, 64, 100, true),
+        "ignores max_tokens, one token per event"
+    );
+    assert!(
+        !usage_is_suspect(84, 64, 1, true),
+        "merges tokens, within max_tokens"
+    );
+    assert!(usage_is_suspect(417, 64, 100, true));
+    // max_tokens unknown: the events alone.
+    assert!(!usage_is_suspect(56, 0, 10, true));
+    assert!(usage_is_suspect(57, 0, 10, true));
+    // Nothing known: believed.
+    assert!(!usage_is_suspect(u32::MAX, 0, 1, false));
+    assert!(usage_is_suspect(4_000_000_000, 64, 6, true));
+}
+
+#[tokio::test]
+async fn usage_far_beyond_max_tokens_is_not_believed_and_tokens_come_from_the_events() {
+    // The issue's case: a server reported 4e9 completion tokens for a short answer.
+    let text = |t: &str| data(&format!(r#"{{"choices":[{{"text":"{t}"}}]}}"#));
+    let script = vec![
+        head(),
+        text("a"),
+        ms(5),
+        text("b"),
+        ms(5),
+        text("c"),
+        data(
+            r#"{"choices":[{"text":"","finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":4000000000}}"#,
+        ),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(r.usage_suspect);
+    assert_eq!(
+        (tokens(&r), r.output_tokens, r.token_source),
+        (vec![1, 1, 1], 3, TokenSource::Events)
+    );
+    // What the server said is kept as it said it.
+    assert_eq!(r.usage.map(|u| u.completion_tokens), Some(4_000_000_000));
+    assert!(serde_json::to_string(&r)
+        .unwrap()
+        .contains(r#""usage_suspect":true"#));
+
+    // Through the metrics: believed, 4e9 tokens over ~10 ms would be ~4e11 tok/s and more.
+    let s = crate::metrics::summarize([&r], &Default::default());
+    assert_eq!(s.total_output_tokens, 3);
+    assert!(s.output_throughput < 1e4, "{}", s.output_throughput);
+    assert_eq!(s.tokens.records_usage_suspect, 1);
+    assert_eq!(s.tokens.by_source.get("events"), Some(&1));
+    assert_eq!(s.tokens.server_completion_tokens, Some(4_000_000_000));
+
+    // A running usage that jumps is judged the same way.
+    let script = vec![
+        head(),
+        data(r#"{"choices":[{"text":"a"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#),
+        data(
+            r#"{"choices":[{"text":"b"}],"usage":{"prompt_tokens":5,"completion_tokens":4000000000}}"#,
+        ),
+        data(
+            r#"{"choices":[{"text":"c","finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":3}}"#,
+        ),
+        done(),
+        Step::End,
+    ];
+    let r = run_script(script, Endpoint::Completions).await;
+    assert!(r.usage_suspect);
+    assert_eq!((r.output_tokens, r.token_source), (3, TokenSource::Events));
+}
+
+#[tokio::test]
+async fn a_non_streamed_usage_beyond_max_tokens_is_not_believed() {
+    let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":4000000000}}"#;
+    let (addr, _) = serve(json_response("200 OK", body)).await;
+    let r = run_with(ClientOptions {
+        stream: false,
+        ..options(addr, Endpoint::ChatCompletions)
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(r.usage_suspect);
+    // One event, one token: a lower bound, and said to be one (`events`).
+    assert_eq!((tokens(&r), r.token_source), (vec![1], TokenSource::Events));
+    // Within max_tokens (64 + slack) the same answer is believed.
+    let body = body.replace("4000000000", "70");
+    let (addr, _) = serve(json_response("200 OK", &body)).await;
+    let r = run_with(ClientOptions {
+        stream: false,
+        ..options(addr, Endpoint::ChatCompletions)
+    })
+    .await;
+    assert!(!r.usage_suspect);
+    assert_eq!(
+        (tokens(&r), r.token_source),
+        (vec![70], TokenSource::UsageFinal)
     );
 }
 
@@ -908,11 +1285,13 @@ mod embedded {
             FaultKind::Http500 => "http_500",
             FaultKind::Http503 => "http_503",
             FaultKind::Http429 => "http_429",
-            FaultKind::Disconnect | FaultKind::NoDone => "disconnect",
+            FaultKind::Disconnect => "disconnect",
             FaultKind::Stall => "timeout",
             FaultKind::MalformedChunk => "parse",
             FaultKind::ErrorEvent | FaultKind::Error200 => "server_error",
-            FaultKind::HugeChunk => "ok",
+            FaultKind::HugeChunk | FaultKind::NoDone => "ok",
+            FaultKind::Truncated => "truncated",
+            FaultKind::NotSse => "not_sse",
         }
     }
 
@@ -961,11 +1340,13 @@ mod embedded {
             }));
         }
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut without_done = 0u64;
         for t in tasks {
             for r in t.await.unwrap() {
                 let label = match &r.outcome {
                     Outcome::Success => {
                         assert_eq!(r.output_tokens, 8, "{r:?}");
+                        without_done += u64::from(!r.done_marker);
                         "ok".to_string()
                     }
                     Outcome::Failed { kind, .. } => kind.label(),
@@ -983,6 +1364,11 @@ mod embedded {
         }
         *expected.entry("ok".into()).or_default() += n - faulted;
         assert_eq!(seen, expected);
+        // Exactly the `no_done` streams ended without `[DONE]`, all complete.
+        let no_done = planned.get(&FaultKind::NoDone).copied().unwrap_or(0);
+        assert!(no_done > 0 && planned.contains_key(&FaultKind::Truncated));
+        assert!(planned.contains_key(&FaultKind::NotSse));
+        assert_eq!(without_done, no_done);
         server.shutdown().await;
     }
 }

@@ -160,6 +160,8 @@ pub struct Accumulator {
     server_tokens: u64,
     client_tokens_where_usage: u64,
     disagreeing: u64,
+    usage_suspect: u64,
+    streams_without_done: u64,
     /// (gap µs since the previous event, tokens | flags), events after each request's first.
     events: Vec<(u32, u32)>,
     buckets: TokenBuckets,
@@ -296,6 +298,8 @@ impl Accumulator {
             .by_source
             .entry(token_source_label(rec.token_source))
             .or_default() += 1;
+        self.usage_suspect += u64::from(rec.usage_suspect);
+        self.streams_without_done += u64::from(!rec.done_marker);
         if let Some(usage) = rec.usage {
             self.usage_records += 1;
             self.server_tokens += u64::from(usage.completion_tokens);
@@ -361,6 +365,8 @@ impl Accumulator {
         self.server_tokens += other.server_tokens;
         self.client_tokens_where_usage += other.client_tokens_where_usage;
         self.disagreeing += other.disagreeing;
+        self.usage_suspect += other.usage_suspect;
+        self.streams_without_done += other.streams_without_done;
         self.events.extend(other.events);
         for (t, acc) in other.turns {
             self.turns.entry(t).or_default().merge(acc);
@@ -428,6 +434,7 @@ impl Accumulator {
                 0.0
             },
             errors_by_kind: std::mem::take(&mut self.errors),
+            streams_without_done: self.streams_without_done,
             duration_s,
             request_throughput: per_s(completed as f64),
             output_throughput: per_s(self.output_tokens as f64),
@@ -489,6 +496,7 @@ impl Accumulator {
             server_completion_tokens: with_usage.then_some(self.server_tokens),
             client_tokens_where_usage: with_usage.then_some(self.client_tokens_where_usage),
             records_disagreeing: self.disagreeing,
+            records_usage_suspect: self.usage_suspect,
         }
     }
 

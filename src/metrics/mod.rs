@@ -172,6 +172,11 @@ pub struct TokenReport {
     pub client_tokens_where_usage: Option<u64>,
     /// Of those requests, how many had a client count different from the server's.
     pub records_disagreeing: u64,
+    /// Successful requests whose server `usage` could not be true (far beyond `max_tokens`
+    /// and what the text events can carry) and was replaced by a count from the events
+    /// (they are in `by_source` under `events`; see `client::usage_is_suspect`).
+    #[serde(default)]
+    pub records_usage_suspect: u64,
 }
 
 /// Whether the client kept up with what it was asked to do.
@@ -224,6 +229,11 @@ pub struct Summary {
     pub error_rate: f64,
     /// Failed requests per [`FailureKind::label`](crate::record::FailureKind::label).
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Successful streams that ended cleanly after a `finish_reason` without `data: [DONE]`
+    /// (`done_marker: false`; `transformers serve` ends every stream so). Complete, so they
+    /// are among `completed`; counted so a server's framing is visible.
+    #[serde(default)]
+    pub streams_without_done: u64,
     /// First send → last finish of the measured phase, seconds.
     pub duration_s: f64,
     pub request_throughput: f64,

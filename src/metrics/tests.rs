@@ -368,8 +368,10 @@ fn arb_record() -> impl Strategy<Value = RequestRecord> {
         prop::collection::vec((1u32..5_000, 0u32..4), 0..12),
         prop::bool::weighted(0.8),
         prop::bool::ANY,
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(sched, lag, gaps, success, warm)| {
+        .prop_map(|(sched, lag, gaps, success, warm, no_done, suspect)| {
             let mut t = 0;
             let events: Vec<(u32, u32)> = gaps
                 .iter()
@@ -396,6 +398,8 @@ fn arb_record() -> impl Strategy<Value = RequestRecord> {
             if warm {
                 r.phase = Phase::Warmup;
             }
+            r.done_marker = !(no_done && success);
+            r.usage_suspect = suspect;
             r
         })
 }
@@ -453,6 +457,53 @@ proptest! {
         prop_assert_eq!(s.itl_ms.count, want);
         prop_assert!(s.itl_ms.min <= s.itl_ms.median() && s.itl_ms.median() <= s.itl_ms.max);
     }
+}
+
+#[test]
+fn streams_without_done_and_disbelieved_usage_are_counted_over_measured_successes() {
+    let no_done = |id| RequestRecord {
+        done_marker: false,
+        ..ok(id, 0, 0, &[(5, 1), (6, 1)])
+    };
+    let suspect = RequestRecord {
+        usage_suspect: true,
+        usage: Some(Usage {
+            prompt_tokens: 100,
+            completion_tokens: 4_000_000_000,
+        }),
+        ..ok(3, 0, 0, &[(5, 1)])
+    };
+    let mut warm = no_done(4);
+    warm.phase = Phase::Warmup;
+    let recs = vec![
+        no_done(1),
+        no_done(2),
+        suspect,
+        warm,
+        ok(5, 0, 0, &[(5, 1)]),
+        failed(6, 1, FailureKind::Truncated),
+        failed(7, 1, FailureKind::NotSse),
+    ];
+    let s = summarize(&recs, &SummaryFacts::default());
+    assert_eq!((s.completed, s.failed), (4, 2));
+    assert_eq!(s.streams_without_done, 2);
+    assert_eq!(s.tokens.records_usage_suspect, 1);
+    assert_eq!(s.errors_by_kind.get("truncated"), Some(&1));
+    assert_eq!(s.errors_by_kind.get("not_sse"), Some(&1));
+    // The counts survive a JSON round trip; a summary written before them reads as zero.
+    let mut v = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["streams_without_done"], 2);
+    assert_eq!(v["tokens"]["records_usage_suspect"], 1);
+    v.as_object_mut().unwrap().remove("streams_without_done");
+    v["tokens"]
+        .as_object_mut()
+        .unwrap()
+        .remove("records_usage_suspect");
+    let old: Summary = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        (old.streams_without_done, old.tokens.records_usage_suspect),
+        (0, 0)
+    );
 }
 
 #[test]

@@ -16,9 +16,10 @@
 //!
 //! Ours: the run metadata ([`RunInfo`], flat: `run_id`, `start_time`, `seed`, `simulated`,
 //! `servebench_version`, `config`, …), `schema_version`, `attempted`, `success_rate`,
-//! `errors_by_kind`, `token_source`, `client_limited`, `self_check`, `min_`/`max_` and P50/P90/
-//! P95/P99 of every metric, the same for `icl_ms`, `queue_ms` and `e2el_incl_queue_ms`, and the
-//! whole [`Summary`] under `summary` (what servebench's own tools read back).
+//! `errors_by_kind`, `streams_without_done`, `token_source`, `client_limited`, `self_check`,
+//! `min_`/`max_` and P50/P90/P95/P99 of every metric, the same for `icl_ms`, `queue_ms` and
+//! `e2el_incl_queue_ms`, and the whole [`Summary`] under `summary` (what servebench's own tools
+//! read back).
 
 use super::{write_atomic, ReportError, RunInfo, RESULT_SCHEMA_VERSION};
 use crate::metrics::{percentile_label, Distribution, SelfCheck, Summary};
@@ -78,6 +79,10 @@ pub struct ResultFile {
     pub attempted: u64,
     pub success_rate: f64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Successful streams that ended without `data: [DONE]` after a `finish_reason` (see
+    /// `Summary::streams_without_done`).
+    #[serde(default)]
+    pub streams_without_done: u64,
     pub token_source: String,
     pub client_limited: bool,
     pub self_check: SelfCheck,
@@ -152,6 +157,7 @@ impl ResultFile {
             attempted: summary.attempted,
             success_rate: summary.success_rate,
             errors_by_kind: summary.errors_by_kind.clone(),
+            streams_without_done: summary.streams_without_done,
             token_source: summary.tokens.token_source.clone(),
             client_limited: summary.self_check.client_limited,
             self_check: summary.self_check.clone(),
@@ -301,6 +307,7 @@ mod tests {
             "mean_icl_ms",
             "p99_queue_ms",
             "errors_by_kind",
+            "streams_without_done",
             "token_source",
             "success_rate",
             "self_check",

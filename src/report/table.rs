@@ -53,6 +53,18 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
     for (kind, n) in &s.errors_by_kind {
         row(&mut out, &format!("  {kind}"), n);
     }
+    if s.streams_without_done > 0 {
+        // Complete (a finish_reason, then a clean end), as vLLM counts them; shown because it
+        // says how the server frames its streams.
+        row(
+            &mut out,
+            "Streams without [DONE] (successful)",
+            format!(
+                "{} (ended cleanly after a finish_reason)",
+                s.streams_without_done
+            ),
+        );
+    }
     row(
         &mut out,
         "Success rate (%)",
@@ -123,6 +135,16 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
         "Token source",
         format!("{} ({sources})", t.token_source),
     );
+    if t.records_usage_suspect > 0 {
+        row(
+            &mut out,
+            "Server usage not believed (requests)",
+            format!(
+                "{} (beyond max_tokens; counted from events)",
+                t.records_usage_suspect
+            ),
+        );
+    }
     if let (Some(server), Some(client)) = (t.server_completion_tokens, t.client_tokens_where_usage)
     {
         row(
@@ -225,6 +247,22 @@ mod tests {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
         assert!(t.ends_with(&format!("{}\n", "=".repeat(50))));
+        // Rows that only appear when there is something to say.
+        assert!(!t.contains("[DONE]") && !t.contains("not believed"), "{t}");
+    }
+
+    #[test]
+    fn streams_without_done_and_disbelieved_usage_are_shown() {
+        let mut s = summary();
+        s.streams_without_done = 2;
+        s.tokens.records_usage_suspect = 1;
+        let t = render_table(&run_info(), &s);
+        for needle in [
+            "Streams without [DONE] (successful):     2 (ended cleanly after a finish_reason)",
+            "Server usage not believed (requests):    1 (beyond max_tokens; counted from events)",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
     }
 
     #[test]

@@ -43,17 +43,28 @@ pub enum FaultKind {
     /// shape) and `data: [DONE]`; non-streaming: an error object with status 200.
     Error200,
     /// The stream completes (finish reason, usage) but `data: [DONE]` is never sent; the HTTP
-    /// body ends cleanly. Not applicable to non-streaming requests (not injected, not counted).
+    /// body ends cleanly, as `transformers serve` ends every stream. The client counts a
+    /// success with `done_marker: false`. Not applicable to non-streaming requests (not
+    /// injected, not counted).
     NoDone,
     /// The chunk that reaches `after_tokens` carries `huge_chunk_bytes` of extra text (one
     /// SSE event of that size); token counts and usage are unchanged, so the request still
     /// succeeds. Non-streaming: the text is padded the same way.
     HugeChunk,
+    /// After the content chunk that reaches `after_tokens` the HTTP body ends cleanly: no
+    /// `finish_reason`, no usage chunk, no `data: [DONE]` (an answer cut off by a server or
+    /// proxy). The client counts `truncated`. Streaming only (not injected otherwise).
+    Truncated,
+    /// Status 200 to a streaming request, but the body is a page instead of SSE: an HTML
+    /// error page (`text/html`) on even arrival indexes, a JSON document that is not a
+    /// completion (`application/json`) on odd ones. The client counts `not_sse`. Streaming
+    /// only (not injected otherwise).
+    NotSse,
 }
 
 impl FaultKind {
     /// Every kind, in the order the cumulative probabilities are laid out.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Http500,
         FaultKind::Http503,
         FaultKind::Http429,
@@ -64,6 +75,9 @@ impl FaultKind {
         FaultKind::Error200,
         FaultKind::NoDone,
         FaultKind::HugeChunk,
+        // Appended, so the draws of the kinds above are what they were for a given seed.
+        FaultKind::Truncated,
+        FaultKind::NotSse,
     ];
 
     /// Stable label, used as the `kind` label on `/metrics`.
@@ -79,6 +93,8 @@ impl FaultKind {
             FaultKind::Error200 => "error_200",
             FaultKind::NoDone => "no_done",
             FaultKind::HugeChunk => "huge_chunk",
+            FaultKind::Truncated => "truncated",
+            FaultKind::NotSse => "not_sse",
         }
     }
 
@@ -92,6 +108,15 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::Http500 | FaultKind::Http503 | FaultKind::Http429
+        )
+    }
+
+    /// Faults that exist only for streamed answers: a non-streamed request that draws one is
+    /// answered normally and nothing is counted.
+    pub fn is_streaming_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::NoDone | FaultKind::Truncated | FaultKind::NotSse
         )
     }
 }
@@ -120,6 +145,10 @@ pub struct FaultConfig {
     pub no_done: f64,
     /// Probability of [`FaultKind::HugeChunk`].
     pub huge_chunk: f64,
+    /// Probability of [`FaultKind::Truncated`].
+    pub truncated: f64,
+    /// Probability of [`FaultKind::NotSse`].
+    pub not_sse: f64,
     /// Mid-stream faults strike once this many tokens were sent (0: before the first token),
     /// and at the latest just before the final chunk, so a short output still gets its fault.
     pub after_tokens: u32,
@@ -145,6 +174,8 @@ impl Default for FaultConfig {
             error_200: 0.0,
             no_done: 0.0,
             huge_chunk: 0.0,
+            truncated: 0.0,
+            not_sse: 0.0,
             after_tokens: 1,
             stall_for: Duration::from_secs(60),
             retry_after_secs: 1,
@@ -176,6 +207,8 @@ impl FaultConfig {
             FaultKind::Error200 => self.error_200,
             FaultKind::NoDone => self.no_done,
             FaultKind::HugeChunk => self.huge_chunk,
+            FaultKind::Truncated => self.truncated,
+            FaultKind::NotSse => self.not_sse,
         }
     }
 
@@ -192,6 +225,8 @@ impl FaultConfig {
             FaultKind::Error200 => &mut self.error_200,
             FaultKind::NoDone => &mut self.no_done,
             FaultKind::HugeChunk => &mut self.huge_chunk,
+            FaultKind::Truncated => &mut self.truncated,
+            FaultKind::NotSse => &mut self.not_sse,
         };
         *slot = p;
         self

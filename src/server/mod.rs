@@ -598,6 +598,11 @@ async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
         guard.end();
         return status_fault(kind, s.faults.retry_after_secs);
     }
+    if parsed.stream && fault == Some(FaultKind::NotSse) {
+        guard.fault(FaultKind::NotSse);
+        guard.end();
+        return not_sse_page(req.index);
+    }
     let prefix = match endpoint {
         Endpoint::Completions => "cmpl",
         Endpoint::Chat => "chatcmpl",
@@ -671,6 +676,30 @@ fn status_fault(kind: FaultKind, retry_after_secs: u32) -> Response {
             &message,
             None,
         ),
+    }
+}
+
+/// The [`FaultKind::NotSse`] answer: 200 with a page where an SSE stream was asked for, as a
+/// misconfigured proxy or gateway sends. An HTML error page on even indexes, a JSON document
+/// that is not a completion on odd ones.
+fn not_sse_page(index: u64) -> Response {
+    if index % 2 == 0 {
+        let html = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n\
+                    <body><h1>502 Bad Gateway</h1><p>injected fault: not_sse</p></body></html>\n";
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html,
+        )
+            .into_response()
+    } else {
+        json_response(
+            StatusCode::OK,
+            r#"{"object":"list","data":[],"note":"injected fault: not_sse"}"#.to_string(),
+        )
     }
 }
 

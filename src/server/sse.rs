@@ -312,7 +312,10 @@ impl SseStream {
             include_usage: setup.include_usage,
             continuous: setup.continuous_usage,
             emitted: 0,
-            fault: setup.fault.filter(|k| !k.is_http_status() && !no_done),
+            // Status faults were answered before the stream; `not_sse` is answered instead of it.
+            fault: setup.fault.filter(|k| {
+                !k.is_http_status() && !matches!(k, FaultKind::NoDone | FaultKind::NotSse)
+            }),
             no_done,
             faults: setup.faults,
             held: None,
@@ -410,9 +413,19 @@ impl SseStream {
                 push_error_frame(&mut self.buf, kind == FaultKind::ErrorEvent, &message);
                 self.state = State::Closing;
             }
+            FaultKind::Truncated => {
+                // The content that was due goes out without its finish reason; then the body
+                // ends cleanly with nothing after it: no usage chunk, no `[DONE]`.
+                if let Some((count, _)) = held {
+                    self.emit(count, None, 0);
+                }
+                self.gen = None;
+                self.state = State::Closing;
+            }
             FaultKind::MalformedChunk
             | FaultKind::HugeChunk
             | FaultKind::NoDone
+            | FaultKind::NotSse
             | FaultKind::Http500
             | FaultKind::Http503
             | FaultKind::Http429 => {

@@ -445,7 +445,9 @@ async fn mixed_faults_are_counted_exactly_as_the_seed_predicts() {
     .with(FaultKind::ErrorEvent, 0.05)
     .with(FaultKind::Error200, 0.05)
     .with(FaultKind::NoDone, 0.05)
-    .with(FaultKind::HugeChunk, 0.05);
+    .with(FaultKind::HugeChunk, 0.05)
+    .with(FaultKind::Truncated, 0.05)
+    .with(FaultKind::NotSse, 0.05);
     let opts = with_faults(faults);
     let expected = FaultPlan::new(&opts.faults, opts.seed).expected_counts(200);
     let server = start(fast(), opts).await;
@@ -641,6 +643,59 @@ async fn malformed_chunk_error_frames_no_done_and_huge_chunk() {
     assert_eq!(events[1].json()["usage"]["completion_tokens"], 2);
     assert_eq!(events[4].json()["usage"]["completion_tokens"], 4);
     assert_eq!(server.stats().faults_injected(FaultKind::HugeChunk), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncated_and_not_sse_faults_and_their_non_streamed_answers() {
+    // Truncated after 2 of 5 tokens: content chunks without a finish_reason, no usage chunk,
+    // no [DONE], and a body that ends cleanly.
+    let server = start(fast(), one_fault(FaultKind::Truncated, 2)).await;
+    let mut req = chat_req(5, true);
+    req["stream_options"] = json!({"include_usage": true});
+    let events = stream_events(&server, "/v1/chat/completions", req).await;
+    let texts: Vec<String> = events.iter().map(|e| text_of(&e.json())).collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(texts[0], "", "the role chunk");
+    assert_eq!(texts[1..].concat().split_whitespace().count(), 2);
+    assert!(events.iter().all(|e| e.data != "[DONE]"
+        && e.json()["choices"][0]["finish_reason"].is_null()
+        && e.json().get("usage").is_none_or(Value::is_null)));
+    assert_eq!(server.stats().faults_injected(FaultKind::Truncated), 1);
+    // A non-streamed request is answered in full and nothing is counted.
+    let v: Value = post(&server, "/v1/completions", completion_req(5, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert_eq!(server.stats().faults_injected(FaultKind::Truncated), 1);
+    server.shutdown().await;
+
+    // not_sse: a page instead of the stream, HTML on even arrival indexes, JSON on odd.
+    let server = start(fast(), one_fault(FaultKind::NotSse, 1)).await;
+    let resp = post(&server, "/v1/completions", completion_req(3, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(resp.text().await.unwrap().starts_with("<!DOCTYPE html>"));
+    let resp = post(&server, "/v1/chat/completions", chat_req(3, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["object"].as_str(), v.get("choices")),
+        (Some("list"), None)
+    );
+    let v: Value = post(&server, "/v1/completions", completion_req(3, false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    assert_eq!(server.stats().faults_injected(FaultKind::NotSse), 2);
     server.shutdown().await;
 }
 

@@ -503,6 +503,8 @@ fn to_record(t: &Trace) -> RequestRecord {
         }),
         output_tokens: out,
         token_source: TokenSource::UsageFinal,
+        usage_suspect: false,
+        done_marker: true,
         resends: 0,
         output_text: None,
         conversation: t.conversation.map(|c| c.0),

@@ -1,5 +1,11 @@
 //! [`PrometheusSampler`]: scrape a `/metrics` endpoint (an engine, a DCGM exporter, the
 //! simulator) and turn it into normalized and raw samples.
+//!
+//! A server without metrics (`transformers serve`, many gateways) answers 404 (or 405, 501)
+//! there. When that is the answer before any scrape has succeeded, the sampler reports itself
+//! [`TelemetryError::Unavailable`] once and the recorder stops asking, instead of counting an
+//! error every interval for the whole run. The same status after successful scrapes is a
+//! failure of a server that did have metrics: an error sample, retried.
 
 use std::time::Duration;
 
@@ -23,7 +29,12 @@ pub struct PrometheusSampler {
     state: CounterState,
     keep_raw: bool,
     gpus: Vec<GpuInfo>,
+    /// Some scrape has succeeded: from then on a 404 is an error, not a missing endpoint.
+    scraped_ok: bool,
 }
+
+/// Statuses that say the URL has no metrics at all (rather than that the server failed).
+const NO_METRICS_STATUSES: [u16; 3] = [404, 405, 501];
 
 impl PrometheusSampler {
     /// A sampler named `name` (`engine`, `dcgm`, …) for `url`. A URL without a path
@@ -56,6 +67,7 @@ impl PrometheusSampler {
             state: CounterState::default(),
             keep_raw: true,
             gpus: Vec::new(),
+            scraped_ok: false,
         })
     }
 
@@ -129,7 +141,20 @@ impl Sampler for PrometheusSampler {
 
     fn sample(&mut self) -> BoxFuture<'_, Result<Vec<Sample>, TelemetryError>> {
         Box::pin(async move {
-            let text = self.fetch().await?;
+            let text = match self.fetch().await {
+                Ok(text) => text,
+                Err(TelemetryError::HttpStatus { url, status })
+                    if !self.scraped_ok && NO_METRICS_STATUSES.contains(&status) =>
+                {
+                    return Err(TelemetryError::Unavailable(format!(
+                        "{url} answered HTTP {status}: this server serves no Prometheus metrics \
+                         there, so {} telemetry is off for this run",
+                        self.name
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            self.scraped_ok = true;
             let exp = parse(&text);
             if exp.samples.is_empty() && !exp.issues.is_empty() {
                 return Err(TelemetryError::Scrape {

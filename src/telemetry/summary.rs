@@ -35,6 +35,11 @@ pub struct TelemetrySummary {
     pub source: TelemetrySource,
     /// Why the GPU figures are missing, when they are.
     pub unavailable_reason: Option<String>,
+    /// Why the engine's own metrics (`running`, `waiting`, KV cache, prefix cache) are
+    /// missing, when its sampler turned itself off: e.g. the server answered 404 at `/metrics`
+    /// on the first scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_unavailable_reason: Option<String>,
     /// GPU utilization readings behind the mean (all devices).
     pub gpu_samples: u64,
 }
@@ -110,6 +115,11 @@ pub fn summarize_with_order(
     let unavailable_reason = gpu_source
         .is_none()
         .then(|| gpu_unavailable_reason(t, start_ns, end_ns));
+    let engine_unavailable_reason = t
+        .samplers
+        .iter()
+        .find(|s| s.name == "engine")
+        .and_then(|s| s.unavailable.clone());
 
     TelemetrySummary {
         gpu_util_mean_pct: util_mean,
@@ -121,6 +131,7 @@ pub fn summarize_with_order(
         waiting_max,
         source,
         unavailable_reason,
+        engine_unavailable_reason,
         gpu_samples,
     }
 }
