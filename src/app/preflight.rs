@@ -1,5 +1,6 @@
 //! Before the clock starts: is the server there, which model does it serve, what is it, and
-//! does it accept per-chunk usage? Each failure here is a clear error, not 1000 failed records.
+//! which of the fields servebench adds on its own account (`ignore_eos`, `min_tokens`,
+//! per-chunk usage) does it refuse? Each failure here is a clear error, not 1000 failed records.
 
 use crate::openai::{build_body, BodyOptions, Endpoint};
 use anyhow::{anyhow, Context};
@@ -12,7 +13,7 @@ pub struct ServerFacts {
     pub models: Vec<String>,
     /// The /version body, if the server has one (vLLM and SGLang do).
     pub version: Option<serde_json::Value>,
-    /// Whether `stream_options.continuous_usage_stats` was accepted.
+    /// Whether `stream_options.continuous_usage_stats` is sent (asked for, and not refused).
     pub continuous_usage: bool,
 }
 
@@ -254,7 +255,8 @@ fn probe_body(endpoint: Endpoint, opts: &BodyOptions) -> bytes::Bytes {
 }
 
 /// Learn which [`OptionalField`]s of `opts` the server refuses, with few probes (at most
-/// 2 × the fields present + 2; none for a plain OpenAI request), each a tiny request built as the run's are:
+/// 2 × the fields present + 2; none for a plain OpenAI request), each a tiny request built as
+/// the run's are:
 /// 1. all of them; on a refusal, drop every field the error text names and try again (one
 ///    round per named field at most: `transformers serve` names them all at once);
 /// 2. when a refusal names none of the fields left, the request without any of them: refused
@@ -280,7 +282,10 @@ pub async fn refused_fields(
     let ask = |refused: &[OptionalField]| probe.send(probe_body(endpoint, &without(opts, refused)));
     loop {
         match ask(&refused).await? {
-            Answer::Accepted => return Ok(refused),
+            Answer::Accepted => {
+                refused.sort();
+                return Ok(refused);
+            }
             Answer::NotFound(text) => return Err(not_found(probe.url(), &text)),
             Answer::Unanswered(_) => return Ok(refused),
             Answer::Refused(text) => {
