@@ -462,7 +462,7 @@ pub struct EmbeddedArgs {
     /// (with Retry-After), disconnect (connection dropped mid-stream), stall (silence for
     /// --fault-stall-ms), malformed_chunk, error_event (`event: error` frame), error_200 (an
     /// error object in a 200 response), no_done (stream ends cleanly after its finish chunk,
-    /// without [DONE]: still a success), huge_chunk, truncated (stream ends cleanly after a
+    /// without `[DONE]`: still a success), huge_chunk, truncated (stream ends cleanly after a
     /// content chunk, no finish_reason), not_sse (a 200 HTML or JSON page to a streaming
     /// request). Example: --fault http_500=0.1 --fault disconnect=0.05
     #[arg(long = "fault", value_name = "KIND=FRACTION")]

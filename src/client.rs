@@ -117,8 +117,8 @@ const QUOTED_CHARS: usize = 200;
 /// decoding can overshoot `max_tokens` by a few draft tokens before the engine trims, and some
 /// servers count a stop token. See [`usage_is_suspect`].
 const USAGE_SLACK_TOKENS: u64 = 16;
-/// Tokens one streamed text event is taken to carry at most when `max_tokens` is unknown
-/// (servers stream one token per event by default; a few merge a handful).
+/// Tokens one streamed text event is taken to carry at most when judging a usage (servers
+/// stream one token per event by default; a few merge a handful). See [`usage_is_suspect`].
 const MAX_TOKENS_PER_EVENT: u64 = 4;
 
 impl Client {

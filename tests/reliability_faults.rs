@@ -487,3 +487,63 @@ fn connection_refused_at_start_names_the_url_and_exits_1() {
     assert!(err.contains("--base-url"), "names the flag to fix: {err}");
     println!("\nconnection refused: exit 1, stderr: {}", err.trim());
 }
+
+#[test]
+fn a_server_that_never_sends_done_is_fully_successful_and_one_that_cuts_is_truncated() {
+    // Every stream framed like `transformers serve` (finish chunk, clean end, no [DONE]), then
+    // every stream cut after its second token: exact counts in the summary and result file.
+    for (fault, completed, truncated, without_done) in
+        [("no_done=1", 24u64, 0u64, 24u64), ("truncated=1", 0, 24, 0)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(
+            dir.path(),
+            &[
+                "--num-prompts",
+                "24",
+                "--max-concurrency",
+                "6",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                "5",
+                "--ignore-eos",
+                "--ttft-ms",
+                "1",
+                "--itl-ms",
+                "1",
+                "--fault",
+                fault,
+                "--fault-after-tokens",
+                "2",
+                "--endpoint",
+                "/v1/chat/completions",
+            ],
+        );
+        let out = rt().block_on(run_benchmark(&cfg, false)).unwrap();
+        let s = &out.summary;
+        assert_eq!(s.completed, completed, "{fault}");
+        assert_eq!(
+            s.errors_by_kind.get("truncated").copied().unwrap_or(0),
+            truncated,
+            "{fault}"
+        );
+        assert_eq!(s.failed, truncated, "{fault}: nothing else failed");
+        assert_eq!(s.streams_without_done, without_done, "{fault}");
+        if completed > 0 {
+            assert_eq!(s.total_output_tokens, 5 * completed, "{fault}");
+            assert_eq!(s.tokens.server_completion_tokens, Some(5 * completed));
+            assert_eq!(s.tokens.records_disagreeing, 0);
+        }
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out.summary_path).unwrap()).unwrap();
+        assert_eq!(result["streams_without_done"], without_done, "{fault}");
+        assert_eq!(result["completed"], completed, "{fault}");
+        let expected_status = if completed > 0 {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failed
+        };
+        assert_eq!(out.status, expected_status, "{fault}");
+    }
+}
