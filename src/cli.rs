@@ -528,6 +528,11 @@ pub struct ServeArgs {
     /// Model name the server answers to.
     #[arg(long, default_value = "servebench-fixed")]
     pub model: String,
+    /// Answer requests holding any of these fields with 422, as `transformers serve` answers
+    /// fields outside its schema (e.g. `ignore_eos,min_tokens`; a dotted name is a nested
+    /// field, such as `stream_options.continuous_usage_stats`): a strict server to test against.
+    #[arg(long, value_delimiter = ',', value_name = "FIELD,...")]
+    pub reject_fields: Vec<String>,
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
 }

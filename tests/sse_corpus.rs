@@ -331,6 +331,39 @@ const CORPUS: &[Expect] = &[
         failure: None,
         done: false,
     },
+    // Recorded from a real `transformers serve` here: role chunk, five text chunks for the
+    // final usage's six tokens, a finish chunk, a usage chunk, a clean end without [DONE].
+    Expect {
+        file: "transformers_recorded_chat.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 5,
+        text_frames: 5,
+        tokens: None,
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((21, 6)),
+        failure: None,
+        done: false,
+    },
+    // Recorded through LiteLLM's proxy in front of vLLM: vLLM's running usage stripped, so the
+    // tokens are the final usage, which rides on a chunk with one empty delta (no text: not an
+    // event, not the finish); one token per text chunk here.
+    Expect {
+        file: "litellm_recorded_chat.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 6,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((21, 6)),
+        failure: OK.0,
+        done: OK.1,
+    },
     // Cut after a content chunk: no finish_reason, no usage, no [DONE]. What arrived is kept.
     Expect {
         file: "truncated_chat_after_content.sse",

@@ -146,22 +146,14 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         _ => unreachable!("embedded target always has a server"),
     };
 
-    let facts = preflight::discover(&base_url, cfg.api_key.as_deref())
+    // Discovery GETs within 30 s (or the request timeout, when shorter): a server that does not
+    // list its models that fast is not ready to be measured.
+    let discover_timeout = cfg.request_timeout.min(std::time::Duration::from_secs(30));
+    let mut facts = preflight::discover(&base_url, cfg.api_key.as_deref(), discover_timeout)
         .await
         .map_err(AppError::failed)?;
     let model = preflight::choose_model(cfg.model.as_deref(), &facts).map_err(AppError::usage)?;
-    let continuous_usage = match (cfg.usage, cfg.stream, &cfg.target) {
-        (UsageRequest::Auto, true, Target::Embedded(_)) => true,
-        (UsageRequest::Auto, true, Target::External { .. }) => preflight::probe_continuous_usage(
-            &base_url,
-            cfg.endpoint,
-            &model,
-            cfg.api_key.as_deref(),
-        )
-        .await
-        .map_err(AppError::failed)?,
-        _ => false,
-    };
+    let continuous_usage = cfg.usage == UsageRequest::Auto && cfg.stream;
     let label = cfg
         .label
         .clone()
@@ -186,6 +178,25 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             );
         }
     }
+    // Which of the fields servebench adds on its own account the server refuses: the run goes
+    // without them. The embedded server accepts every field.
+    let refused = match &cfg.target {
+        Target::External { .. } => {
+            let probe = preflight::HttpProbe::new(
+                &base_url,
+                cfg.endpoint,
+                cfg.api_key.as_deref(),
+                cfg.request_timeout,
+            )
+            .map_err(AppError::usage)?;
+            preflight::refused_fields(&probe, cfg.endpoint, &body_opts)
+                .await
+                .map_err(AppError::failed)?
+        }
+        Target::Embedded(_) => Vec::new(),
+    };
+    let body_opts = preflight::without(&body_opts, &refused);
+    facts.continuous_usage = body_opts.stream && body_opts.continuous_usage_stats;
     let total = cfg.plan.stop.max_requests().map(|n| n + cfg.plan.warmups);
     let work = match &cfg.workload {
         // Conversations are planned up front (everything but the replies); their bodies are
@@ -337,7 +348,8 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     if let Err(e) = timeline.save(&telemetry_path) {
         eprintln!("warning: could not save {}: {e}", telemetry_path.display());
     }
-    let (acc, journal_result) = consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
+    let (acc, lengths, journal_result) =
+        consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
     if let Some(p) = producer {
         let _ = p.join();
     }
@@ -366,6 +378,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         .electricity
         .map(|price| energy_cost_of(price, &telemetry, summary.total_output_tokens));
     let mut result = ResultFile::new(&info, &summary);
+    result.server_refused_fields = Some(refused.iter().map(|f| f.name().to_string()).collect());
+    result.stopped_early = Some(lengths.stopped_early);
+    if let Some(note) = refusal_note(&refused, lengths) {
+        eprintln!("{note}");
+    }
     result.load = Some(load_report);
     result.telemetry = Some(telemetry.clone());
     result.energy_cost = energy_cost.clone();
@@ -768,14 +785,56 @@ async fn spawn_producer(
     (rx, handle)
 }
 
+/// Output lengths against what was asked, over successful measured requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lengths {
+    successful: u64,
+    /// Ended before `max_tokens` (an end of sequence, a stop string, a grammar's end).
+    stopped_early: u64,
+}
+
+impl Lengths {
+    fn push(&mut self, rec: &RequestRecord) {
+        if rec.phase == Phase::Measured && rec.outcome.is_success() {
+            self.successful += 1;
+            if rec.output_tokens < rec.max_tokens {
+                self.stopped_early += 1;
+            }
+        }
+    }
+}
+
+/// The one line saying which fields the server refused and what that did to the run; `None`
+/// when it refused none.
+fn refusal_note(refused: &[preflight::OptionalField], lengths: Lengths) -> Option<String> {
+    if refused.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = refused.iter().map(|f| f.name()).collect();
+    let mut note = format!(
+        "this server refuses {}: dropped from every request",
+        names.join(", ")
+    );
+    if refused.iter().any(|f| f.forces_length()) {
+        note = format!(
+            "this server refuses {}: output lengths are not forced; {} of {} requests stopped early",
+            names.join(", "),
+            lengths.stopped_early,
+            lengths.successful
+        );
+    }
+    Some(note)
+}
+
 /// Fold and journal each record as it completes; never blocks a sender.
 async fn consume(
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     journal: JournalWriter,
     progress: Progress,
     save_detailed: bool,
-) -> (Accumulator, Result<(), JournalError>) {
+) -> (Accumulator, Lengths, Result<(), JournalError>) {
     let mut acc = Accumulator::new();
+    let mut lengths = Lengths::default();
     let mut io = Ok(());
     while let Some(mut rec) = rx.recv().await {
         journal_text(&mut rec, save_detailed);
@@ -783,13 +842,14 @@ async fn consume(
             progress.tick(rec.outcome.is_success());
         }
         acc.push(&rec);
+        lengths.push(&rec);
         if io.is_ok() {
             io = journal.record(rec);
         }
     }
     progress.finish();
     let closed = journal.finish().map(|_| ());
-    (acc, io.and(closed))
+    (acc, lengths, io.and(closed))
 }
 
 /// A progress bar on stderr, updated by the consumer task (never by a request's task).
@@ -872,4 +932,27 @@ fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
         }
     }
     ExitStatus::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use preflight::OptionalField;
+
+    #[test]
+    fn the_refusal_note_names_the_fields_and_counts_early_stops_only_when_lengths_were_forced() {
+        let lengths = Lengths {
+            successful: 40,
+            stopped_early: 7,
+        };
+        assert_eq!(refusal_note(&[], lengths), None);
+        assert_eq!(
+            refusal_note(&[OptionalField::IgnoreEos, OptionalField::MinTokens], lengths).as_deref(),
+            Some("this server refuses ignore_eos, min_tokens: output lengths are not forced; 7 of 40 requests stopped early")
+        );
+        assert_eq!(
+            refusal_note(&[OptionalField::ContinuousUsageStats], lengths).as_deref(),
+            Some("this server refuses stream_options.continuous_usage_stats: dropped from every request")
+        );
+    }
 }
