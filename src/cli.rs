@@ -501,8 +501,8 @@ pub struct ReasoningArgs {
     /// the answer, as vLLM and SGLang do with a reasoning parser. 0: plain answers.
     #[arg(long, default_value_t = 0)]
     pub reasoning_tokens: u32,
-    /// The delta field the reasoning goes in: reasoning_content (SGLang, vLLM < 0.11) or
-    /// reasoning (vLLM 0.11+).
+    /// The delta field the reasoning goes in: reasoning_content (SGLang, older vLLM) or
+    /// reasoning (vLLM since late 2025).
     #[arg(long, value_enum, default_value_t = ReasoningFieldArg::ReasoningContent)]
     pub reasoning_field: ReasoningFieldArg,
 }

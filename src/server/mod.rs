@@ -105,10 +105,11 @@ pub struct Reasoning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasoningField {
-    /// `reasoning_content`: SGLang, and vLLM before 0.11.
+    /// `reasoning_content`: SGLang, DeepSeek's API, and vLLM until its rename (vLLM PR #27752,
+    /// late 2025; the old name was removed in early 2026, PR #33402).
     #[default]
     ReasoningContent,
-    /// `reasoning`: vLLM 0.11 and later.
+    /// `reasoning`: vLLM since that rename (OpenAI's guidance; also OpenRouter's name).
     Reasoning,
 }
 
