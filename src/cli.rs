@@ -729,8 +729,8 @@ pub struct ReasoningArgs {
     /// the answer, as vLLM and SGLang do with a reasoning parser. 0: plain answers.
     #[arg(long, default_value_t = 0)]
     pub reasoning_tokens: u32,
-    /// The delta field the reasoning goes in: reasoning_content (SGLang, vLLM < 0.11) or
-    /// reasoning (vLLM 0.11+).
+    /// The delta field the reasoning goes in: reasoning_content (SGLang, older vLLM) or
+    /// reasoning (vLLM since late 2025).
     #[arg(long, value_enum, default_value_t = ReasoningFieldArg::ReasoningContent)]
     pub reasoning_field: ReasoningFieldArg,
 }
@@ -756,6 +756,11 @@ pub struct ServeArgs {
     /// Model name the server answers to.
     #[arg(long, default_value = "servebench-fixed")]
     pub model: String,
+    /// Answer requests holding any of these fields with 422, as `transformers serve` answers
+    /// fields outside its schema (e.g. `ignore_eos,min_tokens`; a dotted name is a nested
+    /// field, such as `stream_options.continuous_usage_stats`): a strict server to test against.
+    #[arg(long, value_delimiter = ',', value_name = "FIELD,...")]
+    pub reject_fields: Vec<String>,
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
 }

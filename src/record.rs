@@ -185,7 +185,7 @@ pub struct RequestRecord {
 /// The parts of a reasoning model's or a function-calling answer, as the stream showed them.
 ///
 /// A reasoning event is one whose only generated text was `delta.reasoning_content` (vLLM
-/// before 0.11, SGLang) or `delta.reasoning` (vLLM 0.11+); an event with answer content is an
+/// until late 2025, SGLang) or `delta.reasoning` (vLLM since its rename, PR #27752); an event with answer content is an
 /// answer event even if it carried reasoning too. Reasoning events are token events like any
 /// other (they count for TTFT, ITL and TPOT); `first_content_ns` is the first answer event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

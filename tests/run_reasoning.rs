@@ -93,7 +93,7 @@ fn plain_answers_have_no_reasoning_section() {
     assert!(!result.stats.contains_key("mean_ttfo_ms"));
 }
 
-/// `sim serve --reasoning-tokens 4 --reasoning-field reasoning` (vLLM 0.11+'s field) measured
+/// `sim serve --reasoning-tokens 4 --reasoning-field reasoning` (current vLLM's field) measured
 /// by the `servebench run` binary: the console shows the reasoning section, the result the split.
 #[test]
 fn the_served_simulator_reasons_in_vllms_newer_field() {

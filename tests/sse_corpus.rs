@@ -48,6 +48,14 @@ struct Expect {
     done: bool,
 }
 
+/// The fixtures whose answers have parts (reasoning tokens, tool-call events); every other
+/// fixture's record must have none.
+const PARTS: &[(&str, u32, u32)] = &[
+    ("vllm_chat_continuous_usage.sse", 2, 0),
+    ("vllm_chat_reasoning_field.sse", 6, 0),
+    ("vllm_chat_tool_call.sse", 0, 4),
+];
+
 /// What the default fields of most fixtures are: a success ending with `[DONE]`.
 const OK: (Option<FailureKind>, bool) = (None, true);
 
@@ -185,6 +193,36 @@ const CORPUS: &[Expect] = &[
         output_tokens: 4,
         source: TokenSource::UsageDelta,
         usage: Some((11, 4)),
+        failure: OK.0,
+        done: OK.1,
+    },
+    // Current vLLM's `reasoning` field, an empty delta where the parser ate `</think>`.
+    Expect {
+        file: "vllm_chat_reasoning_field.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 5,
+        last_text_frame: 5,
+        text_frames: 4,
+        tokens: None,
+        output_tokens: 8,
+        source: TokenSource::UsageFinal,
+        usage: Some((15, 8)),
+        failure: OK.0,
+        done: OK.1,
+    },
+    // A streamed function call: every arguments fragment is an answer event.
+    Expect {
+        file: "vllm_chat_tool_call.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 4,
+        text_frames: 4,
+        tokens: None,
+        output_tokens: 16,
+        source: TokenSource::UsageFinal,
+        usage: Some((210, 16)),
         failure: OK.0,
         done: OK.1,
     },
@@ -330,6 +368,39 @@ const CORPUS: &[Expect] = &[
         usage: Some((7, 6)),
         failure: None,
         done: false,
+    },
+    // Recorded from a real `transformers serve` here: role chunk, five text chunks for the
+    // final usage's six tokens, a finish chunk, a usage chunk, a clean end without [DONE].
+    Expect {
+        file: "transformers_recorded_chat.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 5,
+        text_frames: 5,
+        tokens: None,
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((21, 6)),
+        failure: None,
+        done: false,
+    },
+    // Recorded through LiteLLM's proxy in front of vLLM: vLLM's running usage stripped, so the
+    // tokens are the final usage, which rides on a chunk with one empty delta (no text: not an
+    // event, not the finish); one token per text chunk here.
+    Expect {
+        file: "litellm_recorded_chat.sse",
+        endpoint: Endpoint::ChatCompletions,
+        first_text_frame: 1,
+        first_content_frame: 1,
+        last_text_frame: 6,
+        text_frames: 6,
+        tokens: Some(&[1, 1, 1, 1, 1, 1]),
+        output_tokens: 6,
+        source: TokenSource::UsageFinal,
+        usage: Some((21, 6)),
+        failure: OK.0,
+        done: OK.1,
     },
     // Cut after a content chunk: no finish_reason, no usage, no [DONE]. What arrived is kept.
     Expect {
@@ -592,6 +663,23 @@ async fn every_fixture_through_the_client_gives_the_expected_timing_points_and_t
             e.file
         );
         assert!(r.first_content_ns >= r.first_token_ns);
+        // Reasoning and tool calls: exactly the parts the fixture has, or none.
+        let parts = r
+            .output_parts
+            .map(|p| (p.reasoning_tokens, p.tool_call_events));
+        let want = PARTS
+            .iter()
+            .find(|(f, ..)| *f == e.file)
+            .map(|&(_, reasoning, tools)| (reasoning, tools));
+        assert_eq!(parts, want, "{}", e.file);
+        if let Some(p) = r.output_parts {
+            assert_eq!(
+                p.first_reasoning_ns.is_some(),
+                e.first_text_frame < e.first_content_frame,
+                "{}",
+                e.file
+            );
+        }
         // The end is the last text frame; later finish/usage chunks and [DONE] do not move it.
         // (A failure ends when it was seen: here, at the end of the body.)
         let last_us = r.events.last().unwrap().0 as u64;

@@ -27,6 +27,11 @@ Subcommands (stdlib only, so it runs with any python3):
   llamacpp-keepalive  notes (no checks) on whether llama-server closes a connection right
           after a streamed response although its headers offered keep-alive.
   llamacpp-selftest  the two llama.cpp checks must fail on hand-made mistakes.
+  refused the run against a server that refuses some of servebench's own request fields
+          (`transformers serve` refuses ignore_eos and min_tokens): the summary lists exactly
+          those in `server_refused_fields`, its `stopped_early` is the journal's count of
+          successes that ended before max_tokens, the run said so in exactly one line with
+          those counts, and (with --capture) no request after the preflight carried them.
 
 Each check prints `ok` or `FAIL` with the numbers behind it; with --tally FILE the counts are
 added to FILE so a driver script can print one total. Exit status 1 when any check failed.
@@ -1193,6 +1198,48 @@ def cmd_llamacpp_keepalive(args) -> int:
     return c.finish(args.tally)
 
 
+def cmd_refused(args) -> int:
+    c = Checks(f"refused fields ({args.summary.name})")
+    try:
+        summary = json.loads(args.summary.read_text(encoding="utf-8"))
+        records, problems = load_journal(args.journal)
+        output = args.output.read_text(encoding="utf-8", errors="replace")
+    except (OSError, json.JSONDecodeError) as e:
+        c.check(False, "summary, journal and run output readable", str(e))
+        return c.finish(args.tally)
+    expect = sorted(args.expect)
+    got = summary.get("server_refused_fields")
+    c.check(isinstance(got, list) and sorted(got) == expect,
+            "summary: server_refused_fields is exactly the fields the server refuses",
+            f"{got} vs {expect}")
+    ok = [r for r in records if is_measured(r) and is_success(r)]
+    early = sum(1 for r in ok if r.get("output_tokens", 0) < r.get("max_tokens", 0))
+    c.check(bool(ok) and summary.get("stopped_early") == early,
+            "summary: stopped_early == the journal's successes that ended before max_tokens",
+            f"{summary.get('stopped_early')} vs {early} of {len(ok)}")
+    names = ", ".join(got) if isinstance(got, list) else "?"
+    line = (f"this server refuses {names}: output lengths are not forced; "
+            f"{early} of {len(ok)} requests stopped early")
+    c.check(output.count("this server refuses") == 1 and line in output,
+            "the run said so once, with the journal's counts", line)
+    if args.capture is not None:
+        try:
+            caps = [x for x in load_capture(args.capture) if x.get("method") == "POST"]
+        except (OSError, json.JSONDecodeError) as e:
+            c.check(False, "capture readable", str(e))
+            return c.finish(args.tally)
+        served = [x for x in caps if 200 <= int(x.get("status", 0)) < 300]
+        carried = [x for x in served if any(f in (x.get("request") or {}) for f in expect)]
+        refused = [x for x in caps if int(x.get("status", 0)) in (400, 422)]
+        c.check(bool(served) and not carried,
+                "no request the server served carried a refused field",
+                f"{len(carried)} of {len(served)} did")
+        c.check(1 <= len(refused) <= 2 * 3 + 2,
+                "the server refused only preflight probes (1 to 8)",
+                f"{len(refused)} refused of {len(caps)}")
+    return c.finish(args.tally)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1256,15 +1303,22 @@ def main(argv: list[str]) -> int:
     lk.add_argument("--model", default="tiny-llama")
     ls = sub.add_parser("llamacpp-selftest",
                         help="the llama.cpp checks must fail on hand-made mistakes")
+    rf = sub.add_parser("refused", help="a run against a server that refuses some fields")
+    rf.add_argument("--summary", type=Path, required=True)
+    rf.add_argument("--journal", type=Path, required=True)
+    rf.add_argument("--output", type=Path, required=True, help="the run's stdout and stderr")
+    rf.add_argument("--expect", action="append", required=True,
+                    help="a field the server refuses (repeat)")
+    rf.add_argument("--capture", type=Path, help="sse_proxy.py's capture of the run")
 
-    for p in (r, a, m, *suite_parsers, lr, la, lk, ls):
+    for p in (r, a, m, *suite_parsers, lr, la, lk, ls, rf):
         p.add_argument("--tally", type=Path, help="add 'passed failed' counts to this file")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "audit": cmd_audit, "metrics": cmd_metrics,
             "metric": cmd_metric, "suite": cmd_suite,
             "suite-selftest": cmd_suite_selftest, "llamacpp-run": cmd_llamacpp_run,
             "audit-llamacpp": cmd_audit_llamacpp, "llamacpp-keepalive": cmd_llamacpp_keepalive,
-            "llamacpp-selftest": cmd_llamacpp_selftest}[args.cmd](args)
+            "llamacpp-selftest": cmd_llamacpp_selftest, "refused": cmd_refused}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,48 @@ class AuditChecks(Base):
         self.assertIn("probes", out)
 
 
+class RefusedChecks(Base):
+    """A run against a server that refused ignore_eos: 5 requests, 2 of them ended early."""
+
+    def files(self, stopped=2, line=None, fields=("ignore_eos",), carried=False, refused=1):
+        t = self.t
+        recs = [record(i, True) for i in range(5)]
+        for r in recs[:2]:
+            r["max_tokens"] = 16  # asked for 16, got 4: stopped early
+        summary = summary_for(recs)
+        summary.update(server_refused_fields=list(fields), stopped_early=stopped)
+        if line is None:
+            line = ("this server refuses ignore_eos: output lengths are not forced; "
+                    "2 of 5 requests stopped early")
+        out = t.path / "run.out"
+        out.write_text(f"some table\n{line}\nsummary: x\n")
+        caps = [{"method": "POST", "status": 422, "request": {"ignore_eos": True}}] * refused
+        caps += [{"method": "POST", "status": 200,
+                  "request": {"stream": True, **({"ignore_eos": True} if carried else {})}}] * 5
+        return dict(summary=t.write_json("r.json", summary),
+                    journal=t.write_jsonl("r.journal.jsonl", recs), output=out,
+                    expect=["ignore_eos"], capture=t.write_jsonl("cap.jsonl", caps))
+
+    def test_a_correct_run_passes(self):
+        rc, out = run_checker(cv.cmd_refused, **self.files())
+        self.assertEqual(rc, 0, out)
+
+    def test_each_mistake_fails(self):
+        mistakes = {
+            "wrong early count": dict(stopped=0),
+            "no line": dict(line="nothing said"),
+            "line with other counts": dict(
+                line="this server refuses ignore_eos: output lengths are not forced; "
+                     "0 of 5 requests stopped early"),
+            "fields not listed": dict(fields=()),
+            "field still sent": dict(carried=True),
+            "requests of the run refused": dict(refused=9),
+        }
+        for what, kw in mistakes.items():
+            rc, out = run_checker(cv.cmd_refused, **self.files(**kw))
+            self.assertEqual(rc, 1, f"{what}: {out}")
+
+
 class Metrics(Base):
     SCRAPE = """# HELP vllm:generation_tokens_total Number of generation tokens processed.
 # TYPE vllm:generation_tokens_total counter

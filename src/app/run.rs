@@ -156,10 +156,14 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         _ => unreachable!("embedded target always has a server"),
     };
 
-    let facts = wait_ready(
+    // Discovery GETs within 30 s (or the request timeout, when shorter): a server that does not
+    // list its models that fast is not ready to be measured.
+    let discover_timeout = cfg.request_timeout.min(std::time::Duration::from_secs(30));
+    let mut facts = wait_ready(
         &base_url,
         cfg.api_key.as_deref(),
         &cfg.headers,
+        discover_timeout,
         cfg.ready_check_timeout,
         READY_RETRY,
     )
@@ -168,18 +172,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     // vLLM sends --served-model-name when given, and reports --model as the model id.
     let asked = cfg.served_model_name.as_deref().or(cfg.model.as_deref());
     let model = preflight::choose_model(asked, &facts).map_err(AppError::usage)?;
-    let continuous_usage = match (cfg.usage, cfg.stream, &cfg.target) {
-        (UsageRequest::Auto, true, Target::Embedded(_)) => true,
-        (UsageRequest::Auto, true, Target::External { .. }) => preflight::probe_continuous_usage(
-            &base_url,
-            cfg.endpoint,
-            &model,
-            cfg.api_key.as_deref(),
-        )
-        .await
-        .map_err(AppError::failed)?,
-        _ => false,
-    };
+    let continuous_usage = cfg.usage == UsageRequest::Auto && cfg.stream;
     let label = cfg
         .label
         .clone()
@@ -204,6 +197,26 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             );
         }
     }
+    // Which of the fields servebench adds on its own account the server refuses: the run goes
+    // without them. The embedded server accepts every field.
+    let refused = match &cfg.target {
+        Target::External { .. } => {
+            let probe = preflight::HttpProbe::new(
+                &base_url,
+                cfg.endpoint,
+                cfg.api_key.as_deref(),
+                cfg.request_timeout,
+                &cfg.headers,
+            )
+            .map_err(AppError::usage)?;
+            preflight::refused_fields(&probe, cfg.endpoint, &body_opts)
+                .await
+                .map_err(AppError::failed)?
+        }
+        Target::Embedded(_) => Vec::new(),
+    };
+    let body_opts = preflight::without(&body_opts, &refused);
+    facts.continuous_usage = body_opts.stream && body_opts.continuous_usage_stats;
     let total = cfg.plan.stop.max_requests().map(|n| n + cfg.plan.warmups);
     let work = match &cfg.workload {
         // Conversations are planned up front (everything but the replies); their bodies are
@@ -356,7 +369,8 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     if let Err(e) = timeline.save(&telemetry_path) {
         eprintln!("warning: could not save {}: {e}", telemetry_path.display());
     }
-    let (acc, journal_result) = consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
+    let (acc, lengths, journal_result) =
+        consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
     if let Some(p) = producer {
         let _ = p.join();
     }
@@ -385,6 +399,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         .electricity
         .map(|price| energy_cost_of(price, &telemetry, summary.total_output_tokens));
     let mut result = ResultFile::new(&info, &summary);
+    result.server_refused_fields = Some(refused.iter().map(|f| f.name().to_string()).collect());
+    result.stopped_early = Some(lengths.stopped_early);
+    if let Some(note) = refusal_note(&refused, lengths) {
+        eprintln!("{note}");
+    }
     result.load = Some(load_report);
     result.telemetry = Some(telemetry.clone());
     result.energy_cost = energy_cost.clone();
@@ -606,17 +625,19 @@ const READY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// listing no model yet — until `timeout` has passed (vLLM's `--ready-check-timeout-sec`,
 /// which retries its test request likewise). A zero timeout asks once. After the timeout the
 /// last answer stands: an error, or a server that lists no model (then `--model` decides).
+/// `each` bounds each discovery GET.
 async fn wait_ready(
     base_url: &str,
     api_key: Option<&str>,
     headers: &[(String, String)],
+    each: std::time::Duration,
     timeout: std::time::Duration,
     retry: std::time::Duration,
 ) -> anyhow::Result<ServerFacts> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut waited = false;
     loop {
-        let answer = preflight::discover(base_url, api_key, headers).await;
+        let answer = preflight::discover(base_url, api_key, each, headers).await;
         let ready = matches!(&answer, Ok(f) if !f.models.is_empty());
         let now = tokio::time::Instant::now();
         if ready || now >= deadline {
@@ -786,14 +807,56 @@ async fn spawn_producer(
     (rx, handle)
 }
 
+/// Output lengths against what was asked, over successful measured requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lengths {
+    successful: u64,
+    /// Ended before `max_tokens` (an end of sequence, a stop string, a grammar's end).
+    stopped_early: u64,
+}
+
+impl Lengths {
+    fn push(&mut self, rec: &RequestRecord) {
+        if rec.phase == Phase::Measured && rec.outcome.is_success() {
+            self.successful += 1;
+            if rec.output_tokens < rec.max_tokens {
+                self.stopped_early += 1;
+            }
+        }
+    }
+}
+
+/// The one line saying which fields the server refused and what that did to the run; `None`
+/// when it refused none.
+fn refusal_note(refused: &[preflight::OptionalField], lengths: Lengths) -> Option<String> {
+    if refused.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = refused.iter().map(|f| f.name()).collect();
+    let mut note = format!(
+        "this server refuses {}: dropped from every request",
+        names.join(", ")
+    );
+    if refused.iter().any(|f| f.forces_length()) {
+        note = format!(
+            "this server refuses {}: output lengths are not forced; {} of {} requests stopped early",
+            names.join(", "),
+            lengths.stopped_early,
+            lengths.successful
+        );
+    }
+    Some(note)
+}
+
 /// Fold and journal each record as it completes; never blocks a sender.
 async fn consume(
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     journal: JournalWriter,
     progress: Progress,
     save_detailed: bool,
-) -> (Accumulator, Result<(), JournalError>) {
+) -> (Accumulator, Lengths, Result<(), JournalError>) {
     let mut acc = Accumulator::new();
+    let mut lengths = Lengths::default();
     let mut io = Ok(());
     while let Some(mut rec) = rx.recv().await {
         journal_text(&mut rec, save_detailed);
@@ -801,13 +864,14 @@ async fn consume(
             progress.tick(rec.outcome.is_success());
         }
         acc.push(&rec);
+        lengths.push(&rec);
         if io.is_ok() {
             io = journal.record(rec);
         }
     }
     progress.finish();
     let closed = journal.finish().map(|_| ());
-    (acc, io.and(closed))
+    (acc, lengths, io.and(closed))
 }
 
 /// A progress bar on stderr, updated by the consumer task (never by a request's task).
@@ -977,6 +1041,7 @@ mod tests {
             &url,
             None,
             &[("x-gateway".into(), "k".into())],
+            Duration::from_secs(5),
             Duration::from_secs(30),
             Duration::from_millis(10),
         )
@@ -995,11 +1060,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_field_probes_send_header_too() {
+        use preflight::ProbeSender;
+        let (url, _) = loading_server(0).await;
+        let before = HEADERED.load(Ordering::SeqCst);
+        let probe = preflight::HttpProbe::new(
+            &url,
+            crate::openai::Endpoint::Completions,
+            None,
+            Duration::from_secs(5),
+            &[("x-gateway".into(), "k".into())],
+        )
+        .unwrap();
+        probe.send(bytes::Bytes::from_static(b"{}")).await.unwrap();
+        assert!(HEADERED.load(Ordering::SeqCst) > before);
+    }
+
+    #[tokio::test]
     async fn without_a_ready_check_the_preflight_asks_once() {
         let (url, asked) = loading_server(3).await;
-        let facts = wait_ready(&url, None, &[], Duration::ZERO, Duration::from_millis(10))
-            .await
-            .unwrap();
+        let facts = wait_ready(
+            &url,
+            None,
+            &[],
+            Duration::from_secs(5),
+            Duration::ZERO,
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
         assert!(facts.models.is_empty(), "the one answer stands");
         assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
@@ -1014,6 +1103,7 @@ mod tests {
             &format!("http://127.0.0.1:{port}"),
             None,
             &[],
+            Duration::from_secs(5),
             Duration::from_millis(300),
             Duration::from_millis(20),
         )
@@ -1022,6 +1112,25 @@ mod tests {
         assert!(
             format!("{e:#}").contains("--ready-check-timeout-sec"),
             "{e:#}"
+        );
+    }
+
+    use preflight::OptionalField;
+
+    #[test]
+    fn the_refusal_note_names_the_fields_and_counts_early_stops_only_when_lengths_were_forced() {
+        let lengths = Lengths {
+            successful: 40,
+            stopped_early: 7,
+        };
+        assert_eq!(refusal_note(&[], lengths), None);
+        assert_eq!(
+            refusal_note(&[OptionalField::IgnoreEos, OptionalField::MinTokens], lengths).as_deref(),
+            Some("this server refuses ignore_eos, min_tokens: output lengths are not forced; 7 of 40 requests stopped early")
+        );
+        assert_eq!(
+            refusal_note(&[OptionalField::ContinuousUsageStats], lengths).as_deref(),
+            Some("this server refuses stream_options.continuous_usage_stats: dropped from every request")
         );
     }
 }

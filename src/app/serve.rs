@@ -40,6 +40,26 @@ fn options(cfg: &EmbeddedConfig, model: &str) -> ServerOptions {
     }
 }
 
+/// `--reject-fields`, each name checked: empty names (a stray comma) would match nothing and
+/// hide a typo.
+fn reject_fields(names: &[String]) -> Result<Vec<String>, AppError> {
+    names
+        .iter()
+        .map(|n| {
+            let n = n.trim();
+            if n.is_empty() || n.split('.').any(str::is_empty) {
+                return Err(AppError::usage(ConfigError {
+                    field: "--reject-fields".into(),
+                    value: names.join(","),
+                    problem: "a field name is empty; give names such as ignore_eos,min_tokens"
+                        .into(),
+                }));
+            }
+            Ok(n.to_string())
+        })
+        .collect()
+}
+
 /// `--host`, as an address.
 pub(super) fn parse_host(host: &str) -> Result<std::net::IpAddr, AppError> {
     host.parse().map_err(|_| {
@@ -80,7 +100,8 @@ pub(super) async fn serve_until_ctrl_c(
 
 pub(super) fn command(args: &ServeArgs) -> Result<ExitStatus, AppError> {
     let cfg = EmbeddedConfig::from_args(&args.embedded).map_err(AppError::usage)?;
-    let opts = options(&cfg, &args.model);
+    let mut opts = options(&cfg, &args.model);
+    opts.reject_fields = reject_fields(&args.reject_fields)?;
     opts.validate().map_err(AppError::usage)?;
     let ip = parse_host(&args.host)?;
     let rt = super::runtime(Some(cfg.server_threads), "servebench-server")?;
@@ -90,10 +111,16 @@ pub(super) fn command(args: &ServeArgs) -> Result<ExitStatus, AppError> {
             let backend = Arc::new(FixedTiming::new(cfg.timing()));
             let (router, control) = server::app_with_control(backend, opts);
             stats = Some(Arc::clone(control.stats()));
-            let banner = format!(
+            let mut banner = format!(
                 "serving model `{}` (ttft {:?}, itl {:?}, {} tokens/chunk)",
                 args.model, cfg.ttft, cfg.itl, cfg.tokens_per_chunk
             );
+            if !args.reject_fields.is_empty() {
+                banner.push_str(&format!(
+                    "; answering 422 to {}",
+                    args.reject_fields.join(", ")
+                ));
+            }
             (router, banner)
         })
         .await?;

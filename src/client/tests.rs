@@ -396,7 +396,7 @@ async fn reasoning_sets_first_token_and_content_sets_first_content() {
     assert!(r.first_content_ns.unwrap() - r.first_token_ns.unwrap() >= 30_000_000);
 }
 
-/// vLLM 0.11+ (`reasoning`) with running usage: two thinking chunks of 1 and 3 tokens, then
+/// Current vLLM (`reasoning`) with running usage: two thinking chunks of 1 and 3 tokens, then
 /// two answer chunks of 1 and 2; the parts are split by the events' own tokens.
 #[tokio::test]
 async fn reasoning_tokens_and_times_are_the_reasoning_events() {

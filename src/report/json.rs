@@ -138,6 +138,15 @@ pub struct ResultFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structured_output: Option<crate::metrics::StructuredOutput>,
     pub summary: Summary,
+    /// Request fields servebench adds on its own account (`ignore_eos`, `min_tokens`,
+    /// `stream_options.continuous_usage_stats`) that the server refused in the preflight, and
+    /// that every request of the run went without (set by `run`; empty when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_refused_fields: Option<Vec<String>>,
+    /// Successful measured requests whose output ended before their `max_tokens`: with
+    /// `--ignore-eos` honoured, 0 (set by `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<u64>,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadReport>,
@@ -208,6 +217,8 @@ impl ResultFile {
             correct_rate: summary.structured.as_ref().map(|s| s.correct_rate),
             structured_output: summary.structured.clone(),
             summary: summary.clone(),
+            server_refused_fields: None,
+            stopped_early: None,
             load: None,
             telemetry: None,
             energy_cost: None,

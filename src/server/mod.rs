@@ -83,6 +83,11 @@ pub struct ServerOptions {
     /// Answer like a reasoning model served with a reasoning parser (chat only; `None`: plain
     /// answers).
     pub reasoning: Option<Reasoning>,
+    /// Request fields answered with 422 as Hugging Face `transformers serve` answers any field
+    /// outside its schema (`{"detail": "Unexpected fields in the request: {...}"}`): the strict
+    /// server a client's preflight must learn to talk to. A dotted name is a nested field
+    /// (`stream_options.continuous_usage_stats`). Empty: every field is accepted.
+    pub reject_fields: Vec<String>,
 }
 
 /// Reasoning-model emulation: the first `tokens` tokens of every chat answer are thinking,
@@ -100,10 +105,11 @@ pub struct Reasoning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasoningField {
-    /// `reasoning_content`: SGLang, and vLLM before 0.11.
+    /// `reasoning_content`: SGLang, DeepSeek's API, and vLLM until its rename (vLLM PR #27752,
+    /// late 2025; the old name was removed in early 2026, PR #33402).
     #[default]
     ReasoningContent,
-    /// `reasoning`: vLLM 0.11 and later.
+    /// `reasoning`: vLLM since that rename (OpenAI's guidance; also OpenRouter's name).
     Reasoning,
 }
 
@@ -124,6 +130,7 @@ impl Default for ServerOptions {
             faults: FaultConfig::default(),
             seed: 0,
             reasoning: None,
+            reject_fields: Vec::new(),
         }
     }
 }
@@ -198,6 +205,7 @@ struct Shared {
     started: u64,
     shutdown: watch::Receiver<bool>,
     reasoning: Option<Reasoning>,
+    reject_fields: Vec<String>,
 }
 
 /// The router, without a handle. Use [`app_with_control`] to read counters in-process.
@@ -225,6 +233,7 @@ pub fn app_with_control(backend: Arc<dyn Backend>, opts: ServerOptions) -> (Rout
         started: unix_now(),
         shutdown: rx,
         reasoning: opts.reasoning,
+        reject_fields: opts.reject_fields,
     });
     let router = Router::new()
         .route("/health", get(health))
@@ -595,6 +604,14 @@ fn admit(
 
 async fn generate(s: Arc<Shared>, endpoint: Endpoint, body: Bytes) -> Response {
     let received_at = Instant::now();
+    if !s.reject_fields.is_empty() {
+        let unexpected = wire::present_fields(&body, &s.reject_fields);
+        if !unexpected.is_empty() {
+            s.stats.record_outcome(RequestOutcome::BadRequest);
+            let body = wire::unexpected_fields_body(&unexpected);
+            return json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
+        }
+    }
     let parsed = match wire::parse_request(endpoint, &body) {
         Ok(p) => p,
         Err(r) => return reject(&s, r),

@@ -36,6 +36,32 @@ pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: u16) -> 
     json!({ "error": { "message": message, "type": kind, "param": param, "code": code } })
 }
 
+/// Which of `names` (top-level fields, or dotted paths into nested objects) the JSON `body`
+/// holds, in the order of `names`. A body that is not a JSON object holds none (it is rejected
+/// later, as malformed, with its own message).
+pub fn present_fields<'a>(body: &[u8], names: &'a [String]) -> Vec<&'a str> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter(|name| {
+            name.split('.')
+                .try_fold(&value, |v, key| v.as_object().and_then(|o| o.get(key)))
+                .is_some()
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// The 422 body `transformers serve` sends for fields outside its schema (FastAPI's
+/// `HTTPException(422, detail=f"Unexpected fields in the request: {unexpected}")`, where
+/// `unexpected` is a Python set, hence the quotes and braces).
+pub fn unexpected_fields_body(fields: &[&str]) -> Value {
+    let set: Vec<String> = fields.iter().map(|f| format!("'{f}'")).collect();
+    json!({ "detail": format!("Unexpected fields in the request: {{{}}}", set.join(", ")) })
+}
+
 /// Which generation route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
