@@ -20,6 +20,8 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod limits;
+
 /// A configuration problem: which field, what was wrong, what to do. Exit status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {field} `{value}`: {problem}")]
@@ -274,13 +276,6 @@ pub fn describe_plan(plan: &LoadPlan) -> String {
     format!("{mode}, {stop}, {} {warmups}", plan.warmups)
 }
 
-fn positive_secs(field: &str, v: f64) -> Result<Duration, ConfigError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(bad(field, v, "must be a positive number of seconds"))
-    }
-}
 
 fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
     if (0.0..=1.0).contains(&v) {
@@ -291,14 +286,6 @@ fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
             v,
             "must be a fraction between 0 and 1, e.g. 0.1",
         ))
-    }
-}
-
-fn millis(field: &str, v: f64) -> Result<Duration, ConfigError> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(Duration::from_secs_f64(v / 1000.0))
-    } else {
-        Err(bad(field, v, "must be a number of milliseconds ≥ 0"))
     }
 }
 
@@ -337,14 +324,14 @@ impl EmbeddedConfig {
             return Err(bad("--tokens-per-chunk", 0, "must be at least 1"));
         }
         let cfg = EmbeddedConfig {
-            ttft: millis("--ttft-ms", a.ttft_ms)?,
-            itl: millis("--itl-ms", a.itl_ms)?,
+            ttft: limits::delay_ms("--ttft-ms", a.ttft_ms)?,
+            itl: limits::delay_ms("--itl-ms", a.itl_ms)?,
             tokens_per_chunk: a.tokens_per_chunk,
             faults,
             fault_after_tokens: a.fault_after_tokens,
-            fault_stall: millis("--fault-stall-ms", a.fault_stall_ms)?,
+            fault_stall: limits::delay_ms("--fault-stall-ms", a.fault_stall_ms)?,
             fault_seed: a.fault_seed,
-            server_threads: nonzero("--server-threads", a.server_threads)?.get(),
+            server_threads: limits::threads("--server-threads", a.server_threads)?,
             reasoning: reasoning(&a.reasoning),
         };
         cfg.fault_config()
@@ -367,14 +354,14 @@ pub fn reasoning(a: &crate::cli::ReasoningArgs) -> Option<crate::server::Reasoni
     })
 }
 
-/// `inf` or a positive number of requests per second.
+/// `inf` or a positive number of requests per second, within [`limits::rate`]'s range.
 pub fn parse_rate(s: &str) -> Result<f64, ConfigError> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity") {
         return Ok(f64::INFINITY);
     }
     match t.parse::<f64>() {
-        Ok(v) if v > 0.0 => Ok(v),
+        Ok(v) if v > 0.0 && v.is_finite() => limits::rate("--request-rate", v),
         _ => Err(bad(
             "--request-rate",
             s,
@@ -422,20 +409,29 @@ pub fn parse_goodput(items: &[String]) -> Result<Slo, ConfigError> {
     Ok(slo)
 }
 
-/// `50,90,99` → [50.0, 90.0, 99.0].
+/// `50,90,99` → [50.0, 90.0, 99.0]. Each strictly between 0 and 100 (min and max are always
+/// reported); an empty list is refused, since it would silently report no percentile.
 pub fn parse_percentiles(s: &str) -> Result<Vec<f64>, ConfigError> {
-    s.split(',')
-        .map(str::trim)
+    let items: Vec<&str> = s.split(',').map(str::trim).collect();
+    if items.iter().all(|p| p.is_empty()) {
+        return Err(bad(
+            "--metric-percentiles",
+            s,
+            "name at least one percentile between 0 and 100, e.g. 50,90,99",
+        ));
+    }
+    items
+        .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| {
             p.parse::<f64>()
                 .ok()
-                .filter(|v| (0.0..=100.0).contains(v))
+                .filter(|v| *v > 0.0 && *v < 100.0)
                 .ok_or_else(|| {
                     bad(
                         "--metric-percentiles",
                         p,
-                        "each percentile must be a number from 0 to 100, e.g. 50,90,99",
+                        "each percentile must be a number between 0 and 100 exclusive (min and max are always reported), e.g. 50,90,99",
                     )
                 })
         })
@@ -443,11 +439,12 @@ pub fn parse_percentiles(s: &str) -> Result<Vec<f64>, ConfigError> {
 }
 
 fn parse_arrival(name: &str, burstiness: f64) -> Result<Arrival, ConfigError> {
-    if !(burstiness.is_finite() && burstiness > 0.0) {
+    use limits::{MAX_BURSTINESS, MIN_BURSTINESS};
+    if !(MIN_BURSTINESS..=MAX_BURSTINESS).contains(&burstiness) {
         return Err(bad(
             "--burstiness",
             burstiness,
-            "must be a number > 0 (1 = Poisson)",
+            format!("must be a number from {MIN_BURSTINESS} to {MAX_BURSTINESS} (1 = Poisson)"),
         ));
     }
     match name {
@@ -654,6 +651,7 @@ impl WorkloadConfig {
     pub fn from_args(a: &WorkloadArgs) -> Result<WorkloadConfig, ConfigError> {
         // vLLM's general lengths map onto the dataset-specific ones (`vllm bench serve`
         // main_async), so apply them to a copy before anything reads those.
+        check_lengths(a)?;
         let mut owned = a.clone();
         if let Some(n) = a.input_len {
             owned.random_input_len = n;
@@ -837,6 +835,79 @@ impl WorkloadConfig {
     }
 }
 
+/// Every token length and count a workload flag gives, within [`limits::MAX_TOKENS`] (the
+/// zero checks stay with each dataset, where a 0 means something different).
+fn check_lengths(a: &WorkloadArgs) -> Result<(), ConfigError> {
+    let lengths = [
+        ("--input-len", a.input_len),
+        ("--output-len", a.output_len),
+        ("--random-input-len", Some(a.random_input_len)),
+        ("--random-output-len", Some(a.random_output_len)),
+        ("--random-prefix-len", Some(a.random_prefix_len)),
+        ("--sharegpt-output-len", a.sharegpt_output_len),
+        ("--sharegpt-context-len", a.sharegpt_context_len),
+        ("--custom-output-len", a.custom_output_len),
+        ("--min-tokens", a.min_tokens),
+        ("--prefix-repetition-prefix-len", Some(a.prefix_repetition_prefix_len)),
+        ("--prefix-repetition-suffix-len", Some(a.prefix_repetition_suffix_len)),
+        ("--prefix-repetition-output-len", Some(a.prefix_repetition_output_len)),
+        ("--gsp-system-prompt-len", Some(a.gsp_system_prompt_len)),
+        ("--gsp-question-len", Some(a.gsp_question_len)),
+        ("--gsp-output-len", Some(a.gsp_output_len)),
+        ("--conversation-system-prompt-len", Some(a.conversation_system_prompt_len)),
+        ("--conversation-first-input-len", Some(a.conversation_first_input_len)),
+        ("--conversation-input-len", Some(a.conversation_input_len)),
+        ("--conversation-output-len", Some(a.conversation_output_len)),
+    ];
+    for (field, v) in lengths {
+        if let Some(v) = v.filter(|&v| v > 0) {
+            limits::tokens(field, v)?;
+        }
+    }
+    // Counts that multiply into the request count: each alone within the run's limit.
+    for (field, v) in [
+        ("--gsp-num-groups", a.gsp_num_groups),
+        ("--gsp-prompts-per-group", a.gsp_prompts_per_group),
+        ("--prefix-repetition-num-prefixes", a.prefix_repetition_num_prefixes),
+        ("--conversation-num", a.conversation_num),
+        ("--conversation-turn-mean", a.conversation_turn_mean),
+        ("--sharegpt-min-turns", a.sharegpt_min_turns),
+        ("--sharegpt-max-turns", a.sharegpt_max_turns.unwrap_or(0)),
+    ] {
+        if u64::from(v) > limits::MAX_NUM_PROMPTS {
+            return Err(bad(
+                field,
+                v,
+                format!(
+                    "is above the limit of {} (every request keeps a record in memory until the summary); lower it",
+                    limits::MAX_NUM_PROMPTS
+                ),
+            ));
+        }
+    }
+    // A multiplicative range outside [0, 1] is refused by LengthDist; NaN must be too.
+    if !a.random_range_ratio.is_finite() {
+        return Err(bad(
+            "--random-range-ratio",
+            a.random_range_ratio,
+            "must be a number from 0 to 1",
+        ));
+    }
+    let scale = a.trace_time_scale;
+    if !(limits::MIN_TIME_SCALE..=limits::MAX_TIME_SCALE).contains(&scale) {
+        return Err(bad(
+            "--trace-time-scale",
+            scale,
+            format!(
+                "allowed: {}..={} (0.5 replays the trace twice as fast)",
+                limits::MIN_TIME_SCALE,
+                limits::MAX_TIME_SCALE
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `--dataset-name multi-turn`'s flags, validated.
 fn multi_turn(a: &WorkloadArgs) -> Result<MultiTurnSpec, ConfigError> {
     for (field, v) in [
@@ -895,13 +966,7 @@ fn think_time(a: &WorkloadArgs) -> Result<(f64, ThinkTime), ConfigError> {
         }
     };
     let delay = a.conversation_turn_delay_mean;
-    if !(delay.is_finite() && delay >= 0.0) {
-        return Err(bad(
-            "--conversation-turn-delay-mean",
-            delay,
-            "must be a number of milliseconds ≥ 0",
-        ));
-    }
+    limits::delay_ms("--conversation-turn-delay-mean", delay)?;
     Ok((delay, think))
 }
 
@@ -1032,10 +1097,28 @@ impl LoadConfig {
         let arrival = parse_arrival(&a.arrival, a.burstiness)?;
         let duration = a
             .duration
-            .map(|d| positive_secs("--duration", d))
+            .map(|d| {
+                limits::secs(
+                    "--duration",
+                    d,
+                    limits::MAX_DURATION_S,
+                    "30 days; a longer study is a suite of shorter runs",
+                )
+            })
             .transpose()?;
         let stop = match (a.num_prompts, duration) {
             (Some(0), _) => return Err(bad("--num-prompts", 0, "must be at least 1")),
+            (Some(n), _) if n > limits::MAX_NUM_PROMPTS => {
+                return Err(bad(
+                    "--num-prompts",
+                    n,
+                    format!(
+                        "is above the limit of {} requests: every completed request keeps a ~{} B record in memory until the summary; split the run (a suite repeats it)",
+                        limits::MAX_NUM_PROMPTS,
+                        limits::RECORD_BYTES
+                    ),
+                ))
+            }
             (Some(n), Some(d)) => Stop::RequestsOrDuration(n, d),
             (Some(n), None) => Stop::Requests(n),
             (None, Some(d)) => Stop::Duration(d),
@@ -1043,7 +1126,22 @@ impl LoadConfig {
         };
         let cap = a
             .max_concurrency
-            .map(|n| nonzero("--max-concurrency", n))
+            .map(|n| {
+                let n = nonzero("--max-concurrency", n)?;
+                // tokio's semaphore panics above its permit limit (2^61 − 1); the fd limit,
+                // checked against the run's whole plan in RunConfig, is far lower anyway.
+                if n.get() > tokio::sync::Semaphore::MAX_PERMITS {
+                    return Err(bad(
+                        "--max-concurrency",
+                        n,
+                        format!(
+                            "is above the limit of {} concurrent requests; lower it",
+                            tokio::sync::Semaphore::MAX_PERMITS
+                        ),
+                    ));
+                }
+                Ok(n)
+            })
             .transpose()?;
         let ramp_up = parse_ramp(a, request_rate)?;
         let mode = match (request_rate.is_finite(), cap) {
@@ -1206,6 +1304,19 @@ impl MetricConfig {
     }
 }
 
+/// A name that goes into file names, CSV cells and console lines: no newline or other control
+/// character (one would split a CSV row or forge a console line). Shown escaped.
+pub fn no_control(field: &str, v: &str) -> Result<(), ConfigError> {
+    if v.chars().any(char::is_control) {
+        return Err(bad(
+            field,
+            v.escape_debug(),
+            "contains a newline or another control character; use printable characters",
+        ));
+    }
+    Ok(())
+}
+
 /// The output flags, validated.
 #[derive(Debug, Clone)]
 pub struct OutputConfig {
@@ -1247,6 +1358,7 @@ impl OutputConfig {
                     "give a file name without directories (the directory is --result-dir)",
                 ));
             }
+            no_control("--result-filename", name)?;
         }
         let electricity = match a.electricity_price {
             Some(usd) => Some(crate::cost::ElectricityPrice::new(usd, a.pue).map_err(
@@ -1612,6 +1724,50 @@ fn server_url(a: &RunArgs) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The run's plan against this machine: its peak connections against the open-file limit, its
+/// memory against what is available. Refused up front with the figures, rather than thousands
+/// of EMFILE failures or an out-of-memory kill mid-run.
+fn check_resources(
+    plan: &LoadPlan,
+    rate: f64,
+    w: &Workload,
+    target: &Target,
+) -> Result<(), ConfigError> {
+    let requests = match plan.stop {
+        Stop::Requests(n) | Stop::RequestsOrDuration(n, _) => Some(n),
+        // An open loop at a rate sends about rate × duration.
+        Stop::Duration(d) if rate.is_finite() => Some((rate * d.as_secs_f64()).ceil() as u64),
+        Stop::Duration(_) => None,
+    };
+    let (field, connections) = match &plan.mode {
+        LoadMode::Closed { concurrency } => ("--max-concurrency", Some(concurrency.get() as u64)),
+        LoadMode::Open {
+            max_in_flight: Some(cap),
+            ..
+        } => ("--max-concurrency", Some(cap.get() as u64)),
+        LoadMode::Open {
+            pacing: Pacing::AllAtOnce,
+            max_in_flight: None,
+        } => ("--num-prompts", requests),
+        // An uncapped open loop at a rate: its peak depends on the server's latency.
+        LoadMode::Open { .. } => ("--max-concurrency", None),
+    };
+    if let Some(c) = connections {
+        limits::check_fds(
+            field,
+            c,
+            matches!(target, Target::Embedded(_)),
+            limits::fd_limit(),
+        )?;
+    }
+    let requests = requests.unwrap_or(0).saturating_add(plan.warmups);
+    limits::MemoryPlan {
+        requests,
+        max_prompt_tokens: w.max_prompt_tokens(),
+    }
+    .check(limits::mem_available())
+}
+
 impl RunConfig {
     pub fn from_args(a: &RunArgs) -> Result<RunConfig, ConfigError> {
         let (server, url_note) = server_url(a);
@@ -1684,9 +1840,17 @@ impl RunConfig {
             "none" => UsageRequest::None,
             other => return Err(bad("--usage", other, "use auto, final or none")),
         };
-        let request_timeout = positive_secs("--request-timeout", a.request_timeout)?;
+        let request_timeout = limits::secs(
+            "--request-timeout",
+            a.request_timeout,
+            limits::MAX_REQUEST_TIMEOUT_S,
+            "one week",
+        )?;
         if let Some(t) = a.client_threads {
-            nonzero("--client-threads", t)?;
+            limits::threads("--client-threads", t)?;
+        }
+        if let Some(label) = &a.label {
+            no_control("--label", label)?;
         }
         let w = WorkloadConfig::from_args(&a.workload)?;
         let l = LoadConfig::from_args(&a.load)?
@@ -1714,6 +1878,13 @@ impl RunConfig {
             .and_then(NonZeroUsize::new)
             .unwrap_or(NonZeroUsize::MIN)
             .min(NonZeroUsize::new(a.num_warmups.max(1) as usize).unwrap_or(NonZeroUsize::MIN));
+        if a.num_warmups > limits::MAX_NUM_PROMPTS {
+            return Err(bad(
+                "--num-warmups",
+                a.num_warmups,
+                format!("is above the limit of {} requests; lower it", limits::MAX_NUM_PROMPTS),
+            ));
+        }
         let plan = LoadPlan {
             mode: l.mode,
             stop: l.stop,
@@ -1722,6 +1893,7 @@ impl RunConfig {
             seed: w.seed,
             conversations: matches!(w.spec, Workload::MultiTurn(_)),
         };
+        check_resources(&plan, l.request_rate, &w.spec, &target)?;
         Ok(RunConfig {
             target,
             endpoint,

@@ -270,7 +270,7 @@ pub async fn run<S: Sender>(
     let deadline = plan
         .stop
         .duration()
-        .map(|d| measured_start_ns + d.as_nanos() as u64);
+        .map(|d| measured_start_ns.saturating_add(duration_ns(d)));
     let max_requests = plan.stop.max_requests();
     let shape = Shape {
         phase: Phase::Measured,
@@ -501,7 +501,8 @@ fn dispatch_thread<S: Sender>(
         let Some(offset) = offsets.next() else {
             break StopReason::WorkloadExhausted;
         };
-        let due = shape.start_ns + offset;
+        // Saturating: an offset near u64::MAX must mean "never", not wrap around to now.
+        let due = shape.start_ns.saturating_add(offset);
         if shape.deadline.is_some_and(|d| due >= d) {
             break StopReason::Duration;
         }
@@ -547,11 +548,20 @@ fn dispatch_thread<S: Sender>(
     (sent, reason, tasks)
 }
 
+/// A duration as u64 ns, saturating (`as_nanos() as u64` would truncate the high bits and
+/// wrap a long duration to a short one).
+pub fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Sleep until `epoch + due_ns`; false if interrupted first. Coarse sleeps in slices (so an
 /// interrupt is seen within 50 ms), then a spin over the last 200 µs for a precise wake-up.
 fn sleep_until_ns(epoch: Instant, due_ns: u64, interrupt: &Interrupt) -> bool {
     const SPIN: Duration = Duration::from_micros(200);
-    let due = epoch + Duration::from_nanos(due_ns);
+    // An offset past what Instant can hold is as good as never; wait for the interrupt.
+    let due = epoch
+        .checked_add(Duration::from_nanos(due_ns))
+        .unwrap_or_else(|| epoch + Duration::from_secs(u64::from(u32::MAX)));
     loop {
         if interrupt.is_set() {
             return false;

@@ -171,6 +171,15 @@ impl TraceSpec {
                     i + 1
                 ));
             }
+            // `as u32` would saturate 2^32 silently (and plan a 128 GiB prompt).
+            let max = f64::from(crate::config::limits::MAX_TOKENS);
+            if inp > max || out > max {
+                return Err(format!(
+                    "{} line {}: input_length {inp} / output_length {out} is above the limit of {max} tokens; fix the trace",
+                    path.display(),
+                    i + 1
+                ));
+            }
             raw.push((at, inp as u32, out as u32));
         }
         if raw.is_empty() {
@@ -178,6 +187,16 @@ impl TraceSpec {
         }
         raw.sort_by(|a, b| a.0.total_cmp(&b.0));
         let t0 = raw[0].0;
+        // The replayed span must fit a run (and u64 ns): a timestamp of 1e15 ms, or a scale of
+        // 1e300, used to saturate every offset and send everything at t = 0.
+        let span_s = (raw[raw.len() - 1].0 - t0) * time_scale;
+        let max_s = crate::config::limits::MAX_DURATION_S;
+        if !(span_s.is_finite() && span_s <= max_s) {
+            return Err(format!(
+                "the trace {} spans {span_s:.3e} s after --trace-time-scale {time_scale}, above the limit of {max_s} s (30 days); check its timestamps (ms) or lower the scale",
+                path.display()
+            ));
+        }
         let entries: Vec<TraceEntry> = raw
             .into_iter()
             .map(|(at, i, o)| TraceEntry {
@@ -425,6 +444,43 @@ impl Workload {
             Workload::Dataset(_) => None,
             Workload::Trace(t) => Some(t.requests as u64),
             Workload::MultiTurn(m) => Some(m.total_turns()),
+        }
+    }
+
+    /// The longest prompt a request of this workload can carry, in tokens, for the memory plan
+    /// (a multi-turn prompt grows with the history: every turn's message and reply). A file's
+    /// prompts are already in memory, so a dataset counts 0 here.
+    pub fn max_prompt_tokens(&self) -> u64 {
+        let dist_max = |d: &LengthDist| match *d {
+            LengthDist::Fixed { tokens } => u64::from(tokens),
+            LengthDist::Uniform { max, .. } => u64::from(max),
+        };
+        match self {
+            Workload::Random(r) => dist_max(&r.input),
+            Workload::SharedPrefix(s) => u64::from(s.system_prompt_len) + u64::from(s.question_len),
+            Workload::Dataset(_) => 0,
+            Workload::Trace(t) => t
+                .entries
+                .iter()
+                .map(|e| u64::from(e.input_len))
+                .max()
+                .unwrap_or(0),
+            Workload::MultiTurn(m) => match &m.source {
+                ConversationSource::Synthetic(s) => {
+                    let turns = u64::from(match s.turns {
+                        TurnCount::Fixed { turns } => turns,
+                        TurnCount::Uniform { max, .. } => max,
+                    });
+                    u64::from(s.system_prompt_len)
+                        .saturating_add(u64::from(s.first_input_len))
+                        .saturating_add(
+                            turns.saturating_mul(
+                                u64::from(s.input_len) + u64::from(s.output_len),
+                            ),
+                        )
+                }
+                ConversationSource::ShareGpt(_) => 0,
+            },
         }
     }
 
@@ -717,7 +773,9 @@ impl MultiTurnSpec {
             // Inverse transform: −mean·ln(1 − u), u in [0, 1).
             (_, ThinkTime::Exponential) => -mean_s * (1.0 - rng.random::<f64>()).ln(),
         };
-        std::time::Duration::from_secs_f64(think_s.max(0.0))
+        // The mean is bounded by the config (one hour); an exponential draw has no upper bound
+        // in theory, so an out-of-range draw saturates rather than panics.
+        std::time::Duration::try_from_secs_f64(think_s.max(0.0)).unwrap_or(std::time::Duration::MAX)
     }
 
     fn with_think_times(

@@ -65,6 +65,8 @@ impl fmt::Display for AppError {
 
 /// Run a parsed command line to completion; returns the exit status. Errors are printed here.
 pub fn main(cli: Cli) -> ExitStatus {
+    // Before any config is checked against it: the soft open-file limit up to the hard one.
+    crate::config::limits::raise_fd_limit();
     let result = match cli.command {
         Command::Run(args) => run::command(&args),
         Command::Serve(args) => crate::app::serve::command(&args),

@@ -49,7 +49,9 @@ impl Clock {
     }
 
     async fn sleep_until_ns(self, epoch: Instant, ns: u64) {
-        let at = epoch + Duration::from_nanos(ns);
+        let at = epoch
+            .checked_add(Duration::from_nanos(ns))
+            .unwrap_or_else(|| epoch + Duration::from_secs(u64::from(u32::MAX)));
         match self {
             Clock::Precise => crate::server::timer::sleep_until(at).await,
             Clock::Tokio => tokio::time::sleep_until(at.into()).await,
@@ -139,7 +141,7 @@ pub async fn run_sessions<S: Sender>(
     let deadline = plan
         .stop
         .duration()
-        .map(|t| measured_start_ns + t.as_nanos() as u64);
+        .map(|t| measured_start_ns.saturating_add(super::duration_ns(t)));
     let max_requests = plan.stop.max_requests();
     let cap = match &plan.mode {
         LoadMode::Open {
@@ -385,7 +387,7 @@ async fn drive<S: Sender>(
                 Pacing::Trace(offsets) => Box::new((*offsets).clone().into_iter()),
             };
             for offset in offsets {
-                let due = start_ns + offset;
+                let due = start_ns.saturating_add(offset);
                 if d.past_deadline(due) || d.stopped() || !d.wait_until(due).await {
                     break;
                 }
@@ -426,7 +428,7 @@ async fn converse<S: Sender>(d: &Driver<S>, index: usize, first_due_ns: u64) {
     for (k, turn) in plan.turns.iter().enumerate() {
         let k = k as u32;
         if k > 0 {
-            due += turn.think.as_nanos() as u64;
+            due = due.saturating_add(super::duration_ns(turn.think));
             // A turn due after the deadline, or past the count, is never sent: end now rather
             // than sleep through the think time first.
             if d.past_deadline(due) || d.stopped() || !d.wait_until(due).await {
