@@ -128,6 +128,8 @@ pub(super) fn command(args: &CalibrateArgs) -> Result<ExitStatus, AppError> {
         .map(|(n, argv)| run_config_from_args(&argv).map(|c| (n.to_string(), argv, c)))
         .collect::<Result<_, _>>()?;
 
+    crate::config::limits::threads("--client-threads", args.client_threads)
+        .map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
     let rt = runtime(Some(args.client_threads), "servebench-client")?;
     let mut out = Calibration {
         servebench_version: env!("CARGO_PKG_VERSION").into(),

@@ -227,6 +227,7 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
             args.target
         )));
     }
+    capacity_numbers(args).map_err(|e| AppError::usage(anyhow::Error::new(e)))?;
     let price = match &args.instance {
         Some(i) => Some(
             crate::cost::Price::from_catalog(&crate::sim::catalog::Catalog::builtin(), i)
@@ -359,4 +360,39 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
             Ok(ExitStatus::GateMissed)
         }
     }
+}
+
+/// The search's own numbers within bounds: each probe becomes a `run` whose flags are checked
+/// again, but a NaN or 1e300 here would first be multiplied into every probe's size.
+fn capacity_numbers(args: &crate::cli::CapacityArgs) -> Result<(), crate::config::ConfigError> {
+    use crate::config::limits;
+    limits::rate("--start-rate", args.start_rate)?;
+    if !(args.tolerance > 0.0 && args.tolerance < 1.0) {
+        return Err(limits::out_of_range(
+            "--tolerance",
+            args.tolerance,
+            "allowed: between 0 and 1 exclusive (relative bracket width), e.g. 0.1",
+        ));
+    }
+    limits::secs(
+        "--seconds-per-point",
+        args.seconds_per_point,
+        limits::MAX_DURATION_S,
+        "30 days",
+    )?;
+    if !(1..=1000).contains(&args.max_probes) {
+        return Err(limits::out_of_range(
+            "--max-probes",
+            args.max_probes,
+            "allowed: 1..=1000",
+        ));
+    }
+    if args.min_requests > limits::MAX_NUM_PROMPTS {
+        return Err(limits::out_of_range(
+            "--min-requests",
+            args.min_requests,
+            format!("allowed: up to {}", limits::MAX_NUM_PROMPTS),
+        ));
+    }
+    Ok(())
 }

@@ -50,6 +50,11 @@ pub const BYTES_PER_TOKEN: u64 = 32;
 /// Bodies the producer prepares ahead of the load (`app::run::spawn_producer`'s AHEAD).
 pub const PREPARED_AHEAD: u64 = 8192;
 
+/// A value outside its allowed range (`allowed` says the range and the fix).
+pub fn out_of_range(field: &str, v: impl ToString, allowed: impl Into<String>) -> ConfigError {
+    bad(field, v, allowed)
+}
+
 fn range(lo: f64, hi: f64, unit: &str) -> String {
     format!("allowed: {lo}..={hi} {unit}")
 }

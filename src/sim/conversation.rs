@@ -256,7 +256,7 @@ impl Arrivals for Conversations {
         live.messages.push(("assistant", reply));
         match plan.turns.get(live.next_turn) {
             Some(next) => {
-                let due = at_ns + next.think.as_nanos() as u64;
+                let due = at_ns.saturating_add(crate::load::duration_ns(next.think));
                 self.make_due(due, i);
             }
             None => {

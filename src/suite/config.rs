@@ -1,6 +1,7 @@
 //! The suite file: a matrix of targets × workloads (× repeats) in TOML. Unknown keys are
 //! rejected, not ignored: a typo in a study config must not silently change the study.
 
+use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -495,6 +496,105 @@ impl SuiteConfig {
                     ));
                 }
             }
+            w.check_numbers()
+                .map_err(|e| format!("workload `{}`: {}", w.name, suite_key(e)))?;
+        }
+        self.check_numbers().map_err(suite_key)
+    }
+
+    /// The suite-wide numbers within the bounds `run` applies to the same flags
+    /// (`config::limits`), so a bad value fails now, not in the cell that reaches it hours in.
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        use crate::config::limits;
+        let d = &self.defaults;
+        limits::secs(
+            "request_timeout",
+            d.request_timeout,
+            limits::MAX_REQUEST_TIMEOUT_S,
+            "one week",
+        )?;
+        limits::tokens("input_len", d.input_len)?;
+        max_count("warmups", d.warmups)?;
+        if self.repeats > MAX_REPEATS {
+            return Err(limits::out_of_range(
+                "repeats",
+                self.repeats,
+                format!("allowed: 1..={MAX_REPEATS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most repeats of a suite: each repeat reruns every cell; 1000 is already days of runs.
+const MAX_REPEATS: u32 = 1000;
+
+/// A `run` flag's error in the suite file's terms (`request_timeout`, not `--request-timeout`).
+fn suite_key(e: ConfigError) -> String {
+    format!(
+        "{} = {}: {}",
+        e.field.trim_start_matches("--").replace('-', "_"),
+        e.value,
+        e.problem
+    )
+}
+
+fn max_count(field: &str, n: u64) -> Result<(), ConfigError> {
+    use crate::config::limits::{out_of_range, MAX_NUM_PROMPTS};
+    if n > MAX_NUM_PROMPTS {
+        return Err(out_of_range(
+            field,
+            n,
+            format!("allowed: up to {MAX_NUM_PROMPTS} (every request keeps a record in memory until the summary)"),
+        ));
+    }
+    Ok(())
+}
+
+impl WorkloadConfig {
+    /// This workload's numbers within `run`'s bounds.
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        use crate::config::limits;
+        max_count("requests", self.requests)?;
+        if let Some(n) = self.warmups {
+            max_count("warmups", n)?;
+        }
+        for (field, v) in [
+            ("max_tokens", Some(self.max_tokens)),
+            ("input_len", self.input_len),
+            ("context_len", self.context_len),
+            ("system_prompt_len", self.system_prompt_len),
+            ("question_len", self.question_len),
+        ] {
+            if let Some(v) = v.filter(|&v| v > 0) {
+                limits::tokens(field, v)?;
+            }
+        }
+        for (field, v) in [
+            ("turns", self.turns),
+            ("groups", self.groups),
+            ("conversations", self.conversations),
+            ("min_turns", self.min_turns),
+            ("max_turns", self.max_turns),
+        ] {
+            if let Some(v) = v {
+                max_count(field, u64::from(v))?;
+            }
+        }
+        if let Some(c) = self.concurrency {
+            if c > tokio::sync::Semaphore::MAX_PERMITS {
+                return Err(limits::out_of_range(
+                    "concurrency",
+                    c,
+                    format!("allowed: 1..={}", tokio::sync::Semaphore::MAX_PERMITS),
+                ));
+            }
+        }
+        if let Some(r) = self.request_rate {
+            limits::rate("request_rate", r)?;
+        }
+        if let Some(t) = self.think_time_ms {
+            limits::delay_ms("think_time_ms", t)?;
         }
         Ok(())
     }
