@@ -276,7 +276,6 @@ pub fn describe_plan(plan: &LoadPlan) -> String {
     format!("{mode}, {stop}, {} {warmups}", plan.warmups)
 }
 
-
 fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
@@ -322,6 +321,15 @@ impl EmbeddedConfig {
         }
         if a.tokens_per_chunk == 0 {
             return Err(bad("--tokens-per-chunk", 0, "must be at least 1"));
+        }
+        for (field, v) in [
+            ("--tokens-per-chunk", a.tokens_per_chunk),
+            ("--fault-after-tokens", a.fault_after_tokens),
+            ("--reasoning-tokens", a.reasoning.reasoning_tokens),
+        ] {
+            if v > 0 {
+                limits::tokens(field, v)?;
+            }
         }
         let cfg = EmbeddedConfig {
             ttft: limits::delay_ms("--ttft-ms", a.ttft_ms)?,
@@ -443,7 +451,7 @@ fn parse_arrival(name: &str, burstiness: f64) -> Result<Arrival, ConfigError> {
     if !(MIN_BURSTINESS..=MAX_BURSTINESS).contains(&burstiness) {
         return Err(bad(
             "--burstiness",
-            burstiness,
+            limits::show(burstiness),
             format!("must be a number from {MIN_BURSTINESS} to {MAX_BURSTINESS} (1 = Poisson)"),
         ));
     }
@@ -848,14 +856,29 @@ fn check_lengths(a: &WorkloadArgs) -> Result<(), ConfigError> {
         ("--sharegpt-context-len", a.sharegpt_context_len),
         ("--custom-output-len", a.custom_output_len),
         ("--min-tokens", a.min_tokens),
-        ("--prefix-repetition-prefix-len", Some(a.prefix_repetition_prefix_len)),
-        ("--prefix-repetition-suffix-len", Some(a.prefix_repetition_suffix_len)),
-        ("--prefix-repetition-output-len", Some(a.prefix_repetition_output_len)),
+        (
+            "--prefix-repetition-prefix-len",
+            Some(a.prefix_repetition_prefix_len),
+        ),
+        (
+            "--prefix-repetition-suffix-len",
+            Some(a.prefix_repetition_suffix_len),
+        ),
+        (
+            "--prefix-repetition-output-len",
+            Some(a.prefix_repetition_output_len),
+        ),
         ("--gsp-system-prompt-len", Some(a.gsp_system_prompt_len)),
         ("--gsp-question-len", Some(a.gsp_question_len)),
         ("--gsp-output-len", Some(a.gsp_output_len)),
-        ("--conversation-system-prompt-len", Some(a.conversation_system_prompt_len)),
-        ("--conversation-first-input-len", Some(a.conversation_first_input_len)),
+        (
+            "--conversation-system-prompt-len",
+            Some(a.conversation_system_prompt_len),
+        ),
+        (
+            "--conversation-first-input-len",
+            Some(a.conversation_first_input_len),
+        ),
         ("--conversation-input-len", Some(a.conversation_input_len)),
         ("--conversation-output-len", Some(a.conversation_output_len)),
     ];
@@ -868,7 +891,10 @@ fn check_lengths(a: &WorkloadArgs) -> Result<(), ConfigError> {
     for (field, v) in [
         ("--gsp-num-groups", a.gsp_num_groups),
         ("--gsp-prompts-per-group", a.gsp_prompts_per_group),
-        ("--prefix-repetition-num-prefixes", a.prefix_repetition_num_prefixes),
+        (
+            "--prefix-repetition-num-prefixes",
+            a.prefix_repetition_num_prefixes,
+        ),
         ("--conversation-num", a.conversation_num),
         ("--conversation-turn-mean", a.conversation_turn_mean),
         ("--sharegpt-min-turns", a.sharegpt_min_turns),
@@ -893,11 +919,17 @@ fn check_lengths(a: &WorkloadArgs) -> Result<(), ConfigError> {
             "must be a number from 0 to 1",
         ));
     }
+    // Checked whatever the dataset, so a value that would panic a multi-turn run is refused
+    // the same way everywhere.
+    limits::delay_ms(
+        "--conversation-turn-delay-mean",
+        a.conversation_turn_delay_mean,
+    )?;
     let scale = a.trace_time_scale;
     if !(limits::MIN_TIME_SCALE..=limits::MAX_TIME_SCALE).contains(&scale) {
         return Err(bad(
             "--trace-time-scale",
-            scale,
+            limits::show(scale),
             format!(
                 "allowed: {}..={} (0.5 replays the trace twice as fast)",
                 limits::MIN_TIME_SCALE,
@@ -1878,11 +1910,34 @@ impl RunConfig {
             .and_then(NonZeroUsize::new)
             .unwrap_or(NonZeroUsize::MIN)
             .min(NonZeroUsize::new(a.num_warmups.max(1) as usize).unwrap_or(NonZeroUsize::MIN));
+        for (field, v, max) in [
+            (
+                "--ready-check-timeout-sec",
+                a.ready_check_timeout_sec,
+                limits::MAX_READY_CHECK_S,
+            ),
+            (
+                "--telemetry-interval-ms",
+                a.telemetry_interval_ms,
+                limits::MAX_TELEMETRY_INTERVAL_MS,
+            ),
+        ] {
+            if v > max {
+                return Err(limits::out_of_range(
+                    field,
+                    v,
+                    format!("allowed: up to {max}; lower it"),
+                ));
+            }
+        }
         if a.num_warmups > limits::MAX_NUM_PROMPTS {
             return Err(bad(
                 "--num-warmups",
                 a.num_warmups,
-                format!("is above the limit of {} requests; lower it", limits::MAX_NUM_PROMPTS),
+                format!(
+                    "is above the limit of {} requests; lower it",
+                    limits::MAX_NUM_PROMPTS
+                ),
             ));
         }
         let plan = LoadPlan {

@@ -474,9 +474,7 @@ impl Workload {
                     u64::from(s.system_prompt_len)
                         .saturating_add(u64::from(s.first_input_len))
                         .saturating_add(
-                            turns.saturating_mul(
-                                u64::from(s.input_len) + u64::from(s.output_len),
-                            ),
+                            turns.saturating_mul(u64::from(s.input_len) + u64::from(s.output_len)),
                         )
                 }
                 ConversationSource::ShareGpt(_) => 0,

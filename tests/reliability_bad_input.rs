@@ -69,7 +69,7 @@ const FLAG_CASES: &[Case] = &[
     c(
         &["run", "--burstiness", "0"],
         2,
-        &["--burstiness", "0", "> 0"],
+        &["--burstiness", "0", "from 0.001 to 1000"],
     ),
     c(
         &["run", "--duration", "-1"],
@@ -136,7 +136,7 @@ const FLAG_CASES: &[Case] = &[
     c(
         &["run", "--metric-percentiles", "50,101"],
         2,
-        &["--metric-percentiles", "101", "0 to 100"],
+        &["--metric-percentiles", "101", "between 0 and 100"],
     ),
     // run: target
     c(

@@ -12,6 +12,12 @@ use std::time::Duration;
 /// Longest `--request-timeout`: one week. Longer than any generation; beyond it the value is a
 /// typo, and `Duration` arithmetic on it stays far from overflow.
 pub const MAX_REQUEST_TIMEOUT_S: f64 = 7.0 * 86_400.0;
+/// Shortest timeout or duration in seconds: one millisecond.
+pub const MIN_SECONDS: f64 = 1e-3;
+/// Longest `--ready-check-timeout-sec`: one day (a model download and load takes minutes).
+pub const MAX_READY_CHECK_S: u64 = 86_400;
+/// Longest `--telemetry-interval-ms`: one hour.
+pub const MAX_TELEMETRY_INTERVAL_MS: u64 = 3_600_000;
 /// Longest `--duration`: 30 days. Offsets are `u64` ns (584 years), so this keeps every
 /// schedule offset and deadline exact; a longer study is a suite of shorter runs.
 pub const MAX_DURATION_S: f64 = 30.0 * 86_400.0;
@@ -55,6 +61,16 @@ pub fn out_of_range(field: &str, v: impl ToString, allowed: impl Into<String>) -
     bad(field, v, allowed)
 }
 
+/// A float as a person would write it: `1e300`, not three hundred digits.
+pub fn show(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e9).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 fn range(lo: f64, hi: f64, unit: &str) -> String {
     format!("allowed: {lo}..={hi} {unit}")
 }
@@ -64,18 +80,29 @@ pub fn secs(field: &str, v: f64, max: f64, why: &str) -> Result<Duration, Config
     if !(v.is_finite() && v > 0.0) {
         return Err(bad(
             field,
-            v,
-            format!("must be a positive number of seconds ({}; {why})", range(0.0, max, "s")),
+            show(v),
+            format!(
+                "must be a positive number of seconds ({}; {why})",
+                range(0.0, max, "s")
+            ),
         ));
     }
     if v > max {
         return Err(bad(
             field,
-            v,
+            show(v),
             format!("is above the limit of {max} s ({why}); lower it"),
         ));
     }
-    Duration::try_from_secs_f64(v).map_err(|e| bad(field, v, e.to_string()))
+    // Below a millisecond nothing can be measured (and 1e-300 would round to a zero timeout).
+    if v < MIN_SECONDS {
+        return Err(bad(
+            field,
+            show(v),
+            format!("is below the smallest useful value of {MIN_SECONDS} s; raise it"),
+        ));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| bad(field, show(v), e.to_string()))
 }
 
 /// A number of milliseconds in `[0, MAX_DELAY_MS]`, as a `Duration`.
@@ -83,13 +110,13 @@ pub fn delay_ms(field: &str, v: f64) -> Result<Duration, ConfigError> {
     if !(v.is_finite() && (0.0..=MAX_DELAY_MS).contains(&v)) {
         return Err(bad(
             field,
-            v,
+            show(v),
             format!(
                 "must be a number of milliseconds from 0 to {MAX_DELAY_MS} (one hour; a longer delay is a typo)"
             ),
         ));
     }
-    Duration::try_from_secs_f64(v / 1000.0).map_err(|e| bad(field, v, e.to_string()))
+    Duration::try_from_secs_f64(v / 1000.0).map_err(|e| bad(field, show(v), e.to_string()))
 }
 
 /// A finite request rate in `[MIN_RATE, MAX_RATE]`.
@@ -99,7 +126,7 @@ pub fn rate(field: &str, v: f64) -> Result<f64, ConfigError> {
     } else {
         Err(bad(
             field,
-            v,
+            show(v),
             format!(
                 "allowed: {MIN_RATE:.3e}..={MAX_RATE:e} requests per second (one per 10 days up to 10 million per second), or `inf` for all at once"
             ),
@@ -184,7 +211,10 @@ pub fn fd_limit() -> Option<u64> {
         {
             return None;
         }
-        #[allow(clippy::unnecessary_cast, reason = "rlim_t is not u64 on every platform")]
+        #[allow(
+            clippy::unnecessary_cast,
+            reason = "rlim_t is not u64 on every platform"
+        )]
         Some(rl.rlim_cur as u64)
     }
     #[cfg(not(unix))]
@@ -357,7 +387,11 @@ mod tests {
     #[test]
     fn connections_beyond_the_fd_limit_are_refused_with_the_figures() {
         let e = check_fds("--max-concurrency", 5000, false, Some(256)).unwrap_err();
-        assert!(e.problem.contains("~5100 file descriptors"), "{}", e.problem);
+        assert!(
+            e.problem.contains("~5100 file descriptors"),
+            "{}",
+            e.problem
+        );
         assert!(e.problem.contains("may open 256"), "{}", e.problem);
         assert!(check_fds("--max-concurrency", 100, false, Some(256)).is_ok());
         assert!(check_fds("--max-concurrency", 100, true, Some(256)).is_err());
