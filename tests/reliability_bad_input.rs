@@ -216,11 +216,15 @@ const FLAG_CASES: &[Case] = &[
         2,
         &["--fault", "http_500=0.1", "embedded server", "--base-url"],
     ),
-    c(&["run", "--itl-ms", "-1"], 2, &["--itl-ms", "-1", "≥ 0"]),
+    c(
+        &["run", "--itl-ms", "-1"],
+        2,
+        &["--itl-ms", "-1", "from 0 to 3600000"],
+    ),
     c(
         &["run", "--ttft-ms", "nan"],
         2,
-        &["--ttft-ms", "NaN", "≥ 0"],
+        &["--ttft-ms", "NaN", "from 0 to 3600000"],
     ),
     c(
         &["run", "--tokens-per-chunk", "0"],
@@ -235,7 +239,7 @@ const FLAG_CASES: &[Case] = &[
     c(
         &["run", "--fault-stall-ms", "-5"],
         2,
-        &["--fault-stall-ms", "-5", "≥ 0"],
+        &["--fault-stall-ms", "-5", "from 0 to 3600000"],
     ),
     c(&["run", "--no-such-flag"], 2, &["--no-such-flag", "Usage"]),
     // run: runtime problems the user fixes (status 1: the run could not be done)
@@ -260,7 +264,11 @@ const FLAG_CASES: &[Case] = &[
         2,
         &["--fault", "stall=2", "between 0 and 1"],
     ),
-    c(&["serve", "--itl-ms", "-2"], 2, &["--itl-ms", "-2", "≥ 0"]),
+    c(
+        &["serve", "--itl-ms", "-2"],
+        2,
+        &["--itl-ms", "-2", "from 0 to 3600000"],
+    ),
     c(
         &["serve", "--tokens-per-chunk", "0"],
         2,
