@@ -1796,6 +1796,7 @@ fn check_resources(
     limits::MemoryPlan {
         requests,
         max_prompt_tokens: w.max_prompt_tokens(),
+        held_prompts: requests.min(limits::PREPARED_AHEAD),
     }
     .check(limits::mem_available())
 }
@@ -1881,8 +1882,16 @@ impl RunConfig {
         if let Some(t) = a.client_threads {
             limits::threads("--client-threads", t)?;
         }
-        if let Some(label) = &a.label {
-            no_control("--label", label)?;
+        for (field, v) in [
+            ("--label", &a.label),
+            ("--model", &a.model),
+            ("--served-model-name", &a.served_model_name),
+            // Sent as the X-Request-Id header: one with a control character would be dropped.
+            ("--request-id-prefix", &a.request_id_prefix),
+        ] {
+            if let Some(v) = v {
+                no_control(field, v)?;
+            }
         }
         let w = WorkloadConfig::from_args(&a.workload)?;
         let l = LoadConfig::from_args(&a.load)?

@@ -753,6 +753,26 @@ mod tests {
         assert_eq!(recs.len(), 20); // offsets 0, 10, …, 190 ms
     }
 
+    /// Issue 12: a trace offset near u64::MAX (a timestamp of 1e15 ms, a scale of 1e300) used
+    /// to wrap `start + offset` around to "now" and send at once. Saturated, it is past the
+    /// deadline: never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_offset_near_the_end_of_time_is_never_sent_not_wrapped_to_now() {
+        let s = FakeSender::new(Duration::from_millis(1));
+        let plan = plan(
+            LoadMode::Open {
+                pacing: Pacing::Trace(Arc::new(vec![0, u64::MAX - 1, u64::MAX])),
+                max_in_flight: None,
+            },
+            Stop::RequestsOrDuration(3, Duration::from_millis(50)),
+        );
+        let (rep, recs) = collect(plan, s, 3, Interrupt::default()).await;
+        assert_eq!(rep.stop_reason, StopReason::Duration);
+        assert_eq!(recs.len(), 1, "only the request at offset 0 is sent");
+        assert_eq!(duration_ns(Duration::MAX), u64::MAX);
+        assert_eq!(duration_ns(Duration::from_nanos(7)), 7);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn interrupt_records_in_flight_as_cancelled_and_unsent_as_not_sent() {
         let s = FakeSender::new(Duration::from_secs(30));

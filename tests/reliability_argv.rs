@@ -253,6 +253,11 @@ const NAMED: &[Named] = &[
     ),
     n("newline in a label", &["run", "--label", "a\nb"], "--label"),
     n(
+        "control character in a request id (the header was dropped)",
+        &["run", "--request-id-prefix", "run\r\n"],
+        "--request-id-prefix",
+    ),
+    n(
         "suite request_timeout",
         &["suite", "huge_timeout.toml"],
         "request_timeout",
@@ -288,6 +293,18 @@ const NAMED: &[Named] = &[
         &["predict", "--request-rate", "1e-300"],
         "--request-rate",
     ),
+    Named {
+        what: "predict memory plan",
+        args: &[
+            "predict",
+            "--num-prompts",
+            "100000",
+            "--random-input-len",
+            "1000",
+        ],
+        field: "memory plan",
+        env: &[("SERVEBENCH_MEM_AVAILABLE_BYTES", "1000000000")],
+    },
     Named {
         what: "memory plan",
         args: &[
@@ -345,6 +362,26 @@ fn every_named_case_of_the_issue_exits_2_naming_the_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Found by the property test: `predict --max-concurrency 4294967295` asked the simulator for
+/// one slot per permitted request (32 GiB) and aborted. More slots than requests change
+/// nothing, so it now runs.
+#[test]
+fn predict_with_a_huge_concurrency_runs_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = strings(&[
+        "predict",
+        "--max-concurrency=4294967295",
+        "--num-prompts=3",
+        "--random-input-len=4",
+        "--random-output-len=3",
+        "--result-dir=out",
+        "--no-progress",
+    ]);
+    let o = run_in(dir.path(), bin(), &args, &[]);
+    assert_sound("predict", &o).unwrap();
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
 
 /// With `ulimit -n 256` (soft and hard, so raising it cannot help), a concurrency that needs
@@ -454,6 +491,8 @@ const RUN_FLAGS: &[&str] = &[
     "--usage",
     "--model",
     "--label",
+    "--request-id-prefix",
+    "--served-model-name",
     "--result-filename",
     "--metric-percentiles",
     "--percentile-metrics",

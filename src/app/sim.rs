@@ -143,6 +143,27 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             }))
         }
     };
+    // predict builds every request before it simulates: the whole plan must fit in memory.
+    crate::config::limits::MemoryPlan {
+        requests: n,
+        max_prompt_tokens: w.spec.max_prompt_tokens(),
+        held_prompts: n,
+    }
+    .check(crate::config::limits::mem_available())
+    .map_err(AppError::usage)?;
+    // More slots than requests changes nothing, and the simulator allocates one per slot
+    // (--max-concurrency 4294967295 asked it for 32 GiB).
+    let mut l = l;
+    let at_most = std::num::NonZeroUsize::new(usize::try_from(n).unwrap_or(usize::MAX))
+        .unwrap_or(std::num::NonZeroUsize::MIN);
+    match &mut l.mode {
+        LoadMode::Closed { concurrency } => *concurrency = (*concurrency).min(at_most),
+        LoadMode::Open {
+            max_in_flight: Some(cap),
+            ..
+        } => *cap = (*cap).min(at_most),
+        LoadMode::Open { .. } => {}
+    }
     let maker = match &w.tokenizer {
         Some(p) => PromptMaker::with_tokenizer(p).map_err(|e| AppError::usage(anyhow!(e)))?,
         None => PromptMaker::approximate(),

@@ -273,12 +273,14 @@ pub struct MemoryPlan {
     pub requests: u64,
     /// The longest prompt, in tokens.
     pub max_prompt_tokens: u64,
+    /// Prompts held at once: a run prepares at most [`PREPARED_AHEAD`] ahead of the load;
+    /// `predict` builds every request before it simulates.
+    pub held_prompts: u64,
 }
 
 impl MemoryPlan {
     pub fn bytes(&self) -> u64 {
-        let prepared = self.requests.min(PREPARED_AHEAD);
-        prepared
+        self.held_prompts
             .saturating_mul(self.max_prompt_tokens)
             .saturating_mul(BYTES_PER_TOKEN)
             .saturating_add(self.requests.saturating_mul(RECORD_BYTES))
@@ -298,9 +300,9 @@ impl MemoryPlan {
                     self.requests, self.max_prompt_tokens
                 ),
                 format!(
-                    "needs about {} ({} prompts prepared ahead at ~{BYTES_PER_TOKEN} B per token, {RECORD_BYTES} B per request record) but this machine has {} available; lower --num-prompts or the lengths, or split the run",
+                    "needs about {} ({} prompts held at ~{BYTES_PER_TOKEN} B per token, {RECORD_BYTES} B per request record) but this machine has {} available; lower --num-prompts or the lengths, or split the run",
                     human_bytes(need),
-                    self.requests.min(PREPARED_AHEAD),
+                    self.held_prompts,
                     human_bytes(available)
                 ),
             ));
@@ -372,6 +374,7 @@ mod tests {
         let plan = MemoryPlan {
             requests: 1_000_000,
             max_prompt_tokens: 1000,
+            held_prompts: PREPARED_AHEAD,
         };
         // 8192 × 1000 × 32 B + 1e6 × 512 B ≈ 0.73 GiB.
         assert!(plan.check(Some(64 << 30)).is_ok());
