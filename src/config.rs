@@ -1930,6 +1930,7 @@ impl RunConfig {
                 a.telemetry_interval_ms,
                 limits::MAX_TELEMETRY_INTERVAL_MS,
             ),
+            ("--repeats", u64::from(a.repeats), limits::MAX_REPEATS),
         ] {
             if v > max {
                 return Err(limits::out_of_range(

@@ -18,6 +18,9 @@ pub const MIN_SECONDS: f64 = 1e-3;
 pub const MAX_READY_CHECK_S: u64 = 86_400;
 /// Longest `--telemetry-interval-ms`: one hour.
 pub const MAX_TELEMETRY_INTERVAL_MS: u64 = 3_600_000;
+/// Most `--repeats` (and a suite's `repeats`): each repeat is a whole run again; 1000 is
+/// already days of runs.
+pub const MAX_REPEATS: u64 = 1000;
 /// Longest `--duration`: 30 days. Offsets are `u64` ns (584 years), so this keeps every
 /// schedule offset and deadline exact; a longer study is a suite of shorter runs.
 pub const MAX_DURATION_S: f64 = 30.0 * 86_400.0;

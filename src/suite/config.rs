@@ -515,19 +515,16 @@ impl SuiteConfig {
         )?;
         limits::tokens("input_len", d.input_len)?;
         max_count("warmups", d.warmups)?;
-        if self.repeats > MAX_REPEATS {
+        if u64::from(self.repeats) > limits::MAX_REPEATS {
             return Err(limits::out_of_range(
                 "repeats",
                 self.repeats,
-                format!("allowed: 1..={MAX_REPEATS}"),
+                format!("allowed: 1..={}", limits::MAX_REPEATS),
             ));
         }
         Ok(())
     }
 }
-
-/// Most repeats of a suite: each repeat reruns every cell; 1000 is already days of runs.
-const MAX_REPEATS: u32 = 1000;
 
 /// A `run` flag's error in the suite file's terms (`request_timeout`, not `--request-timeout`).
 fn suite_key(e: ConfigError) -> String {
