@@ -369,7 +369,10 @@ pub fn parse_rate(s: &str) -> Result<f64, ConfigError> {
         return Ok(f64::INFINITY);
     }
     match t.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => limits::rate("--request-rate", v),
+        Ok(v) if v > 0.0 && v.is_finite() => limits::rate("--request-rate", v).map_err(|mut e| {
+            e.problem.push_str(", or `inf` to send all at once");
+            e
+        }),
         _ => Err(bad(
             "--request-rate",
             s,

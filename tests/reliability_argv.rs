@@ -274,6 +274,28 @@ const NAMED: &[Named] = &[
         "--burstiness",
     ),
     n(
+        "NaN noise band: every difference silently insignificant",
+        &["compare", "--throughput-noise", "NaN", "a.json", "b.json"],
+        "--throughput-noise",
+    ),
+    n(
+        "capacity rate",
+        &[
+            "capacity",
+            "--start-rate",
+            "1e300",
+            "--",
+            "--goodput",
+            "ttft:1",
+        ],
+        "--start-rate",
+    ),
+    n(
+        "calibrate threads",
+        &["calibrate", "--client-threads", "100000"],
+        "--client-threads",
+    ),
+    n(
         "warmups",
         &["run", "--num-warmups", "18446744073709551615"],
         "--num-warmups",

@@ -65,6 +65,14 @@ pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
 
 /// `servebench compare A.json B.json`.
 pub(super) fn compare_command(args: &crate::cli::CompareArgs) -> Result<ExitStatus, AppError> {
+    // NaN would make every comparison false: "no significant difference", silently.
+    if !(0.0..=1.0).contains(&args.throughput_noise) {
+        return Err(AppError::usage(crate::config::limits::out_of_range(
+            "--throughput-noise",
+            args.throughput_noise,
+            "allowed: 0 to 1 (a relative band, e.g. 0.05 for ±5 %)",
+        )));
+    }
     let read = |p: &std::path::Path| {
         report::read_result(p).map_err(|e| AppError::usage(anyhow::Error::new(e)))
     };

@@ -137,7 +137,7 @@ pub fn rate(field: &str, v: f64) -> Result<f64, ConfigError> {
             field,
             show(v),
             format!(
-                "allowed: {MIN_RATE:.3e}..={MAX_RATE:e} requests per second (one per 10 days up to 10 million per second), or `inf` for all at once"
+                "allowed: {MIN_RATE:.3e}..={MAX_RATE:e} requests per second (one per 10 days up to 10 million per second)"
             ),
         ))
     }
@@ -182,7 +182,7 @@ pub fn threads(field: &str, n: usize) -> Result<usize, ConfigError> {
             field,
             n,
             format!(
-                "is above the limit of {max} ({THREADS_PER_CORE} per core × {} cores); more threads only add scheduling, lower it",
+                "is above the limit of {max} ({THREADS_PER_CORE} per core × {} cores, at least 16); more threads only add scheduling, lower it",
                 cores()
             ),
         ));
