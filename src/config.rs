@@ -1141,19 +1141,11 @@ impl LoadConfig {
                 )
             })
             .transpose()?;
+        if let Some(n) = a.num_prompts {
+            limits::requests(n)?;
+        }
         let stop = match (a.num_prompts, duration) {
             (Some(0), _) => return Err(bad("--num-prompts", 0, "must be at least 1")),
-            (Some(n), _) if n > limits::MAX_NUM_PROMPTS => {
-                return Err(bad(
-                    "--num-prompts",
-                    n,
-                    format!(
-                        "is above the limit of {} requests: every completed request keeps a ~{} B record in memory until the summary; split the run (a suite repeats it)",
-                        limits::MAX_NUM_PROMPTS,
-                        limits::RECORD_BYTES
-                    ),
-                ))
-            }
             (Some(n), Some(d)) => Stop::RequestsOrDuration(n, d),
             (Some(n), None) => Stop::Requests(n),
             (None, Some(d)) => Stop::Duration(d),
@@ -1787,6 +1779,9 @@ fn check_resources(
         // An uncapped open loop at a rate: its peak depends on the server's latency.
         LoadMode::Open { .. } => ("--max-concurrency", None),
     };
+    if let Some(n) = requests {
+        limits::requests(n)?;
+    }
     if let Some(c) = connections {
         limits::check_fds(
             field,

@@ -296,6 +296,32 @@ const NAMED: &[Named] = &[
         "--client-threads",
     ),
     n(
+        "a workload's size of 10^10 requests",
+        &[
+            "run",
+            "--dataset-name",
+            "generated-shared-prefix",
+            "--gsp-num-groups",
+            "100000",
+            "--gsp-prompts-per-group",
+            "100000",
+        ],
+        "--num-prompts",
+    ),
+    n(
+        "predict: a workload's size of 10^10 requests",
+        &[
+            "predict",
+            "--dataset-name",
+            "generated-shared-prefix",
+            "--gsp-num-groups",
+            "100000",
+            "--gsp-prompts-per-group",
+            "100000",
+        ],
+        "--num-prompts",
+    ),
+    n(
         "warmups",
         &["run", "--num-warmups", "18446744073709551615"],
         "--num-warmups",

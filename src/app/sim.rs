@@ -143,6 +143,7 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             }))
         }
     };
+    crate::config::limits::requests(n).map_err(AppError::usage)?;
     // predict builds every request before it simulates: the whole plan must fit in memory.
     crate::config::limits::MemoryPlan {
         requests: n,

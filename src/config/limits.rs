@@ -143,6 +143,22 @@ pub fn rate(field: &str, v: f64) -> Result<f64, ConfigError> {
     }
 }
 
+/// A run's request count within [`MAX_NUM_PROMPTS`]: given, or the workload's own size
+/// (groups × prompts per group, conversations × turns), which multiplies bounded numbers into
+/// an unbounded one.
+pub fn requests(n: u64) -> Result<u64, ConfigError> {
+    if n > MAX_NUM_PROMPTS {
+        return Err(bad(
+            "--num-prompts",
+            n,
+            format!(
+                "is above the limit of {MAX_NUM_PROMPTS} requests (given, or the workload's size: groups × prompts per group, conversations × turns): every completed request keeps a ~{RECORD_BYTES} B record in memory until the summary; split the run (a suite repeats it)"
+            ),
+        ));
+    }
+    Ok(n)
+}
+
 /// A token length in `[1, MAX_TOKENS]`.
 pub fn tokens(field: &str, v: u32) -> Result<u32, ConfigError> {
     if v == 0 {
