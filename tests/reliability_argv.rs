@@ -321,6 +321,18 @@ const NAMED: &[Named] = &[
         ],
         "--num-prompts",
     ),
+    // Found by the property test on the binary before these bounds (also in
+    // reliability_argv.proptest-regressions, whose seeds depend on the strategies above).
+    n(
+        "generated: from_secs_f64 panic",
+        &["run", "--duration=1e300"],
+        "--duration",
+    ),
+    n(
+        "generated: tokio semaphore panic from a suite",
+        &["suite", "huge_concurrency.toml"],
+        "concurrency",
+    ),
     n(
         "warmups",
         &["run", "--num-warmups", "18446744073709551615"],
@@ -378,6 +390,11 @@ fn case_dir() -> tempfile::TempDir {
     std::fs::write(
         p.join("huge_timeout.toml"),
         GOOD_SUITE.replace("request_timeout = 30", "request_timeout = 1e20"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("huge_concurrency.toml"),
+        GOOD_SUITE.replace("concurrency = 1", "concurrency = 18446744073709551615"),
     )
     .unwrap();
     std::fs::write(
