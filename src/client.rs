@@ -32,6 +32,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, Url};
 
+use crate::launch::secret::{redact, redact_cut};
 use crate::openai::{self, ChunkInfo, Endpoint, Generated, SseEvent, SseParser};
 use crate::record::{FailureKind, Outcome, OutputParts, RequestRecord, TokenSource, Usage};
 
@@ -129,6 +130,8 @@ const MAX_RESPONSE_BODY: usize = 64 << 20;
 const DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// Token events reserved up front; larger answers grow the vector as usual.
 const MAX_RESERVED_EVENTS: u32 = 1 << 16;
+/// Bytes of a failure message kept in a record (after the key was removed).
+const MAX_MESSAGE: usize = 512;
 /// Characters of a body quoted in a `not_sse` failure.
 const QUOTED_CHARS: usize = 200;
 /// Tokens a reported usage may exceed its bound by before it is disbelieved: speculative
@@ -598,7 +601,10 @@ impl Exchange {
             outcome,
             done_marker: !self.ended_without_done,
             resends: self.resends,
-            output_text: self.text,
+            // Answer text is server text: a server can echo the key in it (then it reaches the
+            // journal, `--save-detailed` and structured-output checks). Removed here, whole,
+            // before anything cuts it.
+            output_text: self.text.map(|t| redact(t, secret)),
             conversation: None,
             turn: None,
             output_check: None,
@@ -1000,10 +1006,13 @@ fn not_sse(at: Instant, resp: &reqwest::Response, body: &[u8], secret: Option<&s
 fn quote_start(body: &[u8], secret: Option<&str>) -> String {
     let body = body.trim_ascii_start();
     let window = &body[..body.len().min(16 << 10)];
-    let mut text = String::from_utf8_lossy(window).into_owned();
-    if let Some(key) = secret.filter(|k| !k.is_empty()) {
-        text = text.replace(key, "<redacted>");
-    }
+    // Unbounded here (the window is the bound): only the key, and a piece of it that the
+    // window's edge cut off, are removed before the quote is cut.
+    let text = redact_cut(
+        String::from_utf8_lossy(window).into_owned(),
+        secret,
+        usize::MAX,
+    );
     let mut quoted: String = text.chars().take(QUOTED_CHARS).collect();
     let cut = quoted.len() < text.len();
     quoted = quoted.escape_debug().to_string();
@@ -1142,13 +1151,10 @@ fn describe(e: reqwest::Error) -> String {
     text
 }
 
-/// Final guard on every message that leaves the client: the key never appears in a record.
+/// Final guard on every message that leaves the client: the key is removed from the whole
+/// text *before* it is cut to [`MAX_MESSAGE`] bytes, so no cut keeps part of it.
 fn scrub(message: String, secret: Option<&str>) -> String {
-    let message = match secret {
-        Some(key) if message.contains(key) => message.replace(key, "<redacted>"),
-        _ => message,
-    };
-    openai::truncate(message, 512)
+    redact_cut(message, secret, MAX_MESSAGE)
 }
 
 fn nanos(epoch: Instant, t: Instant) -> u64 {

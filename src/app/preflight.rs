@@ -207,6 +207,8 @@ pub trait ProbeSender {
 pub struct HttpProbe {
     client: reqwest::Client,
     url: String,
+    /// Removed from every answer's text before it is kept (a server may echo it).
+    api_key: Option<String>,
 }
 
 impl HttpProbe {
@@ -220,6 +222,7 @@ impl HttpProbe {
         Ok(HttpProbe {
             client: http(base_url, api_key, timeout, extra)?,
             url: format!("{base_url}{}", endpoint.path()),
+            api_key: api_key.map(str::to_string),
         })
     }
 }
@@ -242,7 +245,11 @@ impl ProbeSender for HttpProbe {
         let status = resp.status();
         // The whole answer, streamed or not, within the timeout: a probe that succeeded
         // streamed to its end.
-        let text = resp.text().await;
+        let key = self.api_key.as_deref();
+        let text = resp
+            .text()
+            .await
+            .map(|t| crate::launch::secret::redact(t, key));
         Ok(match status.as_u16() {
             // Accepted, then broken off (a server cut the stream): it took the fields.
             200..=299 => Answer::Accepted,
@@ -378,7 +385,7 @@ async fn users_fields_refused(
         probe.url(),
         if named.len() == 1 { "" } else { "s" },
         named.join(", "),
-        crate::openai::error_message(text.as_bytes())
+        shown(text)
     )))
 }
 
@@ -396,8 +403,14 @@ fn names(text: &str, key: &str) -> bool {
 fn not_found(url: &str, text: &str) -> anyhow::Error {
     anyhow!(
         "{url} answered 404 ({}) — check --endpoint and --model",
-        crate::openai::error_message(text.as_bytes())
+        shown(text)
     )
+}
+
+/// A server's error message as an error quotes it: the key was removed from `text` when it
+/// was read (`HttpProbe::send`), so cutting it here cannot leave part of it.
+fn shown(text: &str) -> String {
+    crate::openai::truncate(crate::openai::error_message(text.as_bytes()), 512)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

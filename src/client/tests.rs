@@ -726,7 +726,7 @@ async fn raw_connection(mut sock: TcpStream, verdict: Verdict, read: Arc<AtomicU
                 return;
             }
             After::Reset => {
-                let _ = sock.set_linger(Some(Duration::ZERO));
+                let _ = sock.set_zero_linger();
                 return;
             }
             After::Close => {
