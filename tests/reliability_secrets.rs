@@ -430,11 +430,16 @@ fn echo_response(key: &str, head: &str, echo: Echo) -> (String, String, String) 
     let sse_type = "text/event-stream".to_string();
     let json = "application/json".to_string();
     if head.starts_with("GET /v1/models") {
-        return (
-            ok,
-            json,
-            r#"{"object":"list","data":[{"id":"m","object":"model"}]}"#.into(),
-        );
+        let models = [
+            serde_json::json!({"id": "m"}),
+            serde_json::json!({"id": format!("m-{key}")}),
+        ];
+        let list = serde_json::json!({"object": "list", "data": models});
+        return (ok, json, list.to_string());
+    }
+    if head.starts_with("GET /version") {
+        let version = serde_json::json!({"version": format!("1.0 ({key})")});
+        return (ok, json, version.to_string());
     }
     if head.starts_with("GET ") {
         let body = format!("nothing here for the key {key}");
@@ -533,7 +538,8 @@ fn echo_server(plan: Vec<Echo>) -> u16 {
 /// (`output_text`) was never scrubbed (a full key in 4 of 20 records of a failed structured
 /// check). A server that echoes the key in a 500 body, an `event: error`, a 200 answer's text
 /// (with `--save-detailed`, and with a structured-output check that fails), a response header,
-/// a redirect, a malformed chunk and a not-SSE HTML page: no 6 characters of it anywhere.
+/// a redirect, a malformed chunk, a not-SSE HTML page, a model name and `/version`: no 6
+/// characters of it anywhere.
 #[test]
 fn a_server_echoing_the_key_in_every_way_leaks_no_fragment_of_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -630,6 +636,11 @@ fn a_server_echoing_the_key_in_every_way_leaks_no_fragment_of_it() {
     ] {
         assert!(every.contains(kind), "{kind} missing: {every}");
     }
+    // What discovery learned is kept (journal header, result file), scrubbed.
+    assert!(
+        every.contains("m-<redacted>") && every.contains("1.0 (<redacted>)"),
+        "{every}"
+    );
     let structured = std::fs::read_to_string(dir.path().join("structured.journal.jsonl")).unwrap();
     assert!(structured.contains("\"invalid\""), "{structured}");
     let texts: Vec<(&str, &str)> = texts

@@ -89,6 +89,14 @@ pub async fn discover(
             facts.version = r.json().await.ok();
         }
     }
+    // Both go into the result file and the console: a server may echo the key in them.
+    use crate::launch::secret::{redact, redact_json};
+    facts.models = facts
+        .models
+        .into_iter()
+        .map(|m| redact(m, api_key))
+        .collect();
+    facts.version = facts.version.map(|v| redact_json(v, api_key));
     Ok(facts)
 }
 

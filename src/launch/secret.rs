@@ -78,6 +78,23 @@ pub fn redact(text: String, secret: Option<&str>) -> String {
     }
 }
 
+/// A JSON value from a server with `secret` replaced in every string (keys included).
+pub fn redact_json(value: serde_json::Value, secret: Option<&str>) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(redact(s, secret)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| redact_json(v, secret)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redact(k, secret), redact_json(v, secret)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// Replaces the longest beginning of `key` (at least [`MIN_FRAGMENT`] bytes) that `text` ends
 /// with, before a trailing cut mark `…` if there is one.
 fn drop_cut_fragment(text: &mut String, key: &str) {
