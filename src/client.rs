@@ -409,7 +409,7 @@ struct Exchange {
     /// The stream ended cleanly after a `finish_reason`, without `[DONE]`: complete.
     ended_without_done: bool,
     failure: Option<(Instant, FailureKind, String)>,
-    /// Sends again on a fresh connection after a pooled one was found closed.
+    /// Sends again (see [`exchange`] for when): counted in the record, never hidden.
     resends: u32,
     /// The answer text so far, when the client keeps it (`ClientOptions::keep_text`).
     text: Option<String>,
