@@ -140,6 +140,7 @@ pub struct RunConfig {
     pub client_threads: Option<usize>,
     pub slo: Slo,
     pub fail_under_goodput: Option<f64>,
+    pub fail_under_success_rate: Option<f64>,
     pub percentiles: Vec<f64>,
     pub result_dir: PathBuf,
     pub result_filename: Option<String>,
@@ -845,6 +846,7 @@ impl LoadConfig {
 pub struct MetricConfig {
     pub slo: Slo,
     pub fail_under_goodput: Option<f64>,
+    pub fail_under_success_rate: Option<f64>,
     pub percentiles: Vec<f64>,
 }
 
@@ -855,6 +857,10 @@ impl MetricConfig {
             fail_under_goodput: a
                 .fail_under_goodput
                 .map(|f| fraction("--fail-under-goodput", f))
+                .transpose()?,
+            fail_under_success_rate: a
+                .fail_under_success_rate
+                .map(|f| fraction("--fail-under-success-rate", f))
                 .transpose()?,
             percentiles: parse_percentiles(&a.metric_percentiles)?,
         })
@@ -1030,6 +1036,7 @@ impl RunConfig {
             client_threads: a.client_threads,
             slo: m.slo,
             fail_under_goodput: m.fail_under_goodput,
+            fail_under_success_rate: m.fail_under_success_rate,
             percentiles: m.percentiles,
             result_dir: o.result_dir,
             result_filename: o.result_filename,
@@ -1201,6 +1208,11 @@ mod tests {
                 &["--fail-under-goodput", "99"],
                 "--fail-under-goodput",
                 "99",
+            ),
+            (
+                &["--fail-under-success-rate", "1.5"],
+                "--fail-under-success-rate",
+                "1.5",
             ),
             (
                 &["--dataset-name", "multi-turn"],

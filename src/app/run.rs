@@ -11,8 +11,10 @@ use super::{runtime, AppError, ExitStatus};
 use crate::cli::RunArgs;
 use crate::client::{Client, ClientOptions};
 use crate::config::{RunConfig, StructuredConfig, Target, TelemetryConfig, UsageRequest};
-use crate::journal::{JournalError, JournalHeader, JournalWriter};
-use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
+use crate::journal::{JournalEnd, JournalError, JournalHeader, JournalWriter};
+use crate::load::{
+    self, Clock, Interrupt, InterruptCause, LoadReport, PreparedRequest, SessionWork, StopReason,
+};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions, Endpoint};
 use crate::record::{OutputCheck, Phase, RequestRecord};
@@ -71,7 +73,7 @@ pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
             .map(|f| format!("{}-r{}.json", f.trim_end_matches(".json"), r + 1));
         eprintln!("repeat {}/{} (seed {})", r + 1, args.repeats, c.seed);
         let o = rt.block_on(run_benchmark(&c, true))?;
-        if o.status == ExitStatus::Interrupted {
+        if o.status.is_interrupt() || o.status == ExitStatus::OutputFailed {
             return Ok(o.status);
         }
         outcomes.push(o);
@@ -129,9 +131,26 @@ pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
 /// A figure reported over repeats: its name and how to read it from a summary.
 type RepeatFigure = (&'static str, fn(&Summary) -> f64);
 
-/// Run one benchmark as configured. `interactive` enables Ctrl-C handling, the progress bar and
-/// the console table (tests run with it off).
+/// Run one benchmark as configured. `interactive` enables signal handling (SIGINT, SIGTERM,
+/// SIGHUP: see `app::signals`), the progress bar and the console table (tests run with it off).
 pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutcome, AppError> {
+    let interrupt = Interrupt::default();
+    let _listener = interactive.then(|| {
+        super::signals::Listener::start(
+            interrupt.clone(),
+            "finishing the records of requests in flight",
+        )
+    });
+    run_benchmark_until(cfg, interactive, interrupt).await
+}
+
+/// [`run_benchmark`], stopped early when `interrupt` is triggered (by the caller's signal
+/// handler, e.g. a suite's): the startup check gives up, a running load ends as on Ctrl-C.
+pub async fn run_benchmark_until(
+    cfg: &RunConfig,
+    interactive: bool,
+    interrupt: Interrupt,
+) -> Result<RunOutcome, AppError> {
     // The embedded server runs on its own runtime threads so it never shares the client's.
     let embedded = match &cfg.target {
         Target::Embedded(e) => Some(
@@ -146,12 +165,15 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         _ => unreachable!("embedded target always has a server"),
     };
 
-    // Discovery GETs within 30 s (or the request timeout, when shorter): a server that does not
-    // list its models that fast is not ready to be measured.
+    // Discovery (both GETs together) within 30 s, or the request timeout when shorter: a
+    // server that does not list its models that fast is not ready to be measured.
     let discover_timeout = cfg.request_timeout.min(std::time::Duration::from_secs(30));
-    let mut facts = preflight::discover(&base_url, cfg.api_key.as_deref(), discover_timeout)
-        .await
-        .map_err(AppError::failed)?;
+    let mut facts = unless_interrupted(
+        &interrupt,
+        preflight::discover(&base_url, cfg.api_key.as_deref(), discover_timeout),
+    )
+    .await?
+    .map_err(AppError::failed)?;
     let model = preflight::choose_model(cfg.model.as_deref(), &facts).map_err(AppError::usage)?;
     let continuous_usage = cfg.usage == UsageRequest::Auto && cfg.stream;
     let label = cfg
@@ -189,9 +211,12 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 cfg.request_timeout,
             )
             .map_err(AppError::usage)?;
-            preflight::refused_fields(&probe, cfg.endpoint, &body_opts)
-                .await
-                .map_err(AppError::failed)?
+            unless_interrupted(
+                &interrupt,
+                preflight::refused_fields(&probe, cfg.endpoint, &body_opts),
+            )
+            .await?
+            .map_err(AppError::failed)?
         }
         Target::Embedded(_) => Vec::new(),
     };
@@ -279,23 +304,18 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         load::LoadMode::Open { max_in_flight, .. } => max_in_flight.map_or(64, |n| n.get()),
     }
     .min(1024);
-    sender.client.prewarm(warm_connections).await;
-
-    let interrupt = Interrupt::default();
-    if interactive {
-        let i = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: finishing the records of requests in flight…");
-                i.trigger();
-            }
-        });
-    }
+    unless_interrupted(&interrupt, sender.client.prewarm(warm_connections)).await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     // The bar counts measured requests only (warmup records do not tick it).
     let progress = Progress::new(interactive, cfg.plan.stop.max_requests());
-    let consumer = tokio::spawn(consume(rx, journal, progress, cfg.save_detailed));
+    let consumer = tokio::spawn(consume(
+        rx,
+        journal,
+        progress,
+        cfg.save_detailed,
+        interrupt.clone(),
+    ));
 
     let cpu_before = process_cpu_seconds();
     let wall = Instant::now();
@@ -309,7 +329,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 requests,
                 tx,
                 epoch,
-                interrupt,
+                interrupt.clone(),
             )
             .await;
             (r, Some(producer))
@@ -321,7 +341,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 work,
                 tx,
                 epoch,
-                interrupt,
+                interrupt.clone(),
                 Clock::Precise,
             )
             .await;
@@ -348,16 +368,29 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     if let Err(e) = timeline.save(&telemetry_path) {
         eprintln!("warning: could not save {}: {e}", telemetry_path.display());
     }
-    let (acc, lengths, journal_result) =
+    let (acc, lengths, journal, journal_result) =
         consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
     if let Some(p) = producer {
         let _ = p.join();
     }
-    // A journal that failed mid-run is reported, but the summary is still written: the
-    // accumulator saw every record.
-    if let Err(e) = journal_result {
-        eprintln!("warning: {e}");
-    }
+    // The end mark says the journal is whole: written only when the run reached its planned
+    // stop and every record reached the file.
+    let complete = journal_result.is_ok() && load_report.stop_reason != StopReason::Interrupted;
+    let finished = journal.finish_with(JournalEnd {
+        complete,
+        planned: cfg.plan.stop.max_requests(),
+    });
+    // The writer's own error names the cause (`record` only saw that it had stopped).
+    let journal_result = finished.map(|_| ()).and(journal_result);
+    // A journal that failed stopped the run (the consumer interrupted it); the summary of what
+    // was measured is still written, from the accumulator, which saw every record.
+    let journal_failed = match journal_result {
+        Ok(_) => false,
+        Err(e) => {
+            eprintln!("error: {e}; the run was stopped so that no more records are lost");
+            true
+        }
+    };
     let client_cpu = cpu_before
         .zip(process_cpu_seconds())
         .map(|(a, b)| ClientCpu {
@@ -380,6 +413,8 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let mut result = ResultFile::new(&info, &summary);
     result.server_refused_fields = Some(refused.iter().map(|f| f.name().to_string()).collect());
     result.stopped_early = Some(lengths.stopped_early);
+    result.complete = Some(complete);
+    result.planned = cfg.plan.stop.max_requests();
     if let Some(note) = refusal_note(&refused, lengths) {
         eprintln!("{note}");
     }
@@ -397,16 +432,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     if cfg.save_detailed {
         add_detailed(&mut result, &journal_path);
     }
-    report::write_result(&summary_path, &result)
-        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let (summary_path, summary_moved) = write_summary(&summary_path, &result);
     let energy = report::EnergyColumns::new(Some(&telemetry), energy_cost.as_ref());
-    report::append_csv_row(
-        &cfg.result_dir.join("results.csv"),
-        &info,
-        &summary,
-        &energy,
-    )
-    .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let csv = cfg.result_dir.join("results.csv");
+    if let Err(e) = report::append_csv_row(&csv, &info, &summary, &energy) {
+        if journal_failed || summary_moved {
+            // The same full disk; the summary already says where the numbers are.
+            eprintln!("warning: {e}");
+        } else {
+            return Err(AppError::failed(anyhow::Error::new(e)));
+        }
+    }
     if interactive {
         println!("{}", report::render_table(&info, &summary));
         println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
@@ -422,7 +458,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             journal_path.display()
         );
     }
-    let status = exit_status(cfg, &summary, &load_report);
+    let status = if journal_failed || summary_moved {
+        ExitStatus::OutputFailed
+    } else {
+        exit_status(cfg, &summary, &load_report, interrupt.cause())
+    };
     let faults_injected = embedded.as_ref().map(|e| {
         e.stats()
             .fault_counts()
@@ -827,12 +867,21 @@ fn refusal_note(refused: &[preflight::OptionalField], lengths: Lengths) -> Optio
 }
 
 /// Fold and journal each record as it completes; never blocks a sender.
+/// A journal that can no longer be written interrupts the run at once: measuring on would only
+/// lose more records (a full disk once cost 1614 of 2000). The writer is handed back unfinished,
+/// for the caller to end with the footer once the run's end is known.
 async fn consume(
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     journal: JournalWriter,
     progress: Progress,
     save_detailed: bool,
-) -> (Accumulator, Lengths, Result<(), JournalError>) {
+    interrupt: Interrupt,
+) -> (
+    Accumulator,
+    Lengths,
+    JournalWriter,
+    Result<(), JournalError>,
+) {
     let mut acc = Accumulator::new();
     let mut lengths = Lengths::default();
     let mut io = Ok(());
@@ -845,11 +894,13 @@ async fn consume(
         lengths.push(&rec);
         if io.is_ok() {
             io = journal.record(rec);
+            if io.is_err() {
+                interrupt.trigger_because(InterruptCause::JournalFailed);
+            }
         }
     }
     progress.finish();
-    let closed = journal.finish().map(|_| ());
-    (acc, lengths, io.and(closed))
+    (acc, lengths, journal, io)
 }
 
 /// A progress bar on stderr, updated by the consumer task (never by a request's task).
@@ -900,9 +951,67 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
+/// Race a step of the startup check against the interrupt: a signal during discovery or a
+/// probe (a server that accepts and never answers) ends the command at once, with the signal's
+/// status; nothing was measured, so nothing is written.
+async fn unless_interrupted<T>(
+    interrupt: &Interrupt,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, AppError> {
+    tokio::select! {
+        r = step => Ok(r),
+        _ = interrupt.wait() => {
+            let cause = interrupt.cause().unwrap_or(InterruptCause::CtrlC);
+            Err(AppError {
+                status: ExitStatus::of_interrupt(cause),
+                error: anyhow!(
+                    "{} during the startup check, before any request was measured; nothing was written",
+                    super::signals::name(cause)
+                ),
+            })
+        }
+    }
+}
+
+/// Write the result file at `path`; when that fails (a full disk), at the same name in
+/// `$TMPDIR`, and failing that as JSON on stderr, so what was measured is never lost. Returns
+/// where it went and whether that is somewhere else than asked.
+fn write_summary(path: &std::path::Path, result: &ResultFile) -> (PathBuf, bool) {
+    let first = match report::write_result(path, result) {
+        Ok(()) => return (path.to_path_buf(), false),
+        Err(e) => e,
+    };
+    let fallback =
+        std::env::temp_dir().join(path.file_name().unwrap_or("servebench.json".as_ref()));
+    match report::write_result(&fallback, result) {
+        Ok(()) => {
+            eprintln!(
+                "error: {first}; the summary of what was measured is at {} instead",
+                fallback.display()
+            );
+            (fallback, true)
+        }
+        Err(second) => {
+            eprintln!(
+                "error: {first}; {second}; the summary of what was measured follows on stderr as JSON"
+            );
+            match serde_json::to_string(result) {
+                Ok(json) => eprintln!("{json}"),
+                Err(e) => eprintln!("error: cannot serialize the summary: {e}"),
+            }
+            (path.to_path_buf(), true)
+        }
+    }
+}
+
+fn exit_status(
+    cfg: &RunConfig,
+    s: &Summary,
+    load: &LoadReport,
+    cause: Option<InterruptCause>,
+) -> ExitStatus {
     if load.stop_reason == StopReason::Interrupted {
-        return ExitStatus::Interrupted;
+        return ExitStatus::of_interrupt(cause.unwrap_or(InterruptCause::CtrlC));
     }
     if s.attempted > 0 && s.completed == 0 {
         eprintln!(
@@ -931,7 +1040,42 @@ fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
             return ExitStatus::GateMissed;
         }
     }
+    if let Some(min) = cfg.fail_under_success_rate {
+        let verdict = success_rate_gate(s, min);
+        eprintln!("{}", verdict.line);
+        if !verdict.pass {
+            return ExitStatus::GateMissed;
+        }
+    }
     ExitStatus::Success
+}
+
+/// The `--fail-under-success-rate` verdict and its console line.
+struct GateVerdict {
+    pass: bool,
+    line: String,
+}
+
+/// Succeeded / attempted measured requests against `min` (a run that attempted nothing fails
+/// the gate: there is no evidence of success).
+fn success_rate_gate(s: &Summary, min: f64) -> GateVerdict {
+    let frac = if s.attempted > 0 {
+        s.completed as f64 / s.attempted as f64
+    } else {
+        0.0
+    };
+    let pass = s.attempted > 0 && frac >= min;
+    GateVerdict {
+        pass,
+        line: format!(
+            "success-rate gate: {} — {} of {} requests succeeded ({:.4}), --fail-under-success-rate asks for {:.4}",
+            if pass { "PASS" } else { "FAIL" },
+            s.completed,
+            s.attempted,
+            frac,
+            min
+        ),
+    }
 }
 
 #[cfg(test)]
