@@ -567,8 +567,8 @@ mod tests {
     fn journal_without_header_and_with_garbage_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let line = serde_json::to_string(&rec(1)).unwrap();
-        std::fs::write(&path, format!("{line}\n\nnot json\n{line}\n")).unwrap();
+        let line = |id| serde_json::to_string(&rec(id)).unwrap();
+        std::fs::write(&path, format!("{}\n\nnot json\n{}\n", line(1), line(2))).unwrap();
         let j = read_journal(&path).unwrap();
         assert_eq!(j.header, None);
         assert_eq!(j.records.len(), 2);
@@ -593,5 +593,105 @@ mod tests {
         let path = dir.path().join("missing-dir").join("j.jsonl");
         let err = JournalWriter::create(&path, None).unwrap_err().to_string();
         assert!(err.contains("--result-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_finished_journal_ends_with_a_footer_that_the_reader_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let w = JournalWriter::create(&path, Some(&header())).unwrap();
+        w.record(rec(0)).unwrap();
+        w.record(rec(1)).unwrap();
+        w.finish_with(JournalEnd {
+            complete: true,
+            planned: Some(2),
+        })
+        .unwrap();
+        let j = read_journal(&path).unwrap();
+        assert_eq!(j.records.len(), 2);
+        assert_eq!(j.skipped_lines, 0, "the footer is not a skipped line");
+        assert_eq!(
+            j.footer,
+            Some(JournalFooter {
+                servebench_journal_end: JOURNAL_FORMAT,
+                records: 2,
+                complete: true,
+                planned: Some(2),
+            })
+        );
+        // Without `finish_with` (a killed run) there is no footer.
+        let path2 = dir.path().join("k.jsonl");
+        let w = JournalWriter::create(&path2, Some(&header())).unwrap();
+        w.record(rec(0)).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_journal(&path2).unwrap().footer, None);
+    }
+
+    #[test]
+    fn duplicated_records_are_counted_once_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let line = |r: &RequestRecord| serde_json::to_string(r).unwrap();
+        let mut warm = rec(1);
+        warm.phase = Phase::Warmup;
+        // id 1 measured twice (a journal concatenated with itself), id 1 warmup once: the
+        // warmup is a different request.
+        let text = [rec(0), rec(1), rec(1), warm]
+            .iter()
+            .map(line)
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&path, text + "\n").unwrap();
+        let j = read_journal(&path).unwrap();
+        assert_eq!(j.duplicates, 1);
+        assert_eq!(j.records.len(), 3);
+        let (scan, summary) = summarize_journal(&path).unwrap();
+        assert_eq!((scan.records, scan.duplicates), (3, 1));
+        assert_eq!(summary.attempted, 2, "measured ids 0 and 1, once each");
+    }
+
+    #[test]
+    fn a_file_with_no_header_and_no_record_is_not_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("e", ""), ("g", "garbage\n{\"a\": 1}\n"), ("b", "\n\n")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let e = read_journal(&path).unwrap_err();
+            assert!(matches!(e, JournalError::NotAJournal { .. }), "{name}: {e}");
+        }
+        // A header alone is a journal (of a run that measured nothing yet).
+        let path = dir.path().join("h");
+        JournalWriter::create(&path, Some(&header()))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(read_journal(&path).unwrap().records.len(), 0);
+    }
+
+    #[test]
+    fn a_write_error_stops_the_writer_and_finish_names_it() {
+        // /dev/full fails every write with ENOSPC: a full disk, without mounting one.
+        let path = Path::new("/dev/full");
+        if !path.exists() {
+            eprintln!("SKIPPED: no /dev/full on this system");
+            return;
+        }
+        let w = JournalWriter::create(path, None).unwrap();
+        w.record(rec(0)).unwrap();
+        // The first record is flushed at once; the writer then stops and drops its channel,
+        // so a later record is refused (bounded wait for the thread to get there).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.record(rec(1)).is_ok() {
+            assert!(Instant::now() < deadline, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = w
+            .finish_with(JournalEnd {
+                complete: true,
+                planned: None,
+            })
+            .unwrap_err();
+        assert!(matches!(e, JournalError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("free disk space"), "{e}");
     }
 }

@@ -764,6 +764,18 @@ mod tests {
         assert_eq!(recs.len(), 20); // offsets 0, 10, …, 190 ms
     }
 
+    #[test]
+    fn an_interrupt_keeps_its_first_cause() {
+        let i = Interrupt::default();
+        assert_eq!(i.cause(), None);
+        assert!(!i.is_set());
+        i.trigger_because(InterruptCause::Terminate);
+        i.trigger_because(InterruptCause::JournalFailed);
+        i.trigger();
+        assert!(i.is_set());
+        assert_eq!(i.clone().cause(), Some(InterruptCause::Terminate));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn interrupt_records_in_flight_as_cancelled_and_unsent_as_not_sent() {
         let s = FakeSender::new(Duration::from_secs(30));

@@ -1083,6 +1083,77 @@ mod tests {
     use super::*;
     use preflight::OptionalField;
 
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_written_interrupts_the_run() {
+        // /dev/full fails every write with ENOSPC: the full disk of issue 12, as a seam.
+        let path = std::path::Path::new("/dev/full");
+        if !path.exists() {
+            eprintln!("SKIPPED: no /dev/full on this system");
+            return;
+        }
+        let journal = JournalWriter::create(path, None).unwrap();
+        let interrupt = Interrupt::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let consumer = tokio::spawn(consume(
+            rx,
+            journal,
+            Progress::new(false, None),
+            false,
+            interrupt.clone(),
+        ));
+        // Records keep coming until the consumer sees the writer stopped (bounded).
+        let mut sent = 0u64;
+        while !interrupt.is_set() {
+            assert!(
+                sent < 100_000,
+                "the journal failure never interrupted the run"
+            );
+            let rec = RequestRecord::failed_before_response(
+                sent,
+                Phase::Measured,
+                (0, 0, 0),
+                1,
+                crate::record::FailureKind::Timeout,
+                "x".into(),
+            );
+            tx.send(rec).unwrap();
+            sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(interrupt.cause(), Some(InterruptCause::JournalFailed));
+        drop(tx);
+        let (acc, _, journal, io) = consumer.await.unwrap();
+        assert!(io.is_err());
+        // The accumulator saw every record, journaled or not: the summary loses nothing.
+        let summary = acc.finish(&SummaryFacts::default());
+        assert_eq!(summary.attempted, sent);
+        let e = journal
+            .finish_with(JournalEnd {
+                complete: false,
+                planned: None,
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn the_success_rate_gate_passes_at_the_threshold_and_fails_below_or_on_nothing() {
+        let mut s = Summary::default();
+        s.attempted = 10;
+        s.completed = 9;
+        let pass = success_rate_gate(&s, 0.9);
+        assert!(pass.pass, "{}", pass.line);
+        assert!(pass.line.contains("PASS") && pass.line.contains("9 of 10"));
+        let fail = success_rate_gate(&s, 0.95);
+        assert!(!fail.pass);
+        assert!(fail.line.contains("FAIL") && fail.line.contains("0.9000"));
+        let nothing = success_rate_gate(&Summary::default(), 0.0);
+        assert!(
+            !nothing.pass,
+            "no request attempted is no evidence of success"
+        );
+    }
+
     #[test]
     fn the_refusal_note_names_the_fields_and_counts_early_stops_only_when_lengths_were_forced() {
         let lengths = Lengths {
