@@ -1138,9 +1138,11 @@ mod tests {
 
     #[test]
     fn the_success_rate_gate_passes_at_the_threshold_and_fails_below_or_on_nothing() {
-        let mut s = Summary::default();
-        s.attempted = 10;
-        s.completed = 9;
+        let s = Summary {
+            attempted: 10,
+            completed: 9,
+            ..Summary::default()
+        };
         let pass = success_rate_gate(&s, 0.9);
         assert!(pass.pass, "{}", pass.line);
         assert!(pass.line.contains("PASS") && pass.line.contains("9 of 10"));
