@@ -23,8 +23,11 @@
 //! The writer flushes its buffer to the kernel (a `write(2)`) at most [`FLUSH_INTERVAL`]
 //! (100 ms) after a record arrives — immediately for the first record after a quiet spell — and
 //! whenever the 64 KiB buffer fills. Data handed to the kernel survives `kill -9` of servebench,
-//! so a killed run loses at most the records of its last 100 ms; a truncated final line is
-//! skipped by the reader. `fsync` happens once, on [`JournalWriter::finish`]: power loss is not
+//! so a killed run loses at most the records of its last 100 ms; each record is serialized whole
+//! before it enters the buffer, so the kernel only ever gets whole lines (a truncated final
+//! line, from a full disk, is skipped by the reader). A write error stops the writer: the
+//! run's consumer sees it at the next record and stops the run (`app::run`), since measuring on
+//! would only lose more. `fsync` happens once, on [`JournalWriter::finish`]: power loss is not
 //! what a benchmark guards against, and an `fsync` every 100 ms would cost the disk more than
 //! the run.
 

@@ -238,21 +238,26 @@ fn report_refuses_what_is_not_a_journal_with_status_2() {
     }
 }
 
-/// A server on 127.0.0.1 that accepts connections and never answers; it holds them open.
-fn silent_server() -> (String, std::thread::JoinHandle<()>) {
+/// A server on 127.0.0.1 that accepts connections and never answers; it holds them open and
+/// sends one message per connection accepted.
+fn silent_server() -> (String, std::sync::mpsc::Receiver<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut held = Vec::new();
         // Bounded: a handful of connections is all a startup check opens.
         for s in l.incoming().take(16) {
             match s {
-                Ok(s) => held.push(s),
+                Ok(s) => {
+                    let _ = tx.send(());
+                    held.push(s);
+                }
                 Err(_) => return,
             }
         }
     });
-    (url, h)
+    (url, rx)
 }
 
 #[test]
@@ -281,7 +286,7 @@ fn a_silent_server_fails_the_startup_check_within_the_request_timeout() {
 #[test]
 fn sigterm_during_the_startup_check_exits_143_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _server) = silent_server();
+    let (url, accepted) = silent_server();
     let mut child = Child(
         bin()
             .args(["run", "--no-progress", "--num-prompts", "3"])
@@ -292,26 +297,13 @@ fn sigterm_during_the_startup_check_exits_143_at_once() {
             .spawn()
             .unwrap(),
     );
-    // The check waits up to 30 s on this server; the signal handler is installed before it.
-    // Wait until the process has connected (its socket shows in /proc) before signalling.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let pid = child.0.id();
-    while std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    std::fs::read_link(e.path())
-                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
-        < 1
-    {
-        assert!(Instant::now() < deadline, "the run never opened a socket");
-        std::thread::sleep(Duration::from_millis(20));
+    // The check waits up to 30 s on this server; the signal handler is installed before it
+    // connects, so once the server has accepted, SIGTERM is handled.
+    if accepted.recv_timeout(Duration::from_secs(30)).is_err() {
+        let (st, err) = wait_exit(&mut child, Duration::from_secs(5));
+        panic!("the run never connected ({st}): {err}");
     }
-    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.0.id();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let (st, err) = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(st.code(), Some(143), "{err}");
@@ -463,4 +455,143 @@ concurrency = 2
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("every measured request failed"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_a_suite_writes_its_report_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    // A slow cell: 2000 requests of 8 tokens at 5 ms, 4 at once (~20 s if left alone).
+    let (_server, url) = spawn_serve(&["--ttft-ms", "2", "--itl-ms", "5"]);
+    let cfg = dir.path().join("suite.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+title = "interrupted"
+[[targets]]
+name = "slow"
+[targets.launch]
+kind = "external"
+base_url = "{url}"
+
+[[workloads]]
+name = "Long"
+requests = 2000
+max_tokens = 8
+concurrency = 4
+"#
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let mut child = Child(
+        bin()
+            .arg("suite")
+            .arg(&cfg)
+            .arg("--result-dir")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until the cell is measuring (its journal has records).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cell_dir = results.join("slow");
+    loop {
+        let journaled = std::fs::read_dir(&cell_dir).ok().is_some_and(|d| {
+            d.filter_map(Result::ok).any(|e| {
+                e.file_name().to_string_lossy().ends_with(".journal.jsonl")
+                    && journal_records(&e.path()) >= 20
+            })
+        });
+        if journaled {
+            break;
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the suite ended early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the cell never started measuring"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let (st, err) = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(143), "{err}");
+    assert!(err.contains("terminated (SIGTERM)"), "{err}");
+    assert!(
+        err.contains("report:"),
+        "the study report is written: {err}"
+    );
+}
+
+/// A server on 127.0.0.1 that lists one model, has no `/version`, and holds every POST
+/// (a field probe) without answering; `posted` receives one message per POST it holds.
+fn models_only_server() -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(32) {
+            let Ok(mut s) = s else { return };
+            let mut first = String::new();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            // Skip the headers; the body (if any) is never read.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            if first.starts_with("GET /v1/models") {
+                let body = r#"{"object":"list","data":[{"id":"m","object":"model"}]}"#;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            } else if first.starts_with("POST") {
+                let _ = tx.send(());
+                held.push(s);
+            } else {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn sigterm_during_a_field_probe_exits_143_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, posted) = models_only_server();
+    // `--ignore-eos` makes the run probe whether the server takes the field; the probe may
+    // wait the whole --request-timeout (600 s by default) on this server.
+    let mut child = Child(
+        bin()
+            .args(["run", "--no-progress", "--num-prompts", "3", "--ignore-eos"])
+            .args(["--base-url", &url, "--result-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    if posted.recv_timeout(Duration::from_secs(30)).is_err() {
+        let (st, err) = wait_exit(&mut child, Duration::from_secs(5));
+        panic!("the probe never came ({st}): {err}");
+    }
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let (st, err) = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(143), "{err}");
+    assert!(err.contains("during the startup check"), "{err}");
 }
