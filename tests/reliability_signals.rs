@@ -595,3 +595,121 @@ fn sigterm_during_a_field_probe_exits_143_at_once() {
     assert_eq!(st.code(), Some(143), "{err}");
     assert!(err.contains("during the startup check"), "{err}");
 }
+
+/// SIGKILLs the pid written in a file on drop (a target that ignores SIGTERM must not outlive
+/// the test).
+struct KillPidFile(PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_while_the_first_is_still_being_handled() {
+    // A suite stops its running target after the first signal. This target ignores SIGTERM, so
+    // that stop waits out its grace (60 s): the suite is still handling the first signal when
+    // the second comes, and only the second-signal path can end it now.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("target.pid");
+    let _reaper = KillPidFile(pid_file.clone());
+    let bin_path = env!("CARGO_BIN_EXE_servebench");
+    let cfg = dir.path().join("suite.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+title = "stubborn target"
+[[targets]]
+name = "stubborn"
+[targets.launch]
+kind = "process"
+stop_timeout_s = 60
+command = ["sh", "-c", "echo $$ > {pid}; trap '' TERM; exec {bin_path} serve --port {{port}} --ttft-ms 2 --itl-ms 5"]
+
+[[workloads]]
+name = "Long"
+requests = 2000
+max_tokens = 8
+concurrency = 4
+"#,
+            pid = pid_file.display()
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let mut child = Child(
+        bin()
+            .arg("suite")
+            .arg(&cfg)
+            .arg("--result-dir")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read stderr on a thread, line by line, to know when the first signal is being handled.
+    let stderr = child.0.stderr.take().unwrap();
+    let (line_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |what: &str, seen: &mut Vec<String>| loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => {
+                let hit = l.contains(what);
+                seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+            Err(_) => panic!("never saw `{what}`: {seen:#?}"),
+        }
+    };
+    // The cell is measuring once its journal has records.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cell_dir = results.join("stubborn");
+    while !std::fs::read_dir(&cell_dir).ok().is_some_and(|d| {
+        d.filter_map(Result::ok).any(|e| {
+            e.file_name().to_string_lossy().ends_with(".journal.jsonl")
+                && journal_records(&e.path()) >= 20
+        })
+    }) {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the suite ended early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the cell never started measuring"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.0.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for("stopping `stubborn`", &mut seen);
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "still stopping the target"
+    );
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for("exiting now", &mut seen);
+    let (st, _) = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(143), "{seen:#?}");
+}
