@@ -713,3 +713,68 @@ concurrency = 4
     let (st, _) = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(st.code(), Some(143), "{seen:#?}");
 }
+
+#[test]
+fn sigterm_stops_a_sweep_with_its_partial_point_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        bin()
+            .args(["sweep", "--concurrency", "4,8", "--"])
+            .args([
+                "--telemetry-interval-ms",
+                "0",
+                "--no-nvml",
+                "--num-prompts",
+                "2000",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                "8",
+                "--ignore-eos",
+                "--ttft-ms",
+                "2",
+                "--itl-ms",
+                "5",
+                "--result-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let journal = loop {
+        let found = std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
+            let p = e.unwrap().path();
+            (p.to_string_lossy().ends_with(".journal.jsonl") && journal_records(&p) >= 20)
+                .then_some(p)
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the sweep ended early"
+        );
+        assert!(Instant::now() < deadline, "the first point never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let (st, err) = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(143), "{err}");
+    // The interrupted point has its partial summary; the second point never ran.
+    let summary = journal.to_string_lossy().replace(".journal.jsonl", ".json");
+    assert_eq!(json(Path::new(&summary))["complete"], false);
+    let journals = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".journal.jsonl")
+        })
+        .count();
+    assert_eq!(journals, 1, "{err}");
+}
