@@ -965,7 +965,7 @@ async fn unless_interrupted<T>(
             Err(AppError {
                 status: ExitStatus::of_interrupt(cause),
                 error: anyhow!(
-                    "{} during the startup check, before any request was measured; nothing was written",
+                    "{} during the startup check, before any request was measured; no summary was written",
                     super::signals::name(cause)
                 ),
             })
