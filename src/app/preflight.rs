@@ -49,21 +49,30 @@ fn http(
     Ok(b.build()?)
 }
 
-/// List models and read `/version`, each GET within `timeout`. Unreachable server → an error
-/// naming the URL and the fix. `extra`: `--header`'s headers, sent here too.
+/// List models and read `/version`, both GETs within `timeout` together (a server that accepts
+/// and never answers costs `timeout`, once). Unreachable or silent server → an error naming
+/// the URL and the fix. `extra`: `--header`'s headers, sent here too.
 pub async fn discover(
     base_url: &str,
     api_key: Option<&str>,
     timeout: Duration,
     extra: &[(String, String)],
 ) -> anyhow::Result<ServerFacts> {
+    let deadline = std::time::Instant::now() + timeout;
     let client = http(base_url, api_key, timeout, extra)?;
     let url = format!("{base_url}/v1/models");
     let resp = client.get(&url).send().await.map_err(|e| {
-        anyhow!(
-            "cannot reach the server at {base_url}: {} — is it running? check --base-url",
-            root_cause(&e)
-        )
+        if e.is_timeout() {
+            anyhow!(
+                "the server at {base_url} did not answer GET /v1/models within {:.1} s (--request-timeout, at most 30 s for this check) — is it still loading? retry when it is ready, or raise --request-timeout",
+                timeout.as_secs_f64()
+            )
+        } else {
+            anyhow!(
+                "cannot reach the server at {base_url}: {} — is it running? check --base-url",
+                root_cause(&e)
+            )
+        }
     })?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -84,10 +93,23 @@ pub async fn discover(
                 .collect();
         }
     }
-    if let Ok(r) = client.get(format!("{base_url}/version")).send().await {
-        if r.status().is_success() {
-            facts.version = r.json().await.ok();
-        }
+    // `/version` is optional: it gets what is left of the time, and silence there is no error.
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if !left.is_zero() {
+        let version = async {
+            let r = client
+                .get(format!("{base_url}/version"))
+                .timeout(left)
+                .send()
+                .await
+                .ok()?;
+            if r.status().is_success() {
+                r.json().await.ok()
+            } else {
+                None
+            }
+        };
+        facts.version = tokio::time::timeout(left, version).await.ok().flatten();
     }
     // Both go into the result file and the console: a server may echo the key in them.
     use crate::launch::secret::{redact, redact_json};

@@ -153,6 +153,15 @@ pub struct ResultFile {
     /// `--ignore-eos` honoured, 0 (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<u64>,
+    /// Whether the run ran to its planned end: `false` when it was interrupted, lost its
+    /// journal, or (rebuilt by `report --journal`) its journal has no end mark. Absent in
+    /// results written before servebench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
+    /// Measured requests the run planned (`--num-prompts`; absent for a run bounded by
+    /// duration), to hold `attempted` against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadReport>,
@@ -227,6 +236,8 @@ impl ResultFile {
             summary: summary.clone(),
             server_refused_fields: None,
             stopped_early: None,
+            complete: None,
+            planned: None,
             load: None,
             telemetry: None,
             energy_cost: None,
