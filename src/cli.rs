@@ -641,6 +641,10 @@ pub struct MetricArgs {
     /// --goodput objective is below this (e.g. 0.99): a gate for CI.
     #[arg(long, help_heading = "Metrics")]
     pub fail_under_goodput: Option<f64>,
+    /// Exit with status 3 when the fraction of measured requests that succeeded is below this
+    /// (e.g. 0.99): a CI gate on failures alone, without goodput objectives.
+    #[arg(long, help_heading = "Metrics")]
+    pub fail_under_success_rate: Option<f64>,
     /// Comma-separated percentiles to report.
     #[arg(long, default_value = "50,90,95,99", help_heading = "Metrics")]
     pub metric_percentiles: String,

@@ -22,13 +22,17 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, LOCATION,
+};
 use reqwest::{Method, Url};
 
+use crate::launch::secret::{redact, redact_cut};
 use crate::openai::{self, ChunkInfo, Endpoint, Generated, SseEvent, SseParser};
 use crate::record::{FailureKind, Outcome, OutputParts, RequestRecord, TokenSource, Usage};
 
@@ -86,6 +90,8 @@ pub struct Client {
 #[derive(Clone)]
 struct Inner {
     http: reqwest::Client,
+    /// No pool: every request on a connection of its own (see [`Inner::transport`]).
+    http_fresh: reqwest::Client,
     url: Url,
     headers: HeaderMap,
     /// `--request-id-prefix`: request n is sent with `X-Request-Id: <prefix><n>`.
@@ -95,6 +101,10 @@ struct Inner {
     timeout: Duration,
     /// Kept only to scrub it from error messages.
     api_key: Option<String>,
+    /// The server was seen closing a kept-alive connection under a request: every later
+    /// request goes out on a connection of its own. See [`exchange`].
+    /// Shared by the clones `with_headers` makes before the run.
+    fresh_connections: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Client {
@@ -120,6 +130,8 @@ const MAX_RESPONSE_BODY: usize = 64 << 20;
 const DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// Token events reserved up front; larger answers grow the vector as usual.
 const MAX_RESERVED_EVENTS: u32 = 1 << 16;
+/// Bytes of a failure message kept in a record (after the key was removed).
+const MAX_MESSAGE: usize = 512;
 /// Characters of a body quoted in a `not_sse` failure.
 const QUOTED_CHARS: usize = 200;
 /// Tokens a reported usage may exceed its bound by before it is disbelieved: speculative
@@ -151,24 +163,31 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("servebench/", env!("CARGO_PKG_VERSION")))
-            // One stream per connection, as every engine's own benchmark client does; HTTP/2
-            // multiplexing would make results incomparable across servers that lack it.
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A benchmark measures the URL it was given, not where it redirects.
-            .redirect(reqwest::redirect::Policy::none());
-        if loopback {
-            // A proxy from the environment must not sit between the client and a local server.
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(ClientError::Build)?;
+        let builder = |pool: bool| {
+            let mut b = reqwest::Client::builder()
+                .user_agent(concat!("servebench/", env!("CARGO_PKG_VERSION")))
+                // One stream per connection, as every engine's own benchmark client does;
+                // HTTP/2 multiplexing would make results incomparable across servers that lack
+                // it.
+                .http1_only()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(if pool { usize::MAX } else { 0 })
+                .pool_idle_timeout(Duration::from_secs(90))
+                // A benchmark measures the URL it was given, not where it redirects.
+                .redirect(reqwest::redirect::Policy::none());
+            if loopback {
+                // A proxy from the environment must not sit between the client and a local
+                // server.
+                b = b.no_proxy();
+            }
+            b.build().map_err(ClientError::Build)
+        };
+        let http = builder(true)?;
+        let http_fresh = builder(false)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                http_fresh,
                 url,
                 headers,
                 request_id_prefix: None,
@@ -176,6 +195,7 @@ impl Client {
                 keep_text: opts.keep_text,
                 timeout: opts.request_timeout,
                 api_key,
+                fresh_connections: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -251,14 +271,10 @@ impl Client {
     pub async fn send(&self, body: Bytes, ctx: SendContext) -> RequestRecord {
         let inner = &*self.inner;
         let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
-        *request.headers_mut() = inner.headers.clone();
         let request_id = inner.request_id_prefix.as_ref().and_then(|p| {
             // The prefix was a valid header value when given; digits keep it one.
             HeaderValue::from_str(&format!("{p}{}", ctx.id)).ok()
         });
-        if let Some(v) = &request_id {
-            request.headers_mut().insert(X_REQUEST_ID, v.clone());
-        }
         // A cheap handle (reference-counted) for the rare resend on a fresh connection.
         let body_for_resend = body.clone();
         *request.body_mut() = Some(body.into());
@@ -393,7 +409,7 @@ struct Exchange {
     /// The stream ended cleanly after a `finish_reason`, without `[DONE]`: complete.
     ended_without_done: bool,
     failure: Option<(Instant, FailureKind, String)>,
-    /// Sends again on a fresh connection after a pooled one was found closed.
+    /// Sends again (see [`exchange`] for when): counted in the record, never hidden.
     resends: u32,
     /// The answer text so far, when the client keeps it (`ClientOptions::keep_text`).
     text: Option<String>,
@@ -415,8 +431,8 @@ struct Parts {
 
 const NO_USAGE: u32 = u32::MAX;
 
-/// Resends allowed per request after a stale pooled connection (several pooled connections
-/// can have been closed at once by a server that ends every stream with a close).
+/// Sends again allowed per request (see [`exchange`]): a fresh connection that closes before
+/// taking the request can close again.
 const MAX_RESENDS: u32 = 3;
 
 impl Exchange {
@@ -585,7 +601,10 @@ impl Exchange {
             outcome,
             done_marker: !self.ended_without_done,
             resends: self.resends,
-            output_text: self.text,
+            // Answer text is server text: a server can echo the key in it (then it reaches the
+            // journal, `--save-detailed` and structured-output checks). Removed here, whole,
+            // before anything cuts it.
+            output_text: self.text.map(|t| redact(t, secret)),
             conversation: None,
             turn: None,
             output_check: None,
@@ -684,6 +703,12 @@ fn sum_tokens(events: &[(u32, u32)]) -> u32 {
 }
 
 /// The network part of one request; every way it can end is an [`End`].
+///
+/// When a request is sent again (see [`SendError`] for the proof each case rests on): only
+/// when no byte of it was written, or once per run for the first keep-alive connection found
+/// closed by the server right under a request (after which no request reuses a connection,
+/// so the case cannot recur). A reset or close after the request was written is the failure
+/// `reset_after_send`: the server may have read it, and a resend would hide that.
 async fn exchange(
     inner: &Inner,
     request: reqwest::Request,
@@ -693,30 +718,37 @@ async fn exchange(
 ) -> End {
     let mut attempt = request;
     let mut resp = loop {
-        match inner.http.execute(attempt).await {
+        let (http, pooled) = inner.transport(&mut attempt, request_id.as_ref());
+        let error = match http.execute(attempt).await {
             Ok(r) => break r,
-            // The pool handed out a keep-alive connection the server had already closed (as
-            // llama.cpp's server does after every stream, despite `Keep-Alive`): the request
-            // never reached it, so sending it again on another connection is safe. Counted.
-            Err(e) if ex.resends < MAX_RESENDS && is_stale_connection(&e) => {
-                ex.resends += 1;
-                let mut again = reqwest::Request::new(Method::POST, inner.url.clone());
-                *again.headers_mut() = inner.headers.clone();
-                if let Some(v) = &request_id {
-                    again.headers_mut().insert(X_REQUEST_ID, v.clone());
+            Err(e) => e,
+        };
+        let kind = classify_send_error(&error);
+        let resend = ex.resends < MAX_RESENDS
+            && match kind {
+                SendError::NotWritten => true,
+                SendError::ClosedBeforeResponse if pooled => {
+                    // The server closes kept-alive connections under requests: from now on
+                    // none is reused, so this cannot happen again. This request, and any other
+                    // sent on a pooled connection before the switch (at most the concurrency),
+                    // go once more on a connection of their own.
+                    inner.fresh_connections.store(true, Ordering::Relaxed);
+                    true
                 }
-                *again.body_mut() = Some(body.clone().into());
-                attempt = again;
-            }
-            Err(e) => {
-                let kind = if e.is_timeout() {
-                    FailureKind::Timeout
-                } else {
-                    FailureKind::Connect
-                };
-                return End::failed(Instant::now(), kind, describe(e));
-            }
+                _ => false,
+            };
+        if !resend {
+            let kind = match kind {
+                SendError::Timeout => FailureKind::Timeout,
+                SendError::ClosedBeforeResponse | SendError::Reset => FailureKind::ResetAfterSend,
+                SendError::NotWritten | SendError::Other => FailureKind::Connect,
+            };
+            return End::failed(Instant::now(), kind, describe(error));
         }
+        ex.resends += 1;
+        let mut again = reqwest::Request::new(Method::POST, inner.url.clone());
+        *again.body_mut() = Some(body.clone().into());
+        attempt = again;
     };
     ex.headers = Some(Instant::now());
     let status = resp.status();
@@ -735,28 +767,83 @@ async fn exchange(
     }
 }
 
-/// The request died on its way out, before any response: hyper's "connection closed before
-/// message completed", or the connection reset / broken under it. The sign of a pooled
-/// keep-alive connection the server closed while it sat idle (the server never read the
-/// request). A server that took a request and then crashed would fail the resend too, and the
-/// record counts every resend, so nothing is hidden.
-fn is_stale_connection(e: &reqwest::Error) -> bool {
+impl Inner {
+    /// Puts the run's headers on a request and picks the client to send it with: the pooled
+    /// one, or, once the server has been seen closing a kept-alive connection under a request,
+    /// the one without a pool (`Connection: close`, a new connection each time). Returns
+    /// whether the request may go out on a reused connection.
+    fn transport(
+        &self,
+        request: &mut reqwest::Request,
+        request_id: Option<&HeaderValue>,
+    ) -> (&reqwest::Client, bool) {
+        *request.headers_mut() = self.headers.clone();
+        if let Some(v) = request_id {
+            request.headers_mut().insert(X_REQUEST_ID, v.clone());
+        }
+        if self.fresh_connections.load(Ordering::Relaxed) {
+            request
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            (&self.http_fresh, false)
+        } else {
+            (&self.http, true)
+        }
+    }
+}
+
+/// What a failed send (no response head) tells about whether the server got the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendError {
+    /// hyper handed the request back unsent (`Error::is_canceled`): the connection closed
+    /// before the request was taken from its queue, so not one byte of it was written (hyper's
+    /// client dispatcher: a queued request is returned as `Canceled` with its message; once
+    /// taken, every error comes without it). reqwest's pool already sends such a request again
+    /// when the connection was a reused one; what reaches here is a fresh connection that
+    /// closed at once. Safe to send again.
+    NotWritten,
+    /// The server closed the connection cleanly (EOF) before a byte of a response head:
+    /// hyper's "connection closed before message completed". The request was written. This is
+    /// how a server that closes its keep-alive connections after every stream looks (llama.cpp
+    /// shuts the socket down right after the last chunk, while its headers say `Keep-Alive`:
+    /// the next request, written before the close arrived, meets EOF; the server never reads
+    /// it), and also how a server that read the request and then closed looks.
+    ClosedBeforeResponse,
+    /// The connection was reset (or the pipe broke) after the request started going out.
+    Reset,
+    Timeout,
+    /// Connect errors (refused, DNS) and anything else.
+    Other,
+}
+
+fn classify_send_error(e: &reqwest::Error) -> SendError {
+    if e.is_timeout() {
+        return SendError::Timeout;
+    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() {
+                return SendError::NotWritten;
+            }
             if h.is_incomplete_message() {
-                return true;
+                return SendError::ClosedBeforeResponse;
             }
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
+            if matches!(
                 io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            ) && !e.is_connect()
+            {
+                return SendError::Reset;
+            }
         }
         cur = err.source();
     }
-    false
+    SendError::Other
 }
 
 /// What the first non-blank bytes of a 200 answer to a streaming request look like.
@@ -919,10 +1006,13 @@ fn not_sse(at: Instant, resp: &reqwest::Response, body: &[u8], secret: Option<&s
 fn quote_start(body: &[u8], secret: Option<&str>) -> String {
     let body = body.trim_ascii_start();
     let window = &body[..body.len().min(16 << 10)];
-    let mut text = String::from_utf8_lossy(window).into_owned();
-    if let Some(key) = secret.filter(|k| !k.is_empty()) {
-        text = text.replace(key, "<redacted>");
-    }
+    // Unbounded here (the window is the bound): only the key, and a piece of it that the
+    // window's edge cut off, are removed before the quote is cut.
+    let text = redact_cut(
+        String::from_utf8_lossy(window).into_owned(),
+        secret,
+        usize::MAX,
+    );
     let mut quoted: String = text.chars().take(QUOTED_CHARS).collect();
     let cut = quoted.len() < text.len();
     quoted = quoted.escape_debug().to_string();
@@ -1061,13 +1151,10 @@ fn describe(e: reqwest::Error) -> String {
     text
 }
 
-/// Final guard on every message that leaves the client: the key never appears in a record.
+/// Final guard on every message that leaves the client: the key is removed from the whole
+/// text *before* it is cut to [`MAX_MESSAGE`] bytes, so no cut keeps part of it.
 fn scrub(message: String, secret: Option<&str>) -> String {
-    let message = match secret {
-        Some(key) if message.contains(key) => message.replace(key, "<redacted>"),
-        _ => message,
-    };
-    openai::truncate(message, 512)
+    redact_cut(message, secret, MAX_MESSAGE)
 }
 
 fn nanos(epoch: Instant, t: Instant) -> u64 {

@@ -175,6 +175,7 @@ pub struct RunConfig {
     pub client_threads: Option<usize>,
     pub slo: Slo,
     pub fail_under_goodput: Option<f64>,
+    pub fail_under_success_rate: Option<f64>,
     pub percentiles: Vec<f64>,
     pub result_dir: PathBuf,
     pub result_filename: Option<String>,
@@ -1272,6 +1273,7 @@ impl LoadConfig {
 pub struct MetricConfig {
     pub slo: Slo,
     pub fail_under_goodput: Option<f64>,
+    pub fail_under_success_rate: Option<f64>,
     pub percentiles: Vec<f64>,
     pub percentile_metrics: Option<Vec<String>>,
 }
@@ -1320,6 +1322,10 @@ impl MetricConfig {
             fail_under_goodput: a
                 .fail_under_goodput
                 .map(|f| fraction("--fail-under-goodput", f))
+                .transpose()?,
+            fail_under_success_rate: a
+                .fail_under_success_rate
+                .map(|f| fraction("--fail-under-success-rate", f))
                 .transpose()?,
             percentiles: parse_percentiles(&a.metric_percentiles)?,
             percentile_metrics: a
@@ -1991,6 +1997,7 @@ impl RunConfig {
             client_threads: a.client_threads,
             slo: m.slo,
             fail_under_goodput: m.fail_under_goodput,
+            fail_under_success_rate: m.fail_under_success_rate,
             percentiles: m.percentiles,
             result_dir: o.result_dir,
             result_filename: o.result_filename,
@@ -2162,6 +2169,11 @@ mod tests {
                 &["--fail-under-goodput", "99"],
                 "--fail-under-goodput",
                 "99",
+            ),
+            (
+                &["--fail-under-success-rate", "1.5"],
+                "--fail-under-success-rate",
+                "1.5",
             ),
             (
                 &["--dataset-name", "multi-turn"],

@@ -5,7 +5,10 @@
 //! # Format
 //! JSON Lines. The first line may be a [`JournalHeader`] — recognizable by its
 //! `servebench_journal` key (the format version), which no record has. Every other line is one
-//! `RequestRecord` exactly as serde writes it, warmup records included (their `phase` says so).
+//! `RequestRecord` exactly as serde writes it, warmup records included (their `phase` says so),
+//! except the last line of a journal whose writer finished: a [`JournalFooter`]
+//! (`servebench_journal_end`), saying how many records were written and whether the run ran to
+//! its planned end. A journal without a footer is of a run that was killed or lost its disk.
 //!
 //! # Writing costs the hot path nothing
 //! [`JournalWriter::record`] moves the record into an unbounded `std::sync::mpsc` channel and
@@ -20,8 +23,11 @@
 //! The writer flushes its buffer to the kernel (a `write(2)`) at most [`FLUSH_INTERVAL`]
 //! (100 ms) after a record arrives — immediately for the first record after a quiet spell — and
 //! whenever the 64 KiB buffer fills. Data handed to the kernel survives `kill -9` of servebench,
-//! so a killed run loses at most the records of its last 100 ms; a truncated final line is
-//! skipped by the reader. `fsync` happens once, on [`JournalWriter::finish`]: power loss is not
+//! so a killed run loses at most the records of its last 100 ms; each record is serialized whole
+//! before it enters the buffer, so the kernel only ever gets whole lines (a truncated final
+//! line, from a full disk, is skipped by the reader). A write error stops the writer: the
+//! run's consumer sees it at the next record and stops the run (`app::run`), since measuring on
+//! would only lose more. `fsync` happens once, on [`JournalWriter::finish`]: power loss is not
 //! what a benchmark guards against, and an `fsync` every 100 ms would cost the disk more than
 //! the run.
 
@@ -76,12 +82,39 @@ impl JournalHeader {
     }
 }
 
+/// The journal's last line, written by [`JournalWriter::finish_with`]: its presence says the
+/// writer finished (a killed run has none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalFooter {
+    /// Format version; its presence is what marks the line as a footer.
+    pub servebench_journal_end: u32,
+    /// Record lines written before this one.
+    pub records: u64,
+    /// The run ran to its planned stop (not interrupted, nothing lost).
+    pub complete: bool,
+    /// Measured requests the run planned (`None` for a run bounded by duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
+}
+
+/// How a run ended, for the footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalEnd {
+    pub complete: bool,
+    pub planned: Option<u64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("cannot create the journal {path}: {source}; check that the result directory exists and is writable (--result-dir)")]
     Create { path: PathBuf, source: io::Error },
-    #[error("cannot write the journal {path}: {source}; records from here on are in the summary only (free disk space and rerun to keep them)")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write the journal {path} after {records} records: {source}; free disk space (or choose another --result-dir) and rerun")]
+    Write {
+        path: PathBuf,
+        /// Records handed to the writer before the error (not all of them reached the file).
+        records: u64,
+        source: io::Error,
+    },
     #[error("the journal writer has stopped after an error; finish() returns that error")]
     Closed,
     #[error("the journal writer thread died unexpectedly; the journal {path} may end early")]
@@ -90,6 +123,8 @@ pub enum JournalError {
     Read { path: PathBuf, source: io::Error },
     #[error("the journal {path} has format {found}, newer than this servebench reads ({JOURNAL_FORMAT}); use a newer servebench")]
     NewerFormat { path: PathBuf, found: u32 },
+    #[error("{path} is not a servebench journal: {why}; give the `.journal.jsonl` file a run wrote next to its summary")]
+    NotAJournal { path: PathBuf, why: String },
 }
 
 /// What the writer did, returned by [`JournalWriter::finish`].
@@ -177,6 +212,32 @@ impl JournalWriter {
         self.stop()
     }
 
+    /// [`finish`](Self::finish), then append the [`JournalFooter`] (and `fsync` it): the mark a
+    /// reader uses to tell a finished journal from one cut short.
+    pub fn finish_with(mut self, end: JournalEnd) -> Result<JournalStats, JournalError> {
+        let stats = self.stop()?;
+        let footer = JournalFooter {
+            servebench_journal_end: JOURNAL_FORMAT,
+            records: stats.records,
+            complete: end.complete,
+            planned: end.planned,
+        };
+        let write_err = |source| JournalError::Write {
+            path: self.path.clone(),
+            records: stats.records,
+            source,
+        };
+        let mut line = serde_json::to_vec(&footer).map_err(|e| write_err(e.into()))?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(write_err)?;
+        file.write_all(&line).map_err(write_err)?;
+        file.sync_data().map_err(write_err)?;
+        Ok(stats)
+    }
+
     fn stop(&mut self) -> Result<JournalStats, JournalError> {
         drop(self.sender.take());
         match self.thread.take() {
@@ -201,12 +262,14 @@ fn write_loop(
     rx: mpsc::Receiver<RequestRecord>,
     path: &Path,
 ) -> Result<JournalStats, JournalError> {
-    let write_err = |source| JournalError::Write {
+    let mut stats = JournalStats::default();
+    let write_err = |records, source| JournalError::Write {
         path: path.to_path_buf(),
+        records,
         source,
     };
-    let mut stats = JournalStats::default();
     let mut dirty = false;
+    let mut line = Vec::with_capacity(4096);
     // So that the first record after a quiet spell is flushed at once.
     let mut last_flush = Instant::now() - FLUSH_INTERVAL;
     loop {
@@ -217,10 +280,15 @@ fn write_loop(
         };
         match next {
             Ok(rec) => {
-                serde_json::to_writer(&mut out, &rec)
+                // Serialized whole first, then written with one `write_all`: the buffer only
+                // ever holds whole lines, so what reaches the kernel ends at a line's end.
+                line.clear();
+                serde_json::to_writer(&mut line, &rec)
                     .map_err(io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"))
-                    .map_err(write_err)?;
+                    .map_err(|e| write_err(stats.records, e))?;
+                line.push(b'\n');
+                out.write_all(&line)
+                    .map_err(|e| write_err(stats.records, e))?;
                 stats.records += 1;
                 dirty = true;
             }
@@ -228,15 +296,17 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if dirty && last_flush.elapsed() >= FLUSH_INTERVAL {
-            out.flush().map_err(write_err)?;
+            out.flush().map_err(|e| write_err(stats.records, e))?;
             stats.flushes += 1;
             dirty = false;
             last_flush = Instant::now();
         }
     }
-    out.flush().map_err(write_err)?;
+    out.flush().map_err(|e| write_err(stats.records, e))?;
     stats.flushes += 1;
-    out.get_ref().sync_data().map_err(write_err)?;
+    out.get_ref()
+        .sync_data()
+        .map_err(|e| write_err(stats.records, e))?;
     Ok(stats)
 }
 
@@ -252,7 +322,14 @@ pub struct SkippedLine {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JournalScan {
     pub header: Option<JournalHeader>,
+    /// The last line of a journal whose writer finished; `None` means the run was cut short
+    /// (killed, or its disk failed).
+    pub footer: Option<JournalFooter>,
+    /// Records handed over (duplicates excluded).
     pub records: u64,
+    /// Records dropped because a record with the same id and phase came earlier (a journal
+    /// concatenated or edited by hand): each request counts once.
+    pub duplicates: u64,
     /// Lines skipped (exact count), e.g. the last line of a killed run.
     pub skipped_lines: u64,
     /// The first few skipped lines with why.
@@ -263,16 +340,21 @@ pub struct JournalScan {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Journal {
     pub header: Option<JournalHeader>,
+    pub footer: Option<JournalFooter>,
+    pub duplicates: u64,
     pub records: Vec<RequestRecord>,
     pub skipped_lines: u64,
     pub skipped: Vec<SkippedLine>,
 }
 
 /// Read a journal, handing each record to `each` without keeping them (a 100k-request journal
-/// can be summarized through [`crate::metrics::Accumulator`] in bounded memory).
+/// can be summarized through [`crate::metrics::Accumulator`] in bounded memory; only each
+/// record's id and phase are kept, to drop duplicates).
 ///
 /// Lines that do not parse are skipped and counted, not fatal: the usual one is the last line
-/// of a run that was killed mid-write. Blank lines are ignored.
+/// of a run that was killed mid-write. Blank lines are ignored. A file with neither a header
+/// nor a single record is refused ([`JournalError::NotAJournal`]): summarizing it would report
+/// a run of zero requests.
 pub fn scan_journal(
     path: &Path,
     mut each: impl FnMut(RequestRecord),
@@ -283,6 +365,7 @@ pub fn scan_journal(
     };
     let mut input = BufReader::with_capacity(BUFFER_BYTES, File::open(path).map_err(read_err)?);
     let mut scan = JournalScan::default();
+    let mut seen = std::collections::HashSet::new();
     let mut line = Vec::new();
     let mut n = 0u64;
     loop {
@@ -310,10 +393,18 @@ pub fn scan_journal(
         }
         match serde_json::from_slice::<RequestRecord>(text) {
             Ok(rec) => {
+                if !seen.insert((rec.id, rec.phase)) {
+                    scan.duplicates += 1;
+                    continue;
+                }
                 scan.records += 1;
                 each(rec);
             }
             Err(e) => {
+                if let Ok(f) = serde_json::from_slice::<JournalFooter>(text) {
+                    scan.footer = Some(f);
+                    continue;
+                }
                 scan.skipped_lines += 1;
                 if scan.skipped.len() < MAX_SKIP_REASONS {
                     let reason = if complete {
@@ -326,6 +417,17 @@ pub fn scan_journal(
             }
         }
     }
+    if scan.header.is_none() && scan.records == 0 {
+        let why = if n == 0 {
+            "the file is empty".to_string()
+        } else {
+            format!("none of its {n} lines is a journal header or a request record")
+        };
+        return Err(JournalError::NotAJournal {
+            path: path.to_path_buf(),
+            why,
+        });
+    }
     Ok(scan)
 }
 
@@ -335,6 +437,8 @@ pub fn read_journal(path: &Path) -> Result<Journal, JournalError> {
     let scan = scan_journal(path, |r| records.push(r))?;
     Ok(Journal {
         header: scan.header,
+        footer: scan.footer,
+        duplicates: scan.duplicates,
         records,
         skipped_lines: scan.skipped_lines,
         skipped: scan.skipped,
@@ -466,8 +570,8 @@ mod tests {
     fn journal_without_header_and_with_garbage_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let line = serde_json::to_string(&rec(1)).unwrap();
-        std::fs::write(&path, format!("{line}\n\nnot json\n{line}\n")).unwrap();
+        let line = |id| serde_json::to_string(&rec(id)).unwrap();
+        std::fs::write(&path, format!("{}\n\nnot json\n{}\n", line(1), line(2))).unwrap();
         let j = read_journal(&path).unwrap();
         assert_eq!(j.header, None);
         assert_eq!(j.records.len(), 2);
@@ -492,5 +596,105 @@ mod tests {
         let path = dir.path().join("missing-dir").join("j.jsonl");
         let err = JournalWriter::create(&path, None).unwrap_err().to_string();
         assert!(err.contains("--result-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_finished_journal_ends_with_a_footer_that_the_reader_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let w = JournalWriter::create(&path, Some(&header())).unwrap();
+        w.record(rec(0)).unwrap();
+        w.record(rec(1)).unwrap();
+        w.finish_with(JournalEnd {
+            complete: true,
+            planned: Some(2),
+        })
+        .unwrap();
+        let j = read_journal(&path).unwrap();
+        assert_eq!(j.records.len(), 2);
+        assert_eq!(j.skipped_lines, 0, "the footer is not a skipped line");
+        assert_eq!(
+            j.footer,
+            Some(JournalFooter {
+                servebench_journal_end: JOURNAL_FORMAT,
+                records: 2,
+                complete: true,
+                planned: Some(2),
+            })
+        );
+        // Without `finish_with` (a killed run) there is no footer.
+        let path2 = dir.path().join("k.jsonl");
+        let w = JournalWriter::create(&path2, Some(&header())).unwrap();
+        w.record(rec(0)).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_journal(&path2).unwrap().footer, None);
+    }
+
+    #[test]
+    fn duplicated_records_are_counted_once_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let line = |r: &RequestRecord| serde_json::to_string(r).unwrap();
+        let mut warm = rec(1);
+        warm.phase = Phase::Warmup;
+        // id 1 measured twice (a journal concatenated with itself), id 1 warmup once: the
+        // warmup is a different request.
+        let text = [rec(0), rec(1), rec(1), warm]
+            .iter()
+            .map(line)
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&path, text + "\n").unwrap();
+        let j = read_journal(&path).unwrap();
+        assert_eq!(j.duplicates, 1);
+        assert_eq!(j.records.len(), 3);
+        let (scan, summary) = summarize_journal(&path).unwrap();
+        assert_eq!((scan.records, scan.duplicates), (3, 1));
+        assert_eq!(summary.attempted, 2, "measured ids 0 and 1, once each");
+    }
+
+    #[test]
+    fn a_file_with_no_header_and_no_record_is_not_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("e", ""), ("g", "garbage\n{\"a\": 1}\n"), ("b", "\n\n")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let e = read_journal(&path).unwrap_err();
+            assert!(matches!(e, JournalError::NotAJournal { .. }), "{name}: {e}");
+        }
+        // A header alone is a journal (of a run that measured nothing yet).
+        let path = dir.path().join("h");
+        JournalWriter::create(&path, Some(&header()))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(read_journal(&path).unwrap().records.len(), 0);
+    }
+
+    #[test]
+    fn a_write_error_stops_the_writer_and_finish_names_it() {
+        // /dev/full fails every write with ENOSPC: a full disk, without mounting one.
+        let path = Path::new("/dev/full");
+        if !path.exists() {
+            eprintln!("SKIPPED: no /dev/full on this system");
+            return;
+        }
+        let w = JournalWriter::create(path, None).unwrap();
+        w.record(rec(0)).unwrap();
+        // The first record is flushed at once; the writer then stops and drops its channel,
+        // so a later record is refused (bounded wait for the thread to get there).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.record(rec(1)).is_ok() {
+            assert!(Instant::now() < deadline, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = w
+            .finish_with(JournalEnd {
+                complete: true,
+                planned: None,
+            })
+            .unwrap_err();
+        assert!(matches!(e, JournalError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("free disk space"), "{e}");
     }
 }

@@ -24,7 +24,7 @@ use crate::record::{FailureKind, Phase, RequestRecord};
 use bytes::Bytes;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -152,22 +152,66 @@ pub struct LoadPlan {
     pub conversations: bool,
 }
 
-/// Ask a running load to stop early (Ctrl-C). Cheap to clone.
+/// Ask a running load to stop early (a signal, or a journal that can no longer be written).
+/// Cheap to clone. The first cause given is kept: it decides the exit status.
 #[derive(Clone, Default)]
 pub struct Interrupt {
     flag: Arc<AtomicBool>,
+    /// 0 = none yet, else `InterruptCause as u8 + 1`.
+    cause: Arc<AtomicU8>,
     notify: Arc<Notify>,
 }
 
+/// Why a run was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptCause {
+    /// SIGINT (Ctrl-C).
+    CtrlC,
+    /// SIGTERM: what `timeout`, Docker and CI send.
+    Terminate,
+    /// SIGHUP: the terminal went away.
+    HangUp,
+    /// The journal could not be written: measuring on would lose records.
+    JournalFailed,
+}
+
+impl InterruptCause {
+    const ALL: [InterruptCause; 4] = [
+        InterruptCause::CtrlC,
+        InterruptCause::Terminate,
+        InterruptCause::HangUp,
+        InterruptCause::JournalFailed,
+    ];
+}
+
 impl Interrupt {
+    /// Interrupt as Ctrl-C does.
     pub fn trigger(&self) {
+        self.trigger_because(InterruptCause::CtrlC);
+    }
+    /// Interrupt for `cause`; a later cause does not replace the first.
+    pub fn trigger_because(&self, cause: InterruptCause) {
+        let code = InterruptCause::ALL
+            .iter()
+            .position(|c| *c == cause)
+            .map_or(1, |i| i as u8 + 1);
+        let _ = self
+            .cause
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
         self.flag.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
-    async fn wait(&self) {
+    /// The first cause given, once interrupted.
+    pub fn cause(&self) -> Option<InterruptCause> {
+        let code = self.cause.load(Ordering::SeqCst);
+        code.checked_sub(1)
+            .and_then(|i| InterruptCause::ALL.get(usize::from(i)).copied())
+    }
+    /// Resolves once interrupted (at once if already).
+    pub async fn wait(&self) {
         loop {
             let notified = self.notify.notified();
             if self.is_set() {
@@ -771,6 +815,18 @@ mod tests {
         assert_eq!(recs.len(), 1, "only the request at offset 0 is sent");
         assert_eq!(duration_ns(Duration::MAX), u64::MAX);
         assert_eq!(duration_ns(Duration::from_nanos(7)), 7);
+    }
+
+    #[test]
+    fn an_interrupt_keeps_its_first_cause() {
+        let i = Interrupt::default();
+        assert_eq!(i.cause(), None);
+        assert!(!i.is_set());
+        i.trigger_because(InterruptCause::Terminate);
+        i.trigger_because(InterruptCause::JournalFailed);
+        i.trigger();
+        assert!(i.is_set());
+        assert_eq!(i.clone().cause(), Some(InterruptCause::Terminate));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -650,7 +650,9 @@ pub fn is_completion_body(body: &[u8]) -> bool {
 
 /// The message in an error response body, whatever its dialect: OpenAI `{"error": {...}}`,
 /// `{"error": "..."}`, vLLM `{"object": "error", "message": ...}`, FastAPI `{"detail": ...}`,
-/// or plain text. Truncated; empty when the body is empty.
+/// or plain text. Bounded by [`MAX_SERVER_TEXT`], not cut for display: it may hold the API key,
+/// so whoever keeps it removes the key first and cuts after (`launch::secret::redact_cut`).
+/// Empty when the body is empty.
 pub fn error_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct AnyError<'a> {
@@ -674,16 +676,19 @@ pub fn error_message(body: &[u8]) -> String {
                 })
             });
         if let Some(m) = found {
-            return truncate(m, MAX_MESSAGE);
+            return truncate(m, MAX_SERVER_TEXT);
         }
     }
-    truncate(String::from_utf8_lossy(body).into_owned(), MAX_MESSAGE)
+    truncate(String::from_utf8_lossy(body).into_owned(), MAX_SERVER_TEXT)
 }
 
-const MAX_MESSAGE: usize = 512;
+/// The most bytes of server text (an error message, a malformed chunk) this module returns: a
+/// bound on memory only. Display length is the caller's cut, made after it removed the API
+/// key, so that no cut can leave part of a key behind (issue 12).
+pub const MAX_SERVER_TEXT: usize = 16 << 10;
 
 fn preview(data: &[u8]) -> String {
-    truncate(String::from_utf8_lossy(data).into_owned(), 120)
+    truncate(String::from_utf8_lossy(data).into_owned(), MAX_SERVER_TEXT)
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
@@ -725,7 +730,7 @@ impl LeanChunk<'_> {
             return ChunkInfo::Error(if message.is_empty() {
                 "the server returned an error object without a message".into()
             } else {
-                truncate(message, MAX_MESSAGE)
+                truncate(message, MAX_SERVER_TEXT)
             });
         }
         ChunkInfo::Chunk {
@@ -912,7 +917,7 @@ impl<'de> Deserialize<'de> for ErrorField {
                 Ok(ErrorField(None))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ErrorField, E> {
-                Ok(ErrorField(Some(truncate(v.to_string(), MAX_MESSAGE))))
+                Ok(ErrorField(Some(truncate(v.to_string(), MAX_SERVER_TEXT))))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorField, A::Error> {
                 let mut message = None;
@@ -945,7 +950,7 @@ impl<'de> Deserialize<'de> for ErrorField {
                 if !detail.is_empty() {
                     text = format!("{text} ({})", detail.join(", "));
                 }
-                Ok(ErrorField(Some(truncate(text, MAX_MESSAGE))))
+                Ok(ErrorField(Some(truncate(text, MAX_SERVER_TEXT))))
             }
         }
         d.deserialize_any(V)

@@ -34,7 +34,8 @@ pub enum TokenSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FailureKind {
-    /// The connection could not be made (refused, reset before the response, DNS).
+    /// The connection could not be made (refused, DNS), or the request could not be handed
+    /// to one.
     Connect,
     /// `--request-timeout` elapsed before the response completed.
     Timeout,
@@ -57,6 +58,11 @@ pub enum FailureKind {
     NotSse,
     /// A chunk that is not the JSON it should be.
     Parse,
+    /// The request was written to the connection, and the server reset or closed it before
+    /// the first byte of a response. The server may have read it (and be working on it), so
+    /// it is never sent again: a reset after the request was delivered is the server's
+    /// failure, not a stale connection. See `docs/metrics.md` (resends).
+    ResetAfterSend,
     /// The request was in flight when the run was interrupted (Ctrl-C).
     Cancelled,
     /// The request was scheduled but never sent because the run was interrupted.
@@ -75,6 +81,7 @@ impl FailureKind {
             FailureKind::Truncated => "truncated".into(),
             FailureKind::NotSse => "not_sse".into(),
             FailureKind::Parse => "parse".into(),
+            FailureKind::ResetAfterSend => "reset_after_send".into(),
             FailureKind::Cancelled => "cancelled".into(),
             FailureKind::NotSent => "not_sent".into(),
         }
@@ -156,9 +163,11 @@ pub struct RequestRecord {
     /// Written only when false, so journals from before the field read as true.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub done_marker: bool,
-    /// Times the request was sent again because a pooled keep-alive connection turned out to
-    /// be closed by the server before the request reached it (nothing was processed; the
-    /// timing points still run from the first send).
+    /// Times the request was sent again on a fresh connection (the timing points still run
+    /// from the first send): when the connection closed before any byte of the request was
+    /// written, or, once per run, when a keep-alive connection the server was closing after
+    /// its last answer (llama.cpp's pattern) ended before any response byte. Counted in the
+    /// summary's `resends`; see `docs/metrics.md`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resends: u32,
     /// The answer text (content, not reasoning), when the run kept it: structured-output

@@ -3,7 +3,10 @@
 //! appear in any file a run or a suite writes — results, journals, CSV, telemetry, reports,
 //! server logs — nor on stdout or stderr, failures included.
 //!
-//! Everything runs on 127.0.0.1 against servebench's embedded server (which ignores auth).
+//! A leak is any 6 characters of a secret in a row (a cut key is still a leak).
+//!
+//! Everything runs on 127.0.0.1: against servebench's embedded server (which ignores auth), and
+//! against a raw server that echoes the API key back in every way a server can.
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
@@ -12,7 +15,10 @@ const CLI_KEY: &str = "sk-SECRET-cli-4f1c9a7e2b";
 const ENV_KEY: &str = "sk-SECRET-env-8d2e6b0c91";
 const HF_ENV: &str = "hf_SECRETenvQ7w2Lr9xYp";
 const HF_TOML: &str = "hf_SECRETtomlZ3k8Vn1mQs";
-const ENGINE_KEY: &str = "sk-SECRET-engine-5a9d3c";
+// No ordinary word inside a key: every 6-character window of it must be absent from outputs.
+const ENGINE_KEY: &str = "sk-SECRET-eng-5a9d3c7f";
+/// Shorter than any window of a secret that counts as a leak.
+const FRAGMENT: usize = 6;
 
 fn bin() -> Proc {
     let mut p = Proc::new(env!("CARGO_BIN_EXE_servebench"));
@@ -33,8 +39,8 @@ fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every file under `dir` (bytes, so binary files such as PNGs are scanned too) and the given
-/// texts; returns where a secret was found. Also searches for a secret's distinctive tail, so a
-/// partially printed or truncated token is caught as well.
+/// texts; returns where a secret was found. Searches for every [`FRAGMENT`]-character window of
+/// each secret, so a partially printed or cut token is caught as well.
 fn scan(dir: &Path, texts: &[(&str, &str)], secrets: &[&str]) -> (usize, usize, Vec<String>) {
     let mut files = Vec::new();
     all_files(dir, &mut files);
@@ -42,7 +48,7 @@ fn scan(dir: &Path, texts: &[(&str, &str)], secrets: &[&str]) -> (usize, usize, 
     let mut bytes = 0;
     let needles: Vec<&str> = secrets
         .iter()
-        .flat_map(|s| [*s, &s[s.len() - 8..]])
+        .flat_map(|s| (0..=s.len() - FRAGMENT).map(move |i| &s[i..i + FRAGMENT]))
         .collect();
     let mut check = |what: &str, hay: &[u8]| {
         for n in &needles {
@@ -353,6 +359,298 @@ concurrency = 1
     let (n, _, found) = scan(&results, &[], &[HF_ENV, HF_TOML, ENGINE_KEY]);
     println!(
         "\nsecrets scan (engine that prints its tokens): {n} files: {} found {found:?}",
+        found.len()
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+// ---- a server that echoes the key in everything it says ---------------------------------------
+
+/// How the echoing server answers a measured request.
+#[derive(Clone, Copy, Debug)]
+enum Echo {
+    /// HTTP 500 with a long JSON error whose message holds the key past byte 500 (it straddles
+    /// the 512-byte cut of a record's message).
+    Http500,
+    /// A 200 stream whose `event: error` frame holds the key across the 512-byte cut.
+    ErrorEvent,
+    /// A 200 stream whose answer text holds the key, split over two text events.
+    Answer,
+    /// A 200 HTML page (not SSE) with the key in its body and in its content type.
+    Html,
+    /// A malformed chunk with the key where a short preview would be cut.
+    Malformed,
+    /// A redirect whose `location` holds the key.
+    Redirect,
+}
+
+/// Reads one request (head and `content-length` body) from a blocking socket.
+fn read_request(sock: &mut std::net::TcpStream) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                return Some((head, body));
+            }
+        }
+        let n = sock.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn sse(events: &[String]) -> String {
+    events.concat()
+}
+
+fn text_event(text: &str) -> String {
+    format!(
+        "data: {}\n\n",
+        serde_json::json!({"choices": [{"index": 0, "text": text}]})
+    )
+}
+
+/// The response to one request: status line and extra headers, content type, body.
+fn echo_response(key: &str, head: &str, echo: Echo) -> (String, String, String) {
+    let ok = "200 OK".to_string();
+    let sse_type = "text/event-stream".to_string();
+    let json = "application/json".to_string();
+    if head.starts_with("GET /v1/models") {
+        let models = [
+            serde_json::json!({"id": "m"}),
+            serde_json::json!({"id": format!("m-{key}")}),
+        ];
+        let list = serde_json::json!({"object": "list", "data": models});
+        return (ok, json, list.to_string());
+    }
+    if head.starts_with("GET /version") {
+        let version = serde_json::json!({"version": format!("1.0 ({key})")});
+        return (ok, json, version.to_string());
+    }
+    if head.starts_with("GET ") {
+        let body = format!("nothing here for the key {key}");
+        return ("404 Not Found".into(), "text/plain".into(), body);
+    }
+    let answer = || {
+        sse(&[
+            text_event(&format!("your key is {}", &key[..7])),
+            text_event(&format!("{} — keep it safe", &key[7..])),
+            format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+            ),
+            "data: [DONE]\n\n".into(),
+        ])
+    };
+    match echo {
+        Echo::Http500 => {
+            let message = format!("{} {key} was rejected", "x".repeat(500));
+            let body =
+                serde_json::json!({"error": {"message": message, "type": "InternalServerError"}});
+            ("500 Internal Server Error".into(), json, body.to_string())
+        }
+        Echo::ErrorEvent => {
+            let message = format!("{} {key} is not allowed", "y".repeat(495));
+            let frame = serde_json::json!({"error": {"message": message}});
+            (ok, sse_type, format!("event: error\ndata: {frame}\n\n"))
+        }
+        Echo::Answer => (ok, sse_type, answer()),
+        Echo::Html => (
+            ok,
+            format!("text/html; charset=utf-8; k={key}"),
+            format!(
+                "<!DOCTYPE html><html><body>{} {key}</body></html>",
+                "z".repeat(180)
+            ),
+        ),
+        Echo::Malformed => (
+            ok,
+            sse_type,
+            format!("data: {{\"choices\": [{} {key} oops\n\n", "w".repeat(100)),
+        ),
+        Echo::Redirect => (
+            format!(
+                "307 Temporary Redirect\r\nlocation: http://127.0.0.1:1/v1/completions?k={key}"
+            ),
+            "text/plain".into(),
+            String::new(),
+        ),
+    }
+}
+
+/// A server on 127.0.0.1 that answers measured requests with `plan` in turn and puts the
+/// Bearer key it was sent into everything: bodies, events, answer text and headers.
+fn echo_server(plan: Vec<Echo>) -> u16 {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { return };
+            let plan = plan.clone();
+            let served = std::sync::Arc::clone(&served);
+            std::thread::spawn(move || {
+                while let Some((head, _body)) = read_request(&mut sock) {
+                    let key = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                        .unwrap_or("no-key")
+                        .to_string();
+                    // The startup probe gets its turn too: any answer to it lets the run go on.
+                    let echo = if head.starts_with("POST") {
+                        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        plan[n % plan.len()]
+                    } else {
+                        Echo::Answer
+                    };
+                    let (status, ctype, body) = echo_response(&key, &head, echo);
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\nx-echo-key: {key}\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Regression (issue 12): an error body or `event: error` echoing the key was cut to 512
+/// characters before the key was scrubbed (the journal kept `sk-SECRET12…`), and answer text
+/// (`output_text`) was never scrubbed (a full key in 4 of 20 records of a failed structured
+/// check). A server that echoes the key in a 500 body, an `event: error`, a 200 answer's text
+/// (with `--save-detailed`, and with a structured-output check that fails), a response header,
+/// a redirect, a malformed chunk, a not-SSE HTML page, a model name and `/version`: no 6
+/// characters of it anywhere.
+#[test]
+fn a_server_echoing_the_key_in_every_way_leaks_no_fragment_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let every_way = vec![
+        Echo::Http500,
+        Echo::ErrorEvent,
+        Echo::Answer,
+        Echo::Html,
+        Echo::Malformed,
+        Echo::Redirect,
+    ];
+    let runs: [(&str, Vec<Echo>, &[&str]); 2] = [
+        ("every-way", every_way, &["--save-detailed"]),
+        (
+            "structured",
+            vec![Echo::Answer],
+            &["--structured-output", "json-schema"],
+        ),
+    ];
+    let mut texts = Vec::new();
+    let mut journals = 0;
+    for (name, plan, extra) in runs {
+        let port = echo_server(plan);
+        let out = bin()
+            .args([
+                "run",
+                "--no-progress",
+                "--result-dir",
+                d,
+                "--result-filename",
+                &format!("{name}.json"),
+                "--base-url",
+                &format!("http://127.0.0.1:{port}"),
+                "--endpoint",
+                "/v1/completions",
+                "--model",
+                "m",
+                "--num-prompts",
+                "12",
+                "--max-concurrency",
+                "2",
+                "--num-warmups",
+                "0",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                "6",
+                "--request-timeout",
+                "10",
+                "--telemetry-interval-ms",
+                "50",
+                "--api-key",
+                CLI_KEY,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{name}: {stderr}"
+        );
+        let journal = dir.path().join(format!("{name}.journal.jsonl"));
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let records = text.lines().filter(|l| l.contains("\"outcome\"")).count();
+        assert_eq!(records, 12, "{name}: {stderr}");
+        journals += 1;
+        // The key was echoed and scrubbed, not avoided: the records say where it was.
+        assert!(text.contains("<redacted>"), "{name}: {text}");
+        texts.push((
+            format!("{name} stdout"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+        texts.push((format!("{name} stderr"), stderr));
+        let report = bin()
+            .args(["report", "--journal"])
+            .arg(&journal)
+            .output()
+            .unwrap();
+        texts.push((
+            format!("{name} report"),
+            String::from_utf8_lossy(&report.stdout).into_owned(),
+        ));
+    }
+    let every = std::fs::read_to_string(dir.path().join("every-way.journal.jsonl")).unwrap();
+    for kind in [
+        r#""kind":"http","status":500"#,
+        r#""kind":"http","status":307"#,
+        r#""kind":"server_error""#,
+        r#""kind":"not_sse""#,
+        r#""kind":"parse""#,
+        r#""outcome":"success"},"output_text":"your key is <redacted>"#,
+    ] {
+        assert!(every.contains(kind), "{kind} missing: {every}");
+    }
+    // What discovery learned is kept (journal header, result file), scrubbed.
+    assert!(
+        every.contains("m-<redacted>") && every.contains("1.0 (<redacted>)"),
+        "{every}"
+    );
+    let structured = std::fs::read_to_string(dir.path().join("structured.journal.jsonl")).unwrap();
+    assert!(structured.contains("\"invalid\""), "{structured}");
+    let texts: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (n, bytes, found) = scan(dir.path(), &texts, &[CLI_KEY]);
+    println!(
+        "\nsecrets scan (echoing server): {n} files, {bytes} bytes, {journals} journals, {} texts: {} found {found:?}",
+        texts.len(),
         found.len()
     );
     assert!(found.is_empty(), "{found:?}");

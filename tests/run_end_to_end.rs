@@ -320,10 +320,13 @@ fn report_rebuilds_the_summary_from_the_journal() {
         );
     }
     assert_eq!(original["errors_by_kind"], again["errors_by_kind"]);
-    // A torn last line (a crash mid-write) loses only that record.
+    // A torn last line (a crash mid-write, so before the footer a finished run ends with)
+    // loses only that record.
     let text = std::fs::read_to_string(&out.journal_path).unwrap();
+    let (records, footer) = text.trim_end().rsplit_once('\n').unwrap();
+    assert!(footer.contains("servebench_journal_end"), "{footer}");
     let torn = dir.path().join("torn.journal.jsonl");
-    std::fs::write(&torn, &text[..text.len() - 40]).unwrap();
+    std::fs::write(&torn, &records[..records.len() - 40]).unwrap();
     let j = read_journal(&torn).unwrap();
     assert_eq!(j.records.len(), 29);
     assert_eq!(j.skipped_lines, 1);

@@ -3,8 +3,9 @@
 
 mod preflight;
 mod run;
+pub(crate) mod signals;
 
-pub use run::{run_benchmark, RunOutcome};
+pub use run::{run_benchmark, run_benchmark_until, RunOutcome};
 
 use crate::cli::{Cli, Command};
 use std::fmt;
@@ -17,10 +18,38 @@ pub enum ExitStatus {
     Failed,
     /// Bad flags, config or input file.
     Usage,
-    /// A `--fail-under-goodput` gate was missed.
+    /// A `--fail-under-goodput` or `--fail-under-success-rate` gate was missed.
     GateMissed,
-    /// Ctrl-C: a partial summary was written.
+    /// The journal (or the summary) could not be written where asked, e.g. a full disk: the
+    /// run was stopped at once and the summary of what was measured went to a fallback place.
+    OutputFailed,
+    /// SIGINT (Ctrl-C): a partial summary was written.
     Interrupted,
+    /// SIGTERM (`timeout`, Docker, CI): a partial summary was written.
+    Terminated,
+    /// SIGHUP: a partial summary was written.
+    HungUp,
+}
+
+impl ExitStatus {
+    /// Ended by a signal (the run or study is partial).
+    pub fn is_interrupt(self) -> bool {
+        matches!(
+            self,
+            ExitStatus::Interrupted | ExitStatus::Terminated | ExitStatus::HungUp
+        )
+    }
+
+    /// The status of a run interrupted for `cause`.
+    pub fn of_interrupt(cause: crate::load::InterruptCause) -> ExitStatus {
+        use crate::load::InterruptCause;
+        match cause {
+            InterruptCause::CtrlC => ExitStatus::Interrupted,
+            InterruptCause::Terminate => ExitStatus::Terminated,
+            InterruptCause::HangUp => ExitStatus::HungUp,
+            InterruptCause::JournalFailed => ExitStatus::OutputFailed,
+        }
+    }
 }
 
 impl From<ExitStatus> for i32 {
@@ -30,7 +59,10 @@ impl From<ExitStatus> for i32 {
             ExitStatus::Failed => 1,
             ExitStatus::Usage => 2,
             ExitStatus::GateMissed => 3,
-            ExitStatus::Interrupted => 130,
+            ExitStatus::OutputFailed => 4,
+            ExitStatus::Interrupted => signals::status_of(crate::load::InterruptCause::CtrlC),
+            ExitStatus::Terminated => signals::status_of(crate::load::InterruptCause::Terminate),
+            ExitStatus::HungUp => signals::status_of(crate::load::InterruptCause::HangUp),
         }
     }
 }

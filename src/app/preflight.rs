@@ -49,21 +49,30 @@ fn http(
     Ok(b.build()?)
 }
 
-/// List models and read `/version`, each GET within `timeout`. Unreachable server → an error
-/// naming the URL and the fix. `extra`: `--header`'s headers, sent here too.
+/// List models and read `/version`, both GETs within `timeout` together (a server that accepts
+/// and never answers costs `timeout`, once). Unreachable or silent server → an error naming
+/// the URL and the fix. `extra`: `--header`'s headers, sent here too.
 pub async fn discover(
     base_url: &str,
     api_key: Option<&str>,
     timeout: Duration,
     extra: &[(String, String)],
 ) -> anyhow::Result<ServerFacts> {
+    let deadline = std::time::Instant::now() + timeout;
     let client = http(base_url, api_key, timeout, extra)?;
     let url = format!("{base_url}/v1/models");
     let resp = client.get(&url).send().await.map_err(|e| {
-        anyhow!(
-            "cannot reach the server at {base_url}: {} — is it running? check --base-url",
-            root_cause(&e)
-        )
+        if e.is_timeout() {
+            anyhow!(
+                "the server at {base_url} did not answer GET /v1/models within {:.1} s (--request-timeout, at most 30 s for this check) — is it still loading? retry when it is ready, or raise --request-timeout",
+                timeout.as_secs_f64()
+            )
+        } else {
+            anyhow!(
+                "cannot reach the server at {base_url}: {} — is it running? check --base-url",
+                root_cause(&e)
+            )
+        }
     })?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -84,11 +93,32 @@ pub async fn discover(
                 .collect();
         }
     }
-    if let Ok(r) = client.get(format!("{base_url}/version")).send().await {
-        if r.status().is_success() {
-            facts.version = r.json().await.ok();
-        }
+    // `/version` is optional: it gets what is left of the time, and silence there is no error.
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if !left.is_zero() {
+        let version = async {
+            let r = client
+                .get(format!("{base_url}/version"))
+                .timeout(left)
+                .send()
+                .await
+                .ok()?;
+            if r.status().is_success() {
+                r.json().await.ok()
+            } else {
+                None
+            }
+        };
+        facts.version = tokio::time::timeout(left, version).await.ok().flatten();
     }
+    // Both go into the result file and the console: a server may echo the key in them.
+    use crate::launch::secret::{redact, redact_json};
+    facts.models = facts
+        .models
+        .into_iter()
+        .map(|m| redact(m, api_key))
+        .collect();
+    facts.version = facts.version.map(|v| redact_json(v, api_key));
     Ok(facts)
 }
 
@@ -207,6 +237,8 @@ pub trait ProbeSender {
 pub struct HttpProbe {
     client: reqwest::Client,
     url: String,
+    /// Removed from every answer's text before it is kept (a server may echo it).
+    api_key: Option<String>,
 }
 
 impl HttpProbe {
@@ -220,6 +252,7 @@ impl HttpProbe {
         Ok(HttpProbe {
             client: http(base_url, api_key, timeout, extra)?,
             url: format!("{base_url}{}", endpoint.path()),
+            api_key: api_key.map(str::to_string),
         })
     }
 }
@@ -242,7 +275,11 @@ impl ProbeSender for HttpProbe {
         let status = resp.status();
         // The whole answer, streamed or not, within the timeout: a probe that succeeded
         // streamed to its end.
-        let text = resp.text().await;
+        let key = self.api_key.as_deref();
+        let text = resp
+            .text()
+            .await
+            .map(|t| crate::launch::secret::redact(t, key));
         Ok(match status.as_u16() {
             // Accepted, then broken off (a server cut the stream): it took the fields.
             200..=299 => Answer::Accepted,
@@ -378,7 +415,7 @@ async fn users_fields_refused(
         probe.url(),
         if named.len() == 1 { "" } else { "s" },
         named.join(", "),
-        crate::openai::error_message(text.as_bytes())
+        shown(text)
     )))
 }
 
@@ -396,8 +433,14 @@ fn names(text: &str, key: &str) -> bool {
 fn not_found(url: &str, text: &str) -> anyhow::Error {
     anyhow!(
         "{url} answered 404 ({}) — check --endpoint and --model",
-        crate::openai::error_message(text.as_bytes())
+        shown(text)
     )
+}
+
+/// A server's error message as an error quotes it: the key was removed from `text` when it
+/// was read (`HttpProbe::send`), so cutting it here cannot leave part of it.
+fn shown(text: &str) -> String {
+    crate::openai::truncate(crate::openai::error_message(text.as_bytes()), 512)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -45,6 +45,33 @@ pub(super) fn command(args: &ReportArgs) -> Result<ExitStatus, AppError> {
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     super::run::add_request_arrays(&mut result, &args.journal, detailed);
+    // A journal ends with a footer only when its writer finished; without one the run was cut
+    // short (killed, or its disk failed), and the summary covers only what reached the file.
+    result.complete = Some(scan.footer.as_ref().is_some_and(|f| f.complete));
+    result.planned = scan
+        .footer
+        .as_ref()
+        .and_then(|f| f.planned)
+        .or_else(|| (run.num_prompts > 0).then_some(run.num_prompts));
+    if result.complete == Some(false) {
+        eprintln!(
+            "warning: incomplete run: {} of {} planned requests in the journal ({})",
+            summary.attempted,
+            result
+                .planned
+                .map_or_else(|| "an unknown number of".to_string(), |p| p.to_string()),
+            match &scan.footer {
+                Some(_) => "it was interrupted or lost records",
+                None => "it has no end mark: the run was killed or its disk failed",
+            }
+        );
+    }
+    if scan.duplicates > 0 {
+        eprintln!(
+            "warning: {} duplicated records (same id and phase as an earlier line) were dropped; each request counts once",
+            scan.duplicates
+        );
+    }
     report::write_result(&out, &result)
         .with_context(|| format!("writing {}", out.display()))
         .map_err(AppError::failed)?;

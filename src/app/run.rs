@@ -11,8 +11,10 @@ use super::{runtime, AppError, ExitStatus};
 use crate::cli::RunArgs;
 use crate::client::{Client, ClientOptions};
 use crate::config::{RunConfig, StructuredConfig, Target, TelemetryConfig, UsageRequest};
-use crate::journal::{JournalError, JournalHeader, JournalWriter};
-use crate::load::{self, Clock, Interrupt, LoadReport, PreparedRequest, SessionWork, StopReason};
+use crate::journal::{JournalEnd, JournalError, JournalHeader, JournalWriter};
+use crate::load::{
+    self, Clock, Interrupt, InterruptCause, LoadReport, PreparedRequest, SessionWork, StopReason,
+};
 use crate::metrics::{Accumulator, ClientCpu, Summary, SummaryFacts};
 use crate::openai::{build_body, BodyOptions};
 use crate::record::{OutputCheck, Phase, RequestRecord};
@@ -75,7 +77,7 @@ pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
             .map(|f| format!("{}-r{}.json", f.trim_end_matches(".json"), r + 1));
         eprintln!("repeat {}/{} (seed {})", r + 1, args.repeats, c.seed);
         let o = rt.block_on(run_benchmark(&c, true))?;
-        if o.status == ExitStatus::Interrupted {
+        if o.status.is_interrupt() || o.status == ExitStatus::OutputFailed {
             return Ok(o.status);
         }
         outcomes.push(o);
@@ -133,9 +135,26 @@ pub(super) fn command(args: &RunArgs) -> Result<ExitStatus, AppError> {
 /// A figure reported over repeats: its name and how to read it from a summary.
 type RepeatFigure = (&'static str, fn(&Summary) -> f64);
 
-/// Run one benchmark as configured. `interactive` enables Ctrl-C handling, the progress bar and
-/// the console table (tests run with it off).
+/// Run one benchmark as configured. `interactive` enables signal handling (SIGINT, SIGTERM,
+/// SIGHUP: see `app::signals`), the progress bar and the console table (tests run with it off).
 pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutcome, AppError> {
+    let interrupt = Interrupt::default();
+    let _listener = interactive.then(|| {
+        super::signals::Listener::start(
+            interrupt.clone(),
+            "finishing the records of requests in flight",
+        )
+    });
+    run_benchmark_until(cfg, interactive, interrupt).await
+}
+
+/// [`run_benchmark`], stopped early when `interrupt` is triggered (by the caller's signal
+/// handler, e.g. a suite's): the startup check gives up, a running load ends as on Ctrl-C.
+pub async fn run_benchmark_until(
+    cfg: &RunConfig,
+    interactive: bool,
+    interrupt: Interrupt,
+) -> Result<RunOutcome, AppError> {
     // The embedded server runs on its own runtime threads so it never shares the client's.
     let embedded = match &cfg.target {
         Target::Embedded(e) => Some(
@@ -156,18 +175,21 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         _ => unreachable!("embedded target always has a server"),
     };
 
-    // Discovery GETs within 30 s (or the request timeout, when shorter): a server that does not
-    // list its models that fast is not ready to be measured.
+    // Discovery (both GETs together) within 30 s, or the request timeout when shorter: a
+    // server that does not list its models that fast is not ready to be measured.
     let discover_timeout = cfg.request_timeout.min(std::time::Duration::from_secs(30));
-    let mut facts = wait_ready(
-        &base_url,
-        cfg.api_key.as_deref(),
-        &cfg.headers,
-        discover_timeout,
-        cfg.ready_check_timeout,
-        READY_RETRY,
+    let mut facts = unless_interrupted(
+        &interrupt,
+        wait_ready(
+            &base_url,
+            cfg.api_key.as_deref(),
+            &cfg.headers,
+            discover_timeout,
+            cfg.ready_check_timeout,
+            READY_RETRY,
+        ),
     )
-    .await
+    .await?
     .map_err(AppError::failed)?;
     // vLLM sends --served-model-name when given, and reports --model as the model id.
     let asked = cfg.served_model_name.as_deref().or(cfg.model.as_deref());
@@ -209,9 +231,12 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 &cfg.headers,
             )
             .map_err(AppError::usage)?;
-            preflight::refused_fields(&probe, cfg.endpoint, &body_opts)
-                .await
-                .map_err(AppError::failed)?
+            unless_interrupted(
+                &interrupt,
+                preflight::refused_fields(&probe, cfg.endpoint, &body_opts),
+            )
+            .await?
+            .map_err(AppError::failed)?
         }
         Target::Embedded(_) => Vec::new(),
     };
@@ -300,23 +325,18 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         load::LoadMode::Open { max_in_flight, .. } => max_in_flight.map_or(64, |n| n.get()),
     }
     .min(1024);
-    sender.client.prewarm(warm_connections).await;
-
-    let interrupt = Interrupt::default();
-    if interactive {
-        let i = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: finishing the records of requests in flight…");
-                i.trigger();
-            }
-        });
-    }
+    unless_interrupted(&interrupt, sender.client.prewarm(warm_connections)).await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     // The bar counts measured requests only (warmup records do not tick it).
     let progress = Progress::new(interactive, cfg.plan.stop.max_requests());
-    let consumer = tokio::spawn(consume(rx, journal, progress, cfg.save_detailed));
+    let consumer = tokio::spawn(consume(
+        rx,
+        journal,
+        progress,
+        cfg.save_detailed,
+        interrupt.clone(),
+    ));
 
     let cpu_before = process_cpu_seconds();
     let wall = Instant::now();
@@ -330,7 +350,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 requests,
                 tx,
                 epoch,
-                interrupt,
+                interrupt.clone(),
             )
             .await;
             (r, Some(producer))
@@ -342,7 +362,7 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
                 work,
                 tx,
                 epoch,
-                interrupt,
+                interrupt.clone(),
                 Clock::Precise,
             )
             .await;
@@ -369,16 +389,29 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     if let Err(e) = timeline.save(&telemetry_path) {
         eprintln!("warning: could not save {}: {e}", telemetry_path.display());
     }
-    let (acc, lengths, journal_result) =
+    let (acc, lengths, journal, journal_result) =
         consumer.await.map_err(|e| AppError::failed(anyhow!(e)))?;
     if let Some(p) = producer {
         let _ = p.join();
     }
-    // A journal that failed mid-run is reported, but the summary is still written: the
-    // accumulator saw every record.
-    if let Err(e) = journal_result {
-        eprintln!("warning: {e}");
-    }
+    // The end mark says the journal is whole: written only when the run reached its planned
+    // stop and every record reached the file.
+    let complete = journal_result.is_ok() && load_report.stop_reason != StopReason::Interrupted;
+    let finished = journal.finish_with(JournalEnd {
+        complete,
+        planned: cfg.plan.stop.max_requests(),
+    });
+    // The writer's own error names the cause (`record` only saw that it had stopped).
+    let journal_result = finished.map(|_| ()).and(journal_result);
+    // A journal that failed stopped the run (the consumer interrupted it); the summary of what
+    // was measured is still written, from the accumulator, which saw every record.
+    let journal_failed = match journal_result {
+        Ok(_) => false,
+        Err(e) => {
+            eprintln!("error: {e}; the run was stopped so that no more records are lost");
+            true
+        }
+    };
     let client_cpu = cpu_before
         .zip(process_cpu_seconds())
         .map(|(a, b)| ClientCpu {
@@ -401,6 +434,8 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
     let mut result = ResultFile::new(&info, &summary);
     result.server_refused_fields = Some(refused.iter().map(|f| f.name().to_string()).collect());
     result.stopped_early = Some(lengths.stopped_early);
+    result.complete = Some(complete);
+    result.planned = cfg.plan.stop.max_requests();
     if let Some(note) = refusal_note(&refused, lengths) {
         eprintln!("{note}");
     }
@@ -416,16 +451,17 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
         "target": cfg.environment,
     });
     add_request_arrays(&mut result, &journal_path, cfg.save_detailed);
-    report::write_result(&summary_path, &result)
-        .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let (summary_path, summary_moved) = write_summary(&summary_path, &result);
     let energy = report::EnergyColumns::new(Some(&telemetry), energy_cost.as_ref());
-    report::append_csv_row(
-        &cfg.result_dir.join("results.csv"),
-        &info,
-        &summary,
-        &energy,
-    )
-    .map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+    let csv = cfg.result_dir.join("results.csv");
+    if let Err(e) = report::append_csv_row(&csv, &info, &summary, &energy) {
+        if journal_failed || summary_moved {
+            // The same full disk; the summary already says where the numbers are.
+            eprintln!("warning: {e}");
+        } else {
+            return Err(AppError::failed(anyhow::Error::new(e)));
+        }
+    }
     if interactive {
         println!("{}", report::render_table(&info, &summary));
         println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
@@ -441,7 +477,11 @@ pub async fn run_benchmark(cfg: &RunConfig, interactive: bool) -> Result<RunOutc
             journal_path.display()
         );
     }
-    let status = exit_status(cfg, &summary, &load_report);
+    let status = if journal_failed || summary_moved {
+        ExitStatus::OutputFailed
+    } else {
+        exit_status(cfg, &summary, &load_report, interrupt.cause())
+    };
     let faults_injected = embedded.as_ref().map(|e| {
         e.stats()
             .fault_counts()
@@ -849,12 +889,21 @@ fn refusal_note(refused: &[preflight::OptionalField], lengths: Lengths) -> Optio
 }
 
 /// Fold and journal each record as it completes; never blocks a sender.
+/// A journal that can no longer be written interrupts the run at once: measuring on would only
+/// lose more records (a full disk once cost 1614 of 2000). The writer is handed back unfinished,
+/// for the caller to end with the footer once the run's end is known.
 async fn consume(
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     journal: JournalWriter,
     progress: Progress,
     save_detailed: bool,
-) -> (Accumulator, Lengths, Result<(), JournalError>) {
+    interrupt: Interrupt,
+) -> (
+    Accumulator,
+    Lengths,
+    JournalWriter,
+    Result<(), JournalError>,
+) {
     let mut acc = Accumulator::new();
     let mut lengths = Lengths::default();
     let mut io = Ok(());
@@ -867,11 +916,13 @@ async fn consume(
         lengths.push(&rec);
         if io.is_ok() {
             io = journal.record(rec);
+            if io.is_err() {
+                interrupt.trigger_because(InterruptCause::JournalFailed);
+            }
         }
     }
     progress.finish();
-    let closed = journal.finish().map(|_| ());
-    (acc, lengths, io.and(closed))
+    (acc, lengths, journal, io)
 }
 
 /// A progress bar on stderr, updated by the consumer task (never by a request's task).
@@ -922,9 +973,67 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
+/// Race a step of the startup check against the interrupt: a signal during discovery or a
+/// probe (a server that accepts and never answers) ends the command at once, with the signal's
+/// status; nothing was measured, so nothing is written.
+async fn unless_interrupted<T>(
+    interrupt: &Interrupt,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, AppError> {
+    tokio::select! {
+        r = step => Ok(r),
+        _ = interrupt.wait() => {
+            let cause = interrupt.cause().unwrap_or(InterruptCause::CtrlC);
+            Err(AppError {
+                status: ExitStatus::of_interrupt(cause),
+                error: anyhow!(
+                    "{} during the startup check, before any request was measured; no summary was written",
+                    super::signals::name(cause)
+                ),
+            })
+        }
+    }
+}
+
+/// Write the result file at `path`; when that fails (a full disk), at the same name in
+/// `$TMPDIR`, and failing that as JSON on stderr, so what was measured is never lost. Returns
+/// where it went and whether that is somewhere else than asked.
+fn write_summary(path: &std::path::Path, result: &ResultFile) -> (PathBuf, bool) {
+    let first = match report::write_result(path, result) {
+        Ok(()) => return (path.to_path_buf(), false),
+        Err(e) => e,
+    };
+    let fallback =
+        std::env::temp_dir().join(path.file_name().unwrap_or("servebench.json".as_ref()));
+    match report::write_result(&fallback, result) {
+        Ok(()) => {
+            eprintln!(
+                "error: {first}; the summary of what was measured is at {} instead",
+                fallback.display()
+            );
+            (fallback, true)
+        }
+        Err(second) => {
+            eprintln!(
+                "error: {first}; {second}; the summary of what was measured follows on stderr as JSON"
+            );
+            match serde_json::to_string(result) {
+                Ok(json) => eprintln!("{json}"),
+                Err(e) => eprintln!("error: cannot serialize the summary: {e}"),
+            }
+            (path.to_path_buf(), true)
+        }
+    }
+}
+
+fn exit_status(
+    cfg: &RunConfig,
+    s: &Summary,
+    load: &LoadReport,
+    cause: Option<InterruptCause>,
+) -> ExitStatus {
     if load.stop_reason == StopReason::Interrupted {
-        return ExitStatus::Interrupted;
+        return ExitStatus::of_interrupt(cause.unwrap_or(InterruptCause::CtrlC));
     }
     if s.attempted > 0 && s.completed == 0 {
         eprintln!(
@@ -953,7 +1062,42 @@ fn exit_status(cfg: &RunConfig, s: &Summary, load: &LoadReport) -> ExitStatus {
             return ExitStatus::GateMissed;
         }
     }
+    if let Some(min) = cfg.fail_under_success_rate {
+        let verdict = success_rate_gate(s, min);
+        eprintln!("{}", verdict.line);
+        if !verdict.pass {
+            return ExitStatus::GateMissed;
+        }
+    }
     ExitStatus::Success
+}
+
+/// The `--fail-under-success-rate` verdict and its console line.
+struct GateVerdict {
+    pass: bool,
+    line: String,
+}
+
+/// Succeeded / attempted measured requests against `min` (a run that attempted nothing fails
+/// the gate: there is no evidence of success).
+fn success_rate_gate(s: &Summary, min: f64) -> GateVerdict {
+    let frac = if s.attempted > 0 {
+        s.completed as f64 / s.attempted as f64
+    } else {
+        0.0
+    };
+    let pass = s.attempted > 0 && frac >= min;
+    GateVerdict {
+        pass,
+        line: format!(
+            "success-rate gate: {} — {} of {} requests succeeded ({:.4}), --fail-under-success-rate asks for {:.4}",
+            if pass { "PASS" } else { "FAIL" },
+            s.completed,
+            s.attempted,
+            frac,
+            min
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -1116,6 +1260,79 @@ mod tests {
     }
 
     use preflight::OptionalField;
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_written_interrupts_the_run() {
+        // /dev/full fails every write with ENOSPC: the full disk of issue 12, as a seam.
+        let path = std::path::Path::new("/dev/full");
+        if !path.exists() {
+            eprintln!("SKIPPED: no /dev/full on this system");
+            return;
+        }
+        let journal = JournalWriter::create(path, None).unwrap();
+        let interrupt = Interrupt::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let consumer = tokio::spawn(consume(
+            rx,
+            journal,
+            Progress::new(false, None),
+            false,
+            interrupt.clone(),
+        ));
+        // Records keep coming until the consumer sees the writer stopped (bounded).
+        let mut sent = 0u64;
+        while !interrupt.is_set() {
+            assert!(
+                sent < 100_000,
+                "the journal failure never interrupted the run"
+            );
+            let rec = RequestRecord::failed_before_response(
+                sent,
+                Phase::Measured,
+                (0, 0, 0),
+                1,
+                crate::record::FailureKind::Timeout,
+                "x".into(),
+            );
+            tx.send(rec).unwrap();
+            sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(interrupt.cause(), Some(InterruptCause::JournalFailed));
+        drop(tx);
+        let (acc, _, journal, io) = consumer.await.unwrap();
+        assert!(io.is_err());
+        // The accumulator saw every record, journaled or not: the summary loses nothing.
+        let summary = acc.finish(&SummaryFacts::default());
+        assert_eq!(summary.attempted, sent);
+        let e = journal
+            .finish_with(JournalEnd {
+                complete: false,
+                planned: None,
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn the_success_rate_gate_passes_at_the_threshold_and_fails_below_or_on_nothing() {
+        let s = Summary {
+            attempted: 10,
+            completed: 9,
+            ..Summary::default()
+        };
+        let pass = success_rate_gate(&s, 0.9);
+        assert!(pass.pass, "{}", pass.line);
+        assert!(pass.line.contains("PASS") && pass.line.contains("9 of 10"));
+        let fail = success_rate_gate(&s, 0.95);
+        assert!(!fail.pass);
+        assert!(fail.line.contains("FAIL") && fail.line.contains("0.9000"));
+        let nothing = success_rate_gate(&Summary::default(), 0.0);
+        assert!(
+            !nothing.pass,
+            "no request attempted is no evidence of success"
+        );
+    }
 
     #[test]
     fn the_refusal_note_names_the_fields_and_counts_early_stops_only_when_lengths_were_forced() {

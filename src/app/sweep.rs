@@ -3,9 +3,10 @@
 //! rerun by hand; the sweep adds a table, a JSON of every point and a latency-vs-throughput
 //! chart. The capacity search's logic is `crate::sweep::search`.
 
-use super::{run_benchmark, runtime, AppError, ExitStatus};
+use super::{run_benchmark_until, runtime, AppError, ExitStatus};
 use crate::cli::{CapacityArgs, SweepArgs};
 use crate::config::RunConfig;
+use crate::load::Interrupt;
 use crate::metrics::Summary;
 use crate::report::study::{render_latency_throughput, SweepPoint};
 use crate::sweep::{search, CapacitySearch};
@@ -153,9 +154,18 @@ pub(super) fn sweep_command(args: &SweepArgs) -> Result<ExitStatus, AppError> {
         Workload::MultiTurn(_)
     );
     let rt = runtime(None, "servebench-client")?;
+    // A signal ends the point in progress as it ends a run (partial summary), then the sweep,
+    // with the signal's status and the table of the points done.
+    let interrupt = Interrupt::default();
+    let _listener = listen(
+        &rt,
+        &interrupt,
+        "finishing the point in progress, then stopping",
+    );
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut rows = Vec::new();
     let mut dir = PathBuf::from("results");
+    let mut stopped = None;
     for v in values {
         let shown = match (flag, conversations) {
             ("--max-concurrency", false) => format!("c={v}"),
@@ -183,8 +193,12 @@ pub(super) fn sweep_command(args: &SweepArgs) -> Result<ExitStatus, AppError> {
         )?;
         dir = cfg.result_dir.clone();
         eprintln!("sweep: {shown} …");
-        let out = rt.block_on(run_benchmark(&cfg, false))?;
+        let out = rt.block_on(run_benchmark_until(&cfg, false, interrupt.clone()))?;
         rows.push(row(shown, out.summary_path.clone(), &out.summary));
+        if out.status.is_interrupt() {
+            stopped = Some(out.status);
+            break;
+        }
     }
     write_outputs(
         &dir,
@@ -192,7 +206,17 @@ pub(super) fn sweep_command(args: &SweepArgs) -> Result<ExitStatus, AppError> {
         &rows,
         &format!("sweep over {flag}"),
     )?;
-    Ok(ExitStatus::Success)
+    Ok(stopped.unwrap_or(ExitStatus::Success))
+}
+
+/// Start listening for SIGINT, SIGTERM, SIGHUP on `rt` (see `app::signals`).
+fn listen(
+    rt: &tokio::runtime::Runtime,
+    interrupt: &Interrupt,
+    what: &'static str,
+) -> super::signals::Listener {
+    let _in_runtime = rt.enter();
+    super::signals::Listener::start(interrupt.clone(), what)
 }
 
 /// What `capacity` writes: the search and the confirming run.
@@ -257,6 +281,12 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
         "req/s"
     };
     let rt = runtime(None, "servebench-client")?;
+    let interrupt = Interrupt::default();
+    let _listener = listen(
+        &rt,
+        &interrupt,
+        "finishing the point in progress, then stopping",
+    );
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut rows: Vec<SweepRow> = Vec::new();
     let mut dir = PathBuf::from("results");
@@ -279,7 +309,17 @@ pub(super) fn capacity_command(args: &CapacityArgs) -> Result<ExitStatus, AppErr
             ],
         )?;
         dir = cfg.result_dir.clone();
-        let out = rt.block_on(run_benchmark(&cfg, false))?;
+        let out = rt.block_on(run_benchmark_until(&cfg, false, interrupt.clone()))?;
+        if out.status.is_interrupt() {
+            // A partial point says nothing about capacity: the search stops here.
+            return Err(AppError {
+                status: out.status,
+                error: anyhow::anyhow!(
+                    "capacity search stopped at {rate:.3} {unit}; the partial point is at {}",
+                    out.summary_path.display()
+                ),
+            });
+        }
         let r = row(
             format!("{rate:.3} {unit}"),
             out.summary_path.clone(),

@@ -15,7 +15,7 @@ pub mod docker;
 mod logs;
 pub mod process;
 mod readiness;
-mod secret;
+pub mod secret;
 
 pub use docker::{DockerSpec, Engine, Gpus, PullPolicy};
 pub use logs::LogTail;

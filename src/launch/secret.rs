@@ -45,6 +45,68 @@ pub(crate) fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Bytes of a key at the end of a cut text that count as a fragment of it and are removed
+/// (fewer could be any word; the rule is that no 6 characters of a key survive).
+const MIN_FRAGMENT: usize = 4;
+
+/// Server text made safe to keep: every occurrence of `secret` replaced, *then* cut to `max`
+/// bytes (a cut first could keep all but the last characters of a key that straddles the
+/// cut), and a key's beginning left at the end by a cut (this one, or an earlier one that
+/// bounded the text's size) removed too. Every string of server text that reaches a record,
+/// journal, result, console or log goes through here: error bodies and `event: error`
+/// messages, malformed-chunk previews, `not_sse` quotes, answer text.
+pub fn redact_cut(text: String, secret: Option<&str>, max: usize) -> String {
+    let Some(key) = secret.filter(|k| !k.is_empty()) else {
+        return crate::openai::truncate(text, max);
+    };
+    let mut text = if text.contains(key) {
+        text.replace(key, REDACTED)
+    } else {
+        text
+    };
+    drop_cut_fragment(&mut text, key);
+    let mut text = crate::openai::truncate(text, max);
+    drop_cut_fragment(&mut text, key);
+    text
+}
+
+/// Server text kept whole (an answer), every occurrence of `secret` replaced.
+pub fn redact(text: String, secret: Option<&str>) -> String {
+    match secret {
+        Some(key) if !key.is_empty() && text.contains(key) => text.replace(key, REDACTED),
+        _ => text,
+    }
+}
+
+/// A JSON value from a server with `secret` replaced in every string (keys included).
+pub fn redact_json(value: serde_json::Value, secret: Option<&str>) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(redact(s, secret)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| redact_json(v, secret)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redact(k, secret), redact_json(v, secret)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Replaces the longest beginning of `key` (at least [`MIN_FRAGMENT`] bytes) that `text` ends
+/// with, before a trailing cut mark `…` if there is one.
+fn drop_cut_fragment(text: &mut String, key: &str) {
+    let end = text.strip_suffix('…').map_or(text.len(), str::len);
+    let longest = (MIN_FRAGMENT..key.len())
+        .rev()
+        .find(|&n| key.is_char_boundary(n) && text[..end].ends_with(&key[..n]));
+    if let Some(n) = longest {
+        text.replace_range(end - n..end, REDACTED);
+    }
+}
+
 /// The credential values a process target was given: secret-looking `env` values and the
 /// values of credential flags in its command line (`--api-key X`, `--api-key=X`).
 pub(crate) fn given_secrets(argv: &[String], env: &BTreeMap<String, String>) -> Vec<String> {
@@ -197,6 +259,41 @@ mod tests {
             after,
             b"args: {'api_key': ['<redacted>'], 'hf_token': '<redacted>'} \xff HF_TOKEN=<redacted> port 8000\n"
         );
+    }
+
+    /// Every window of `len` characters of `key`, as a test sees a leak.
+    fn fragments(key: &str, len: usize) -> Vec<&str> {
+        (0..=key.len() - len).map(|i| &key[i..i + len]).collect()
+    }
+
+    /// Regression (issue 12): an error body echoing the key was cut to 512 characters before the
+    /// key was scrubbed, so a key straddling the cut kept `sk-SECRET12…` (11 of 12 characters).
+    #[test]
+    fn a_key_straddling_the_cut_leaves_no_fragment_at_any_offset() {
+        let key = "sk-SECRET1234567";
+        for pad in 490..520 {
+            let text = format!("{}{key} and more text after it", "x".repeat(pad));
+            let cut = redact_cut(text.clone(), Some(key), 512);
+            assert!(cut.len() <= 512 + '…'.len_utf8(), "{pad}");
+            for f in fragments(key, 6) {
+                assert!(!cut.contains(f), "offset {pad}: {f:?} in {cut:?}");
+            }
+            // An earlier cut (a size bound) that left part of the key at the end.
+            for keep in 1..key.len() {
+                let pre_cut = crate::openai::truncate(text[..pad + keep].to_string(), 4096);
+                let cut = redact_cut(pre_cut, Some(key), 512);
+                for f in fragments(key, 6) {
+                    assert!(!cut.contains(f), "offset {pad}+{keep}: {f:?} in {cut:?}");
+                }
+            }
+        }
+        // Short texts are kept as they are, the key replaced wherever it is.
+        assert_eq!(
+            redact_cut(format!("bad key {key}!"), Some(key), 512),
+            "bad key <redacted>!"
+        );
+        assert_eq!(redact_cut("sk-SEC".into(), Some(key), 512), "<redacted>");
+        assert_eq!(redact_cut("no key".into(), None, 3), "no …");
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub struct Accumulator {
     disagreeing: u64,
     usage_suspect: u64,
     streams_without_done: u64,
+    /// Sends again of measured requests (`RequestRecord::resends`), and the requests resent.
+    resends: u64,
+    requests_resent: u64,
     /// (gap µs since the previous event, tokens | flags), events after each request's first.
     events: Vec<(u32, u32)>,
     buckets: TokenBuckets,
@@ -292,6 +295,8 @@ impl Accumulator {
             }
         );
         if !never_sent {
+            self.resends += u64::from(rec.resends);
+            self.requests_resent += u64::from(rec.resends > 0);
             self.sent_count += 1;
             self.sent.include(rec.sent_ns);
             self.last_finished = Some(
@@ -423,6 +428,8 @@ impl Accumulator {
         self.disagreeing += other.disagreeing;
         self.usage_suspect += other.usage_suspect;
         self.streams_without_done += other.streams_without_done;
+        self.resends += other.resends;
+        self.requests_resent += other.requests_resent;
         self.events.extend(other.events);
         for (t, acc) in other.turns {
             self.turns.entry(t).or_default().merge(acc);
@@ -497,6 +504,8 @@ impl Accumulator {
             },
             errors_by_kind: std::mem::take(&mut self.errors),
             streams_without_done: self.streams_without_done,
+            resends: self.resends,
+            requests_resent: self.requests_resent,
             duration_s,
             request_throughput: per_s(completed as f64),
             output_throughput: per_s(self.output_tokens as f64),

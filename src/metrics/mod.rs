@@ -234,6 +234,12 @@ pub struct Summary {
     /// are among `completed`; counted so a server's framing is visible.
     #[serde(default)]
     pub streams_without_done: u64,
+    /// Times measured requests were sent again on a fresh connection (successful or not), and
+    /// how many requests that was (`RequestRecord::resends`; see `docs/metrics.md`).
+    #[serde(default)]
+    pub resends: u64,
+    #[serde(default)]
+    pub requests_resent: u64,
     /// First send → last finish of the measured phase, seconds.
     pub duration_s: f64,
     pub request_throughput: f64,

@@ -22,10 +22,10 @@
 //!
 //! Ours: the run metadata ([`RunInfo`], flat: `run_id`, `start_time`, `seed`, `simulated`,
 //! `servebench_version`, `config`, …), `schema_version`, `attempted`, `success_rate`,
-//! `errors_by_kind`, `streams_without_done`, `token_source`, `client_limited`, `self_check`,
-//! `min_`/`max_` and P50/P90/P95/P99 of every metric, the same for `icl_ms`, `queue_ms` and
-//! `e2el_incl_queue_ms`, and the whole [`Summary`] under `summary` (what servebench's own tools
-//! read back).
+//! `errors_by_kind`, `streams_without_done`, `resends`, `requests_resent`, `token_source`,
+//! `client_limited`, `self_check`, `min_`/`max_` and P50/P90/P95/P99 of every metric, the
+//! same for `icl_ms`, `queue_ms` and `e2el_incl_queue_ms`, and the whole [`Summary`] under
+//! `summary` (what servebench's own tools read back).
 
 use super::{write_atomic, ReportError, RunInfo, RESULT_SCHEMA_VERSION};
 use crate::metrics::{percentile_label, Distribution, SelfCheck, Summary};
@@ -124,6 +124,12 @@ pub struct ResultFile {
     /// `Summary::streams_without_done`).
     #[serde(default)]
     pub streams_without_done: u64,
+    /// Sends again on a fresh connection, and the requests that had one (see
+    /// `Summary::resends`).
+    #[serde(default)]
+    pub resends: u64,
+    #[serde(default)]
+    pub requests_resent: u64,
     pub token_source: String,
     pub client_limited: bool,
     pub self_check: SelfCheck,
@@ -147,6 +153,15 @@ pub struct ResultFile {
     /// `--ignore-eos` honoured, 0 (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<u64>,
+    /// Whether the run ran to its planned end: `false` when it was interrupted, lost its
+    /// journal, or (rebuilt by `report --journal`) its journal has no end mark. Absent in
+    /// results written before servebench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
+    /// Measured requests the run planned (`--num-prompts`; absent for a run bounded by
+    /// duration), to hold `attempted` against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
     /// Why the measured phase stopped and how many requests were never sent (set by `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadReport>,
@@ -207,6 +222,8 @@ impl ResultFile {
             success_rate: summary.success_rate,
             errors_by_kind: summary.errors_by_kind.clone(),
             streams_without_done: summary.streams_without_done,
+            resends: summary.resends,
+            requests_resent: summary.requests_resent,
             token_source: summary.tokens.token_source.clone(),
             client_limited: summary.self_check.client_limited,
             self_check: summary.self_check.clone(),
@@ -219,6 +236,8 @@ impl ResultFile {
             summary: summary.clone(),
             server_refused_fields: None,
             stopped_early: None,
+            complete: None,
+            planned: None,
             load: None,
             telemetry: None,
             energy_cost: None,
@@ -526,6 +545,8 @@ mod tests {
             "p99_queue_ms",
             "errors_by_kind",
             "streams_without_done",
+            "resends",
+            "requests_resent",
             "token_source",
             "success_rate",
             "self_check",

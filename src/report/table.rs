@@ -105,6 +105,15 @@ pub fn render_table(run: &RunInfo, s: &Summary) -> String {
             ),
         );
     }
+    if s.resends > 0 {
+        // A request sent again reached the server at most once more (see docs/metrics.md);
+        // shown so that a connection problem is never hidden behind a success.
+        row(
+            &mut out,
+            "Resends (requests resent)",
+            format!("{} ({})", s.resends, s.requests_resent),
+        );
+    }
     row(
         &mut out,
         "Success rate (%)",
@@ -291,16 +300,22 @@ mod tests {
         }
         assert!(t.ends_with(&format!("{}\n", "=".repeat(50))));
         // Rows that only appear when there is something to say.
-        assert!(!t.contains("[DONE]") && !t.contains("not believed"), "{t}");
+        assert!(
+            !t.contains("[DONE]") && !t.contains("not believed") && !t.contains("Resends"),
+            "{t}"
+        );
     }
 
     #[test]
-    fn streams_without_done_and_disbelieved_usage_are_shown() {
+    fn streams_without_done_resends_and_disbelieved_usage_are_shown() {
         let mut s = summary();
         s.streams_without_done = 2;
         s.tokens.records_usage_suspect = 1;
+        s.resends = 3;
+        s.requests_resent = 2;
         let t = render_table(&run_info(), &s);
         for needle in [
+            "Resends (requests resent):               3 (2)",
             "Streams without [DONE] (successful):     2 (ended cleanly after a finish_reason)",
             "Server usage not believed (requests):    1 (beyond max_tokens; counted from events)",
         ] {

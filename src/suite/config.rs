@@ -23,6 +23,10 @@ pub struct SuiteConfig {
     /// energy cost per 1M output tokens from its measured GPU energy (`run --electricity-price`).
     #[serde(default)]
     pub electricity: Option<crate::cost::ElectricityPrice>,
+    /// A CI gate: every cell whose fraction of succeeded measured requests is below this
+    /// (e.g. 0.99) fails it, and the suite exits with status 3 (`run --fail-under-success-rate`).
+    #[serde(default)]
+    pub fail_under_success_rate: Option<f64>,
     /// Each cell is run this many times; the report shows every repeat.
     #[serde(default = "one")]
     pub repeats: u32,
@@ -324,6 +328,13 @@ impl SuiteConfig {
         }
         if self.repeats == 0 {
             return Err("repeats = 0: use 1 or more".into());
+        }
+        if let Some(r) = self.fail_under_success_rate {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!(
+                    "fail_under_success_rate = {r}: must be a fraction between 0 and 1, e.g. 0.99"
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.targets {

@@ -16,6 +16,7 @@ pub mod config;
 use crate::app::{run_benchmark, AppError, ExitStatus};
 use crate::cost::Price;
 use crate::launch::{LaunchSpec, Launcher, Running};
+use crate::load::{Interrupt, InterruptCause};
 use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
 use crate::report::{csv_row, read_result, write_csv, ResultFile};
 use crate::sim::catalog::Catalog;
@@ -42,7 +43,14 @@ pub struct SuiteOutcome {
     pub cells_run: usize,
     pub cells_kept: usize,
     pub cells_skipped: usize,
-    pub interrupted: bool,
+    /// Cells (run now or kept) in which every measured request failed.
+    pub cells_all_failed: usize,
+    /// Cells run now that missed a `fail_under_success_rate` gate.
+    pub cells_gate_missed: usize,
+    /// Cells run now whose journal or summary could not be written where asked.
+    pub cells_output_failed: usize,
+    /// The signal that stopped the study, if one did.
+    pub interrupted: Option<InterruptCause>,
 }
 
 /// The model a target's requests name (`None`: the first at /v1/models).
@@ -153,6 +161,9 @@ fn cell_argv(
     }
     push("--num-warmups", w.warmups.unwrap_or(d.warmups).to_string());
     push("--request-timeout", d.request_timeout.to_string());
+    if let Some(r) = suite.fail_under_success_rate {
+        push("--fail-under-success-rate", r.to_string());
+    }
     push("--seed", seed.to_string());
     push("--result-dir", dir.display().to_string());
     push("--result-filename", file.to_string());
@@ -250,7 +261,20 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
         cells_run: 0,
         cells_kept: 0,
         cells_skipped: 0,
-        interrupted: false,
+        cells_all_failed: 0,
+        cells_gate_missed: 0,
+        cells_output_failed: 0,
+        interrupted: None,
+    };
+    // SIGINT, SIGTERM or SIGHUP stop the study after the cell in progress is dropped (its
+    // partial result is not kept, so a resume reruns it); a second signal exits at once.
+    let interrupt = Interrupt::default();
+    let _listener = {
+        let _in_runtime = rt.enter();
+        crate::app::signals::Listener::start(
+            interrupt.clone(),
+            "stopping the cell in progress and writing the report of the cells done",
+        )
     };
     let mut n = 0;
     'targets: for target in &suite.targets {
@@ -345,20 +369,24 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                     let result = rt.block_on(async {
                         tokio::select! {
                             r = run_benchmark(&cfg, false) => Some(r),
-                            _ = tokio::signal::ctrl_c() => None,
+                            _ = interrupt.wait() => None,
                         }
                     });
                     let outcome = match result {
                         None => {
-                            eprintln!("\ninterrupted: stopping `{}` and writing the report of the cells done", target.name);
+                            eprintln!(
+                                "stopping `{}` and writing the report of the cells done",
+                                target.name
+                            );
                             if let Some(r) = running.take() {
                                 rt.block_on(r.stop());
                             }
-                            out.interrupted = true;
-                            study.notes.push(
-                                "The study was interrupted (Ctrl-C); cells not run are missing."
-                                    .into(),
-                            );
+                            let cause = interrupt.cause().unwrap_or(InterruptCause::CtrlC);
+                            out.interrupted = Some(cause);
+                            study.notes.push(format!(
+                                "The study was {}; cells not run are missing.",
+                                crate::app::signals::name(cause)
+                            ));
                             break 'targets;
                         }
                         Some(Err(e)) => {
@@ -372,6 +400,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         }
                         Some(Ok(o)) => o,
                     };
+                    match outcome.status {
+                        ExitStatus::GateMissed => out.cells_gate_missed += 1,
+                        ExitStatus::OutputFailed => out.cells_output_failed += 1,
+                        _ => {}
+                    }
                     let s = &outcome.summary;
                     eprintln!(
                         "{tag}: {} ok, {} failed, {:.1} tok/s, mean E2E {:.3} s",
@@ -385,6 +418,13 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                 }
             };
             let result = read_result(&path).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
+            if result.attempted > 0 && result.completed == 0 {
+                out.cells_all_failed += 1;
+                study.notes.push(format!(
+                    "{} × {}: every one of its {} measured requests failed ({:?}).",
+                    target.name, cell.workload.name, result.attempted, result.errors_by_kind
+                ));
+            }
             // Process and external targets learn their model from the server (/v1/models).
             if study.environment.model.is_empty() {
                 study.environment.model = result.run.model_id.clone();
@@ -637,8 +677,8 @@ pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppErr
         force: args.force,
         result_dir: args.result_dir.clone(),
     })?;
-    if out.interrupted {
-        return Ok(ExitStatus::Interrupted);
+    if let Some(cause) = out.interrupted {
+        return Ok(ExitStatus::of_interrupt(cause));
     }
     if out.cells_skipped > 0 {
         // The report is written and says which cells are missing and why; the status says the
@@ -650,6 +690,29 @@ pub(crate) fn command(args: &crate::cli::SuiteArgs) -> Result<ExitStatus, AppErr
             out.report.display()
         );
         return Ok(ExitStatus::Failed);
+    }
+    if out.cells_output_failed > 0 {
+        eprintln!(
+            "error: {} cells could not write their journal or summary where asked (see above for where their numbers went)",
+            out.cells_output_failed
+        );
+        return Ok(ExitStatus::OutputFailed);
+    }
+    if out.cells_all_failed > 0 {
+        // A study of servers that answered nothing is not a success, whatever it printed.
+        eprintln!(
+            "error: in {} cells every measured request failed (see the notes in {})",
+            out.cells_all_failed,
+            out.report.display()
+        );
+        return Ok(ExitStatus::Failed);
+    }
+    if out.cells_gate_missed > 0 {
+        eprintln!(
+            "error: {} cells missed the fail_under_success_rate gate",
+            out.cells_gate_missed
+        );
+        return Ok(ExitStatus::GateMissed);
     }
     Ok(ExitStatus::Success)
 }
