@@ -505,6 +505,51 @@ fn a_concurrency_beyond_the_fd_limit_is_refused_with_the_figures() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
 
+/// A soft limit below the hard one is raised at start: with `ulimit -Sn 256` (hard limit
+/// untouched) a closed loop of 200 against the embedded server (~500 descriptors) passes the
+/// check and runs. Skipped where the hard limit itself is too low to show it.
+#[test]
+fn the_soft_fd_limit_is_raised_to_the_hard_one_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let hard = run_in(
+        dir.path(),
+        "/bin/sh",
+        &strings(&["-c", "ulimit -Hn >&2"]),
+        &[],
+    );
+    let hard: u64 = hard.stderr.trim().parse().unwrap_or(u64::MAX);
+    if hard < 1000 {
+        eprintln!("hard fd limit {hard}: cannot show the raise here");
+        return;
+    }
+    let mut args = vec![
+        "-c".to_string(),
+        "ulimit -Sn 256 && exec \"$0\" \"$@\"".to_string(),
+        bin().to_string(),
+    ];
+    args.extend(strings(&[
+        "run",
+        "--max-concurrency",
+        "200",
+        "--num-prompts",
+        "200",
+        "--random-input-len",
+        "4",
+        "--random-output-len",
+        "1",
+        "--ttft-ms",
+        "1",
+        "--itl-ms",
+        "1",
+        "--result-dir",
+        "out",
+        "--no-progress",
+    ]));
+    let o = run_in(dir.path(), "/bin/sh", &args, &[]);
+    assert_sound("raised fd limit", &o).unwrap();
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
 // ---- The property test -------------------------------------------------------------------
 
 /// Values no flag should panic on: huge, negative, NaN, infinite, empty, unicode, control
