@@ -35,6 +35,12 @@ pub struct GpuSpec {
     pub bandwidth_efficiency: f64,
     /// Per-direction GPU-to-GPU bandwidth for tensor-parallel all-reduce, GB/s.
     pub interconnect_gbps: f64,
+    /// How much of the smaller of a kernel group's compute and memory times fails to hide
+    /// under the larger (the step's `overlap_loss` term). 1.0 (the default) was fitted to the
+    /// A100 calibration points with per-operator (Vidur) efficiencies, which overstate a whole
+    /// model; 0.0 where the efficiencies come from a measured whole-model step (Hopper).
+    #[serde(default = "one")]
+    pub overlap_loss: f64,
     /// The board's maximum power (TDP), W, for the simulator's modelled power; `None`: no
     /// modelled power or energy for this GPU.
     #[serde(default)]
@@ -48,6 +54,10 @@ pub struct GpuSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How a model's layers are built; decides how the FLOPs of one token are counted.
@@ -333,6 +343,13 @@ fn validate(file: &CatalogFile, origin: &str) -> Result<(), CatalogError> {
                     "efficiencies must lie in (0, 1]",
                 ));
             }
+        }
+        if !(g.overlap_loss.is_finite() && (0.0..=1.0).contains(&g.overlap_loss)) {
+            return Err(invalid(
+                CatalogKind::Gpu,
+                &g.name,
+                "overlap_loss must lie in [0, 1] (0: compute and memory overlap fully)",
+            ));
         }
     }
     for m in &file.model {

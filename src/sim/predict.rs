@@ -392,7 +392,7 @@ pub fn simulate_arrivals(
         };
         steps += 1;
         bound_ns += engine.hardware().roofline_bound_s(&rep.load) * 1e9;
-        busy_ns += (rep.time.total_s() - rep.time.overhead_s) * 1e9;
+        busy_ns += rep.time.gpu_s() * 1e9;
         now = rep.end_ns;
         let seen = rep.end_ns + lat;
         end_ns = end_ns.max(seen);
