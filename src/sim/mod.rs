@@ -18,6 +18,7 @@
 //!
 //! See `docs/simulator.md` for what is modelled, what is not, and the calibration.
 
+pub mod breakdown;
 pub mod calibration;
 pub mod catalog;
 pub mod conversation;

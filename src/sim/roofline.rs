@@ -94,8 +94,11 @@ impl StepTime {
         ]
     }
 
-    /// Names of the terms that make the floor (the first of [`StepTime::terms`]).
+    /// How many of [`StepTime::terms`], from the first, make the floor.
     pub const FLOOR_TERMS: usize = 3;
+
+    /// The terms that are CPU work (the rest are GPU work).
+    pub const CPU_TERMS: [&'static str; 3] = ["schedule", "detokenize", "grammar_mask"];
 
     /// The floor: what the GPU must do, no engine additions.
     pub fn floor_s(&self) -> f64 {
