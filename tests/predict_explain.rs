@@ -66,7 +66,10 @@ fn explain_prints_the_breakdown_and_the_json_carries_it() {
             assert!(names.contains(&want), "{kind}: {want} not in {names:?}");
         }
         let sum: f64 = terms.iter().map(|t| t["ms"].as_f64().unwrap()).sum();
-        assert!((sum - step).abs() < 1e-6 * step.max(1.0), "{kind}: {sum} vs {step}");
+        assert!(
+            (sum - step).abs() < 1e-6 * step.max(1.0),
+            "{kind}: {sum} vs {step}"
+        );
         assert!(terms.iter().all(|t| t["ms"].as_f64().unwrap() >= 0.0));
         assert!(s["floor_ms"].as_f64().unwrap() <= step);
         // The console names the same step with the same batch and total.

@@ -68,8 +68,7 @@ impl StepLog {
     /// prefill tokens by tokens computed.
     pub fn breakdown(mut self, hw: &Hardware) -> StepBreakdown {
         let n_decode = self.decode.len();
-        self.decode
-            .sort_by_key(|(l, _)| (l.seqs, l.kv_read_tokens));
+        self.decode.sort_by_key(|(l, _)| (l.seqs, l.kv_read_tokens));
         let n_prefill = self.prefill.len();
         self.prefill
             .sort_by_key(|(l, _)| (l.new_tokens, l.kv_read_tokens));
@@ -78,7 +77,7 @@ impl StepLog {
                 explain(
                     hw,
                     "decode",
-                    format!("the median of {n_decode} decode-only steps by batch size"),
+                    format!("median of {n_decode} decode-only steps by batch size"),
                     l,
                     t,
                 )
@@ -88,8 +87,8 @@ impl StepLog {
                     hw,
                     "prefill",
                     format!(
-                        "the median of {n_prefill} steps with prompt tokens by tokens computed \
-                         (decodes batched with it included)"
+                        "median of {n_prefill} steps with prompt tokens by tokens computed; \
+                         decodes batched with them included"
                     ),
                     l,
                     t,
@@ -152,7 +151,7 @@ impl ExplainedStep {
     /// The console table of `predict --explain`.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "{} step: batch {}, {} new tokens, mean context {} tokens ({}): {:.3} ms, floor \
+            "{} step: batch {}, {} new tokens, mean context {} tokens [{}]: {:.3} ms, floor \
              {:.3} ms\n",
             self.kind,
             self.batch,
@@ -241,7 +240,12 @@ mod tests {
         assert_eq!((pf.batch, pf.new_tokens), (1, 2048));
         assert!(pf.floor_ms >= 53.0, "{pf:?}");
         let text = b.render();
-        for want in ["decode step: batch 4", "prefill step: batch 1", "schedule", "sampling"] {
+        for want in [
+            "decode step: batch 4",
+            "prefill step: batch 1",
+            "schedule",
+            "sampling",
+        ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }
     }

@@ -265,8 +265,7 @@ impl Hardware {
         FloorSides {
             weights_s: m.weight_bytes() as f64 / bw,
             activations_s: load.new_tokens as f64 * self.activation_bytes_per_token() / bw,
-            layers_compute_s: 2.0 * load.new_tokens as f64 * m.layer_matmul_params() as f64
-                / flops,
+            layers_compute_s: 2.0 * load.new_tokens as f64 * m.layer_matmul_params() as f64 / flops,
             lm_head_compute_s: 2.0 * load.sampled as f64 * m.lm_head_params() as f64 / flops,
             kv_read_s: load.kv_read_tokens as f64 * m.kv_bytes_per_token() as f64 / bw,
             attention_compute_s: f_attn / flops,
