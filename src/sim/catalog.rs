@@ -614,4 +614,29 @@ date = "d"
         let err = c.merge_toml(text, "bad.toml").unwrap_err().to_string();
         assert!(err.contains("efficiencies"), "{err}");
     }
+    #[test]
+    fn overlap_loss_defaults_to_the_fitted_one_and_is_bounded() {
+        let gpu = |extra: &str| {
+            format!(
+                "[[gpu]]\nname = \"Mine\"\nmemory_gib = 10.0\nbandwidth_gbps = 100.0\n\
+                 dense_tflops = 10.0\nmatmul_efficiency = 0.5\nbandwidth_efficiency = 0.8\n\
+                 interconnect_gbps = 10.0\nsource = \"s\"\ndate = \"d\"\n{extra}"
+            )
+        };
+        let mut c = Catalog::builtin();
+        c.merge_toml(&gpu(""), "mine.toml").unwrap();
+        assert_eq!(c.gpu("mine").unwrap().overlap_loss, 1.0);
+        c.merge_toml(&gpu("overlap_loss = 0.0\n"), "mine.toml")
+            .unwrap();
+        assert_eq!(c.gpu("mine").unwrap().overlap_loss, 0.0);
+        let err = c
+            .merge_toml(&gpu("overlap_loss = 2.0\n"), "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("overlap_loss"), "{err}");
+        // The measured Hopper entries carry no overlap loss; the A100 keeps the fitted one.
+        let b = Catalog::builtin();
+        assert_eq!(b.gpu("h200").unwrap().overlap_loss, 0.0);
+        assert_eq!(b.gpu("a100-80gb").unwrap().overlap_loss, 1.0);
+    }
 }
