@@ -182,6 +182,11 @@ pub struct PredictArgs {
     pub metrics: MetricArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Print one representative decode step and one prefill step split into the floor (what
+    /// the GPU must do) and each engine term, in ms and % of the step (always in the result
+    /// JSON as `config.step_breakdown`).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]

@@ -187,7 +187,7 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             (Source::Requests(requests, checks), load)
         }
     };
-    finish_predict(&target, (&w, &l, &m, &o), n, source, load)
+    finish_predict(&target, (&w, &l, &m, &o), n, source, load, args.explain)
 }
 
 /// A single-turn load in the simulator and the requests' arrival offsets.
@@ -328,6 +328,7 @@ fn finish_predict(
     n: u64,
     source: Source,
     load: SimLoad,
+    explain: bool,
 ) -> Result<ExitStatus, AppError> {
     let wall = std::time::Instant::now();
     let (prediction, conversations) = match source {
@@ -374,6 +375,7 @@ fn finish_predict(
         "profile": prediction.profile,
         "steps": prediction.steps,
         "preemptions": prediction.preemptions,
+        "step_breakdown": prediction.step_breakdown,
         "conversations": conversations,
         "virtual_duration_s": prediction.duration_ns as f64 / 1e9,
         "wall_time_s": elapsed.as_secs_f64(),
@@ -412,6 +414,12 @@ fn finish_predict(
     report::write_result(&path, &result).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     println!("{}", report::render_table(&info, &summary));
     println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
+    if explain {
+        println!(
+            "Step breakdown (floor: what the GPU must do; engine_*: what the engine adds)\n{}",
+            prediction.step_breakdown.render()
+        );
+    }
     eprintln!(
         "simulated {:.1} s of serving in {:.3} s ({:.0}× real time); result: {}",
         prediction.duration_ns as f64 / 1e9,

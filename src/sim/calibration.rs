@@ -1,5 +1,5 @@
 //! The calibration points: published offline-throughput results the model's free constants were
-//! fitted to (`OVERLAP_LOSS` in `roofline`, the legacy vLLM CPU overhead below). Each point
+//! fitted to (the A100's `overlap_loss` in the GPU catalog, the legacy vLLM CPU overhead below). Each point
 //! rebuilds the published setup from mechanisms (the engine version's scheduler and limits) and a
 //! synthetic ShareGPT-like workload, all requests sent at t = 0.
 
@@ -7,16 +7,19 @@ use super::catalog::Catalog;
 use super::engine::{Engine, SimError};
 use super::predict::{predict_with, requests_from_lengths, throughput, SimLoad};
 use super::profile::{BatchMode, EngineProfile};
-use super::roofline::CpuOverhead;
+use super::roofline::EngineOverheads;
 use super::sharegpt::{sharegpt_like, SHAREGPT_MEAN_OUTPUT, SHAREGPT_MEAN_PROMPT};
 use serde::{Deserialize, Serialize};
 
 /// CPU overhead of the June 2023 vLLM (v0.1: Python scheduler, no CUDA graphs, per-sequence
-/// Python input preparation and incremental detokenization), fitted to calibration point 3.
-pub const VLLM_2023_CPU: CpuOverhead = CpuOverhead {
-    per_step_s: 10e-3,
-    per_seq_s: 600e-6,
-};
+/// Python input preparation and incremental detokenization), fitted to calibration point 3 as
+/// one lump (not split by mechanism).
+pub const VLLM_2023_CPU: EngineOverheads = EngineOverheads::lump(10e-3, 600e-6);
+
+/// vLLM 0.6.0's per-step CPU work as one lump: 3 ms per step + 20 µs per sequence, the
+/// assumption the simulator used for vLLM before its overheads were split by mechanism
+/// (multi-step scheduling divides it by the round length, so point 2 barely sees it).
+pub const VLLM_060_CPU: EngineOverheads = EngineOverheads::lump(3e-3, 20e-6);
 
 /// vLLM 0.6.0 as launched in SGLang's `benchmark/benchmark_vllm_060` (`--num-scheduler-steps 10
 /// --max_model_len 4096`): the V0 scheduler without chunked prefill (it was off below 32K
@@ -33,6 +36,7 @@ pub fn vllm_060_multistep(base: &EngineProfile) -> EngineProfile {
         max_prefill_tokens: 4096,
         max_running: 256,
         scheduler_steps: 10,
+        overheads: VLLM_060_CPU,
         ..base.clone()
     }
 }
@@ -50,7 +54,7 @@ pub fn vllm_2023(base: &EngineProfile) -> EngineProfile {
         max_prefill_tokens: 2560,
         max_running: 256,
         scheduler_steps: 1,
-        cpu: VLLM_2023_CPU,
+        overheads: VLLM_2023_CPU,
         ..base.clone()
     }
 }

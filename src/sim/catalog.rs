@@ -35,6 +35,12 @@ pub struct GpuSpec {
     pub bandwidth_efficiency: f64,
     /// Per-direction GPU-to-GPU bandwidth for tensor-parallel all-reduce, GB/s.
     pub interconnect_gbps: f64,
+    /// How much of the smaller of a kernel group's compute and memory times fails to hide
+    /// under the larger (the step's `overlap_loss` term). 1.0 (the default) was fitted to the
+    /// A100 calibration points with per-operator (Vidur) efficiencies, which overstate a whole
+    /// model; 0.0 where the efficiencies come from a measured whole-model step (Hopper).
+    #[serde(default = "one")]
+    pub overlap_loss: f64,
     /// The board's maximum power (TDP), W, for the simulator's modelled power; `None`: no
     /// modelled power or energy for this GPU.
     #[serde(default)]
@@ -48,6 +54,10 @@ pub struct GpuSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How a model's layers are built; decides how the FLOPs of one token are counted.
@@ -334,6 +344,13 @@ fn validate(file: &CatalogFile, origin: &str) -> Result<(), CatalogError> {
                 ));
             }
         }
+        if !(g.overlap_loss.is_finite() && (0.0..=1.0).contains(&g.overlap_loss)) {
+            return Err(invalid(
+                CatalogKind::Gpu,
+                &g.name,
+                "overlap_loss must lie in [0, 1] (0: compute and memory overlap fully)",
+            ));
+        }
     }
     for m in &file.model {
         let dims = [
@@ -596,5 +613,30 @@ date = "d"
 "#;
         let err = c.merge_toml(text, "bad.toml").unwrap_err().to_string();
         assert!(err.contains("efficiencies"), "{err}");
+    }
+    #[test]
+    fn overlap_loss_defaults_to_the_fitted_one_and_is_bounded() {
+        let gpu = |extra: &str| {
+            format!(
+                "[[gpu]]\nname = \"Mine\"\nmemory_gib = 10.0\nbandwidth_gbps = 100.0\n\
+                 dense_tflops = 10.0\nmatmul_efficiency = 0.5\nbandwidth_efficiency = 0.8\n\
+                 interconnect_gbps = 10.0\nsource = \"s\"\ndate = \"d\"\n{extra}"
+            )
+        };
+        let mut c = Catalog::builtin();
+        c.merge_toml(&gpu(""), "mine.toml").unwrap();
+        assert_eq!(c.gpu("mine").unwrap().overlap_loss, 1.0);
+        c.merge_toml(&gpu("overlap_loss = 0.0\n"), "mine.toml")
+            .unwrap();
+        assert_eq!(c.gpu("mine").unwrap().overlap_loss, 0.0);
+        let err = c
+            .merge_toml(&gpu("overlap_loss = 2.0\n"), "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("overlap_loss"), "{err}");
+        // The measured Hopper entries carry no overlap loss; the A100 keeps the fitted one.
+        let b = Catalog::builtin();
+        assert_eq!(b.gpu("h200").unwrap().overlap_loss, 0.0);
+        assert_eq!(b.gpu("a100-80gb").unwrap().overlap_loss, 1.0);
     }
 }

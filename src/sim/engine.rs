@@ -11,7 +11,7 @@ use super::catalog::{CatalogError, GpuSpec, ModelSpec};
 use super::kv::HashMap;
 use super::kv::{PagedKv, PrefixSegment, RadixKv, RadixSlot, SeqIdentity};
 use super::profile::{BatchMode, EngineKind, EngineProfile, SchedulePolicy};
-use super::roofline::{CpuOverhead, Hardware, StepLoad, StepTime};
+use super::roofline::{Hardware, StepLoad, StepTime};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use thiserror::Error;
@@ -971,16 +971,12 @@ impl Engine {
                 load.add(u64::from(r.computed), u64::from(n), samples);
             }
         }
-        let mut cpu = self.profile.cpu;
+        let mut ov = self.profile.overheads;
         if multi_step && decode_only {
             // Multi-step scheduling pays the scheduler and output processing once per round.
-            let k = f64::from(self.profile.scheduler_steps);
-            cpu = CpuOverhead {
-                per_step_s: cpu.per_step_s / k,
-                per_seq_s: cpu.per_seq_s / k,
-            };
+            ov = ov.per_round(self.profile.scheduler_steps);
         }
-        let mut time = self.hw.step_time(&load, &cpu);
+        let mut time = self.hw.step_time(&load, &ov);
         // Grammar masks: one per constrained sequence that samples this step.
         let masks = batch
             .iter()
@@ -990,8 +986,8 @@ impl Engine {
         if masks > 0 {
             let sc = self.profile.structured;
             let mask_s = masks as f64 * sc.mask_per_seq_s;
-            let gpu_s = time.total_s() - time.overhead_s;
-            time.overhead_s += if sc.overlapped {
+            let gpu_s = time.gpu_s();
+            time.grammar_mask_s = if sc.overlapped {
                 (mask_s - gpu_s).max(0.0)
             } else {
                 mask_s

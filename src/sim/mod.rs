@@ -3,6 +3,7 @@
 //! - [`catalog`]: GPUs, models and cloud instances (data files in `catalogs/`, overridable).
 //! - [`roofline`]: how long one engine step takes on a GPU.
 //! - [`kv`]: paged KV blocks with hash-based prefix caching (vLLM) and the radix cache (SGLang).
+//! - [`reference`]: the measured H200 floor of a Llama-3.1-8B step, which the model may never beat.
 //! - [`profile`]: the engines' scheduling and memory mechanisms and their defaults.
 //! - [`engine`]: the iteration-level discrete-event engine model.
 //! - [`mod@predict`]: run a workload through the model in virtual time, producing client records;
@@ -17,6 +18,7 @@
 //!
 //! See `docs/simulator.md` for what is modelled, what is not, and the calibration.
 
+pub mod breakdown;
 pub mod calibration;
 pub mod catalog;
 pub mod conversation;
@@ -25,6 +27,7 @@ pub mod kv;
 pub mod power;
 pub mod predict;
 pub mod profile;
+pub mod reference;
 pub mod roofline;
 pub mod serve;
 pub mod sharegpt;

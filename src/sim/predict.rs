@@ -113,6 +113,10 @@ pub struct Prediction {
     /// for the whole engine.
     #[serde(default)]
     pub energy_per_gpu_j: Option<f64>,
+    /// A representative decode and prefill step split into the floor and each engine term
+    /// (`predict --explain`).
+    #[serde(default)]
+    pub step_breakdown: super::breakdown::StepBreakdown,
 }
 
 /// Simulate `requests` on the engine `opts` describes, offered by `load`.
@@ -316,6 +320,7 @@ pub fn simulate_arrivals(
     let mut steps = 0u64;
     let mut bound_ns = 0.0;
     let mut busy_ns = 0.0;
+    let mut step_log = super::breakdown::StepLog::default();
     let mut gauges = Vec::new();
     let mut last_gauge: Option<u64> = None;
     let mut end_ns = 0u64;
@@ -392,7 +397,8 @@ pub fn simulate_arrivals(
         };
         steps += 1;
         bound_ns += engine.hardware().roofline_bound_s(&rep.load) * 1e9;
-        busy_ns += (rep.time.total_s() - rep.time.overhead_s) * 1e9;
+        busy_ns += rep.time.gpu_s() * 1e9;
+        step_log.push(rep.load, rep.time);
         now = rep.end_ns;
         let seen = rep.end_ns + lat;
         end_ns = end_ns.max(seen);
@@ -458,6 +464,7 @@ pub fn simulate_arrivals(
         preemptions: g.preemptions_total,
         energy_per_gpu_j: super::power::PowerModel::of(&hw.gpu)
             .map(|pm| pm.energy_j(end_ns as f64 / 1e9, busy_ns / 1e9)),
+        step_breakdown: step_log.breakdown(hw),
     }
 }
 

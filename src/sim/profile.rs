@@ -1,11 +1,12 @@
 //! Engine profiles: the scheduling and memory mechanisms of vLLM and SGLang, with their defaults.
 //!
 //! A profile is a set of mechanisms and limits, not a speed factor. Each default below names where
-//! it comes from in the engine's code; the only fitted numbers are the CPU overheads
-//! ([`CpuOverhead`]), calibrated in `docs/simulator.md`.
+//! it comes from in the engine's code. What an engine adds to the GPU floor per step is a set of
+//! named terms ([`EngineOverheads`]), each with its source or marked as an assumption
+//! (`docs/simulator.md`).
 
 use super::catalog::{GpuSpec, ModelSpec};
-use super::roofline::CpuOverhead;
+use super::roofline::EngineOverheads;
 use serde::{Deserialize, Serialize};
 
 /// Which engine's mechanisms a profile follows.
@@ -97,7 +98,8 @@ pub struct EngineProfile {
     pub scheduler_steps: u32,
     /// Longest sequence accepted; `None` = the model's context (capped at the KV capacity).
     pub max_model_len: Option<u32>,
-    pub cpu: CpuOverhead,
+    /// What the engine adds to the GPU floor each step, by mechanism.
+    pub overheads: EngineOverheads,
     /// What a structured-output (grammar-constrained) request costs.
     #[serde(default = "StructuredCost::xgrammar")]
     pub structured: StructuredCost,
@@ -138,17 +140,52 @@ impl StructuredCost {
     }
 }
 
-/// CPU overhead of vLLM's engine loop (scheduling, input preparation, sampling, detokenizing
-/// and streaming), fitted to the calibration points (docs/simulator.md).
-pub const VLLM_CPU: CpuOverhead = CpuOverhead {
-    per_step_s: 3.0e-3,
-    per_seq_s: 20e-6,
+/// What vLLM's current engine (V1, 0.10) adds to the GPU floor per step, by mechanism.
+/// - Scheduling and batch preparation: 1 ms per step + 5 µs per sequence, **not overlapped**
+///   (`--async-scheduling`, which overlaps it, is opt-in in 0.10). An assumption: V1's
+///   persistent batch updates only what changed between steps (vLLM V1 blog, Jan 2025); the
+///   reference's measured H200 floor leaves room for 1.3–1.9× real decode steps, and this is the
+///   part a CUDA-graph floor cannot contain.
+/// - Sampling and logits processing: 0.15 ms per step + 1 µs per sampled sequence (GPU: the
+///   fp32 logits, temperature/top-k/top-p kernels of `vllm/v1/sample/sampler.py`). An assumption.
+/// - Detokenization and streaming: 10 µs per sampled sequence, **overlapped**: V1 detokenizes
+///   in the API-server process (`vllm/v1/engine/output_processor.py`) while the engine core
+///   runs the next step. An assumption for the per-token incremental detokenize cost.
+/// - Paged-attention gather: 10 % of the KV-read time. An assumption: the PagedAttention paper
+///   measured its first paged kernel 20–26 % slower than a contiguous one (Kwon et al., SOSP
+///   2023, §7.4 / Fig. 18a); today's paged FlashAttention kernels close most of that gap.
+/// - KV write: modelled from bytes in the roofline (`reshape_and_cache`).
+pub const VLLM_OVERHEADS: EngineOverheads = EngineOverheads {
+    schedule_per_step_s: 1.0e-3,
+    schedule_per_seq_s: 5e-6,
+    schedule_overlapped: false,
+    sampling_per_step_s: 0.15e-3,
+    sampling_per_seq_s: 1e-6,
+    detokenize_per_seq_s: 10e-6,
+    detokenize_overlapped: true,
+    paged_attention_fraction: 0.10,
 };
 
-/// CPU overhead of SGLang's engine loop, fitted to the calibration points (docs/simulator.md).
-pub const SGLANG_CPU: CpuOverhead = CpuOverhead {
-    per_step_s: 2.0e-3,
-    per_seq_s: 15e-6,
+/// What SGLang adds to the GPU floor per step. The totals are the earlier lump (2 ms per step +
+/// 15 µs per sequence, checked by calibration point 1), now split by mechanism; SGLang 0.3 ran
+/// its scheduler inline (the overlap scheduler came with 0.4), so scheduling is not overlapped
+/// here; engine versions are a separate profile matter.
+/// - Scheduling and batch preparation: 1.75 ms + 5 µs per sequence (assumption: the lump less
+///   the terms below).
+/// - Sampling: 0.25 ms per step (assumption; SGLang samples with FlashInfer kernels).
+/// - Detokenization: 10 µs per sampled sequence, not overlapped in the lump it replaces
+///   (SGLang's `DetokenizerManager` is a separate process; the lump was fitted with it inline).
+/// - Paged-attention gather: 0 (token-granular pages; FlashInfer's paged kernels; inside the
+///   A100's fitted overlap loss in the calibration).
+pub const SGLANG_OVERHEADS: EngineOverheads = EngineOverheads {
+    schedule_per_step_s: 1.75e-3,
+    schedule_per_seq_s: 5e-6,
+    schedule_overlapped: false,
+    sampling_per_step_s: 0.25e-3,
+    sampling_per_seq_s: 0.0,
+    detokenize_per_seq_s: 10e-6,
+    detokenize_overlapped: false,
+    paged_attention_fraction: 0.0,
 };
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -179,7 +216,7 @@ impl EngineProfile {
             schedule_policy: SchedulePolicy::Fcfs,
             scheduler_steps: 1,
             max_model_len: None,
-            cpu: VLLM_CPU,
+            overheads: VLLM_OVERHEADS,
             structured: StructuredCost::xgrammar(),
         }
     }
@@ -222,7 +259,7 @@ impl EngineProfile {
             schedule_policy: SchedulePolicy::LongestPrefixMatch,
             scheduler_steps: 1,
             max_model_len: None,
-            cpu: SGLANG_CPU,
+            overheads: SGLANG_OVERHEADS,
             structured: StructuredCost::xgrammar_overlapped(),
         }
     }

@@ -588,7 +588,7 @@ async fn engine_loop(
                 let _ = l.events.send(GenEvent::Error(r.reason.clone()));
             }
         }
-        let busy_ns = (rep.time.total_s() - rep.time.overhead_s) * 1e9;
+        let busy_ns = rep.time.gpu_s() * 1e9;
         if let Ok(mut m) = metrics.lock() {
             m.record(engine.gauges(rep.end_ns), busy_ns);
         }
