@@ -52,15 +52,8 @@ litellm_venv=${LITELLM_VENV:-$root/.venv-litellm}
 vllm_pidfile=$work/vllm.log.pid
 gateway_pid=
 proxy_pid=
-stop_gateway() {
-    # LiteLLM runs in its own process group (setsid): stop the group, TERM then KILL.
-    [[ -n $gateway_pid ]] || return 0
-    if kill -0 "$gateway_pid" 2>/dev/null; then
-        kill -TERM -- "-$gateway_pid" 2>/dev/null
-        for _ in $(seq 200); do kill -0 "$gateway_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$gateway_pid" 2>/dev/null
-    fi
-    wait "$gateway_pid" 2>/dev/null
+stop_gateway() { # LiteLLM runs in its own process group (setsid)
+    stop_group "$gateway_pid" 20
     gateway_pid=
 }
 cleanup() {

@@ -40,15 +40,8 @@ check_init llamacpp-check "$work" "$root"
 
 server_pid=
 proxy_pid=
-stop_server() {
-    # llama-server runs in its own process group (setsid): stop the group, TERM then KILL.
-    [[ -n $server_pid ]] || return 0
-    if kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM -- "-$server_pid" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$server_pid" 2>/dev/null
-    fi
-    wait "$server_pid" 2>/dev/null
+stop_server() { # llama-server runs in its own process group (setsid)
+    stop_group "$server_pid" 10
     server_pid=
 }
 cleanup() {

@@ -8,6 +8,7 @@
 #   build_servebench DEFAULT_PROFILE    # sets bin
 #   servebench_run NAME ARGS…           # one run, output kept, status tallied
 #   start_tiny_vllm                     # vLLM + tiny model on a free port; sets base, model
+#   stop_group PID SECONDS              # stop a setsid process group: TERM, then KILL
 
 check_init() {
     check_name=$1
@@ -144,4 +145,18 @@ proxy_audit() {
         tally_add fail "start the recording proxy"
     fi
     phase_done "audit via proxy" "$t"
+}
+# Stops the process group a server was started in with setsid (PID leads it): TERM, then KILL
+# after SECONDS, then reaps it. Safe in a trap: an empty or finished PID is fine.
+#   stop_group PID SECONDS
+stop_group() {
+    local pid=$1 secs=$2
+    [[ -n $pid ]] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null
+        for _ in $(seq $((secs * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    return 0
 }
