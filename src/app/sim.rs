@@ -484,9 +484,8 @@ fn finish_predict(
     // The engine's own prefix-cache counters over the whole prediction (it has no warmup), as
     // the served simulator's /metrics reports them over a run's measured window.
     telemetry.prefix_cache_hit_rate = prediction.gauges.last().and_then(|g| {
-        (g.prefix_cache_queries_total > 0).then(|| {
-            g.prefix_cache_hits_total as f64 / g.prefix_cache_queries_total as f64
-        })
+        (g.prefix_cache_queries_total > 0)
+            .then(|| g.prefix_cache_hits_total as f64 / g.prefix_cache_queries_total as f64)
     });
     let energy_cost = o
         .electricity

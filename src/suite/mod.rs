@@ -275,9 +275,9 @@ fn predict_cell(
         Some(label),
     )
     .map_err(|e| match e.status {
-            ExitStatus::Usage => VirtualCell::Cannot(first_line(&format!("{:#}", e.error))),
-            _ => VirtualCell::Failed(e),
-        })
+        ExitStatus::Usage => VirtualCell::Cannot(first_line(&format!("{:#}", e.error))),
+        _ => VirtualCell::Failed(e),
+    })
 }
 
 fn first_line(s: &str) -> String {
@@ -981,6 +981,61 @@ mod tests {
             1,
         );
         assert!(!argv.iter().any(|a| a == "--electricity-price"));
+    }
+
+    /// A cell's `run` line becomes a `predict` line that parses (every run-only flag and its
+    /// value dropped), and what `predict` cannot model is a reason to run in real time, not
+    /// a failure.
+    #[test]
+    fn a_cell_predict_cannot_model_falls_back_with_the_reason() {
+        let suite = SuiteConfig::parse(
+            "title = \"t\"\n[[targets]]\nname = \"a\"\n[targets.launch]\nkind = \"sim\"\n\
+             engine = \"sglang\"\ngpu = \"a10g\"\nmodel = \"facebook/opt-125m\"\n\
+             [[workloads]]\nname = \"S\"\nrequests = 4\nmax_tokens = 8\nconcurrency = 2\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let argv = cell_argv(
+            &suite,
+            &suite.workloads[0],
+            &suite.targets[0],
+            "http://127.0.0.1:1",
+            dir.path(),
+            "c.json",
+            1,
+        );
+        let p = predict_argv(&argv);
+        for gone in [
+            "--base-url",
+            "--label",
+            "--num-warmups",
+            "--no-nvml",
+            "http://127.0.0.1:1",
+        ] {
+            assert!(!p.iter().any(|a| a == gone), "{gone} in {p:?}");
+        }
+        let t = virtual_target(&suite.targets[0], &Catalog::builtin())
+            .unwrap()
+            .unwrap();
+        let done = predict_cell(&t, "a", &argv).unwrap_or_else(|_| panic!("{p:?}"));
+        assert_eq!(done.summary.completed, 4);
+        let r = read_result(&done.summary_path).unwrap();
+        assert_eq!(r.run.label.as_deref(), Some("a"));
+        // A run for a duration is not something predict models.
+        let mut timed = argv.clone();
+        timed.extend(["--duration".into(), "5".into()]);
+        match predict_cell(&t, "a", &timed) {
+            Err(VirtualCell::Cannot(why)) => assert!(why.contains("--duration"), "{why}"),
+            Err(VirtualCell::Failed(e)) => panic!("failed, not a fallback: {:#}", e.error),
+            Ok(_) => panic!("predict ran a --duration cell"),
+        }
+        // A real-time target has no virtual model.
+        let mut real = suite.targets[0].clone();
+        if let LaunchSpec::Sim(s) = &mut real.launch {
+            s.mode = SimMode::RealTime;
+        }
+        assert!(virtual_target(&real, &Catalog::builtin()).is_none());
     }
 
     /// A sharegpt-multi-turn workload's cell is a `run` command line that replays the file:
