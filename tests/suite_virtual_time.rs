@@ -272,6 +272,8 @@ fn a_real_time_result_is_not_kept_as_a_virtual_time_one() {
     )
     .unwrap();
     assert_eq!(served["time_mode"], "real-time");
+    // Served in real time, still simulated: the result says so at the top.
+    assert_eq!(served["simulated"], true);
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
     assert!(md.contains("include this host's scheduling"), "{md}");
 

@@ -535,6 +535,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         argv.extend(["--metadata".into(), mode]);
                     }
                     let mut cfg = crate::app::run_config_from_args(&argv)?;
+                    cfg.simulated = is_simulated(target);
                     if let Some(r) = &running {
                         cfg.environment = serde_json::to_value(r.facts()).unwrap_or_default();
                     }
