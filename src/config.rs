@@ -189,6 +189,10 @@ pub struct RunConfig {
     /// environment fingerprint.
     #[serde(skip)]
     pub environment: serde_json::Value,
+    /// The server is servebench's simulator (the suite knows it of a `kind = "sim"` target):
+    /// the result's top-level `simulated` says so.
+    #[serde(skip)]
+    pub simulated: bool,
 }
 
 fn ser_plan<S: serde::Serializer>(plan: &LoadPlan, s: S) -> Result<S::Ok, S::Error> {
@@ -2021,6 +2025,7 @@ impl RunConfig {
                 nvml: !a.no_nvml,
             },
             environment: serde_json::Value::Null,
+            simulated: false,
         })
     }
 }

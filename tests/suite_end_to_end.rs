@@ -19,6 +19,8 @@ seed = 3
 input_len = 16
 warmups = 1
 
+# The served simulator in real time (the client and HTTP path; virtual time is the default
+# and has its own test, tests/suite_virtual_time.rs).
 [[targets]]
 name = "vllm"
 [targets.launch]
@@ -26,6 +28,7 @@ kind = "sim"
 engine = "vllm"
 gpu = "a10g"
 model = "facebook/opt-125m"
+mode = "real-time"
 
 [[targets]]
 name = "fixed"

@@ -739,6 +739,7 @@ fn run_info(
     }
     info.percentile_metrics = cfg.percentile_metrics.clone();
     info.metadata = cfg.metadata.iter().cloned().collect();
+    info.simulated = cfg.simulated;
     if let Some(r) = &cfg.ramp_up {
         info.ramp_up_strategy = Some(r.strategy.to_string());
         info.ramp_up_start_rps = Some(r.start_rps);

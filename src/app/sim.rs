@@ -29,6 +29,10 @@ pub struct SimTarget {
     pub tp: u32,
     #[serde(skip)]
     pub catalog: Catalog,
+    /// A profile with options applied (a suite's `[targets.launch.options]`); `None`: the
+    /// engine's defaults for this GPU. The prediction's result records the profile it used.
+    #[serde(skip)]
+    pub profile: Option<crate::sim::profile::EngineProfile>,
 }
 
 impl SimTarget {
@@ -53,6 +57,7 @@ impl SimTarget {
             model: a.sim_model.clone(),
             tp: a.tp,
             catalog,
+            profile: None,
         };
         // Resolve names now, so a typo is a usage error listing the known names.
         t.options()
@@ -64,6 +69,7 @@ impl SimTarget {
     pub fn options(&self) -> PredictOptions {
         PredictOptions {
             tp: self.tp,
+            profile: self.profile.clone(),
             ..PredictOptions::new(self.engine, &self.gpu, &self.model)
         }
     }
@@ -125,6 +131,56 @@ fn open_load(cap: Option<std::num::NonZeroUsize>) -> SimLoad {
 
 pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError> {
     let target = SimTarget::from_args(&args.target)?;
+    predict_to_file(&target, args, PredictStyle::COMMAND, None)?;
+    Ok(ExitStatus::Success)
+}
+
+/// How a prediction is dated, recorded and shown.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PredictStyle {
+    /// Date the run at the virtual epoch (the Unix epoch, the simulation's time zero) and leave
+    /// the wall time out of the result, so the same prediction gives the same bytes on any
+    /// machine at any hour (a suite cell); otherwise the wall clock dates it (`predict`).
+    pub virtual_epoch: bool,
+    /// Write the per-request records as a journal beside the result, as `run` does.
+    pub journal: bool,
+    /// Print the result table and energy line on stdout.
+    pub print: bool,
+}
+
+/// The result's label: the suite's target name, or `sim-<engine>` for `predict`.
+fn label_of(target: &SimTarget, label: Option<&str>) -> String {
+    label.map_or_else(|| format!("sim-{}", target.engine.as_str()), String::from)
+}
+
+impl PredictStyle {
+    pub const COMMAND: PredictStyle = PredictStyle {
+        virtual_epoch: false,
+        journal: false,
+        print: true,
+    };
+    pub const SUITE_CELL: PredictStyle = PredictStyle {
+        virtual_epoch: true,
+        journal: true,
+        print: false,
+    };
+}
+
+/// What a prediction wrote.
+#[derive(Debug)]
+pub(crate) struct Predicted {
+    pub summary_path: std::path::PathBuf,
+    pub summary: crate::metrics::Summary,
+}
+
+/// Predict `args`' workload on `target` (its `--engine`/`--gpu`/... are not read) and write
+/// the result as `run` writes one.
+pub(crate) fn predict_to_file(
+    target: &SimTarget,
+    args: &PredictArgs,
+    style: PredictStyle,
+    label: Option<&str>,
+) -> Result<Predicted, AppError> {
     let w = WorkloadConfig::from_args(&args.workload).map_err(AppError::usage)?;
     let l = LoadConfig::from_args(&args.load)
         .map_err(AppError::usage)?
@@ -187,7 +243,14 @@ pub(super) fn predict_command(args: &PredictArgs) -> Result<ExitStatus, AppError
             (Source::Requests(requests, checks), load)
         }
     };
-    finish_predict(&target, (&w, &l, &m, &o), n, source, load, args.explain)
+    finish_predict(
+        target,
+        (&w, &l, &m, &o),
+        n,
+        (source, load),
+        args.explain,
+        (style, label_of(target, label)),
+    )
 }
 
 /// A single-turn load in the simulator and the requests' arrival offsets.
@@ -326,10 +389,10 @@ fn finish_predict(
     target: &SimTarget,
     (w, l, m, o): (&WorkloadConfig, &LoadConfig, &MetricConfig, &OutputConfig),
     n: u64,
-    source: Source,
-    load: SimLoad,
+    (source, load): (Source, SimLoad),
     explain: bool,
-) -> Result<ExitStatus, AppError> {
+    (style, label): (PredictStyle, String),
+) -> Result<Predicted, AppError> {
     let wall = std::time::Instant::now();
     let (prediction, conversations) = match source {
         Source::Requests(requests, checks) => (
@@ -349,9 +412,13 @@ fn finish_predict(
     let prediction = prediction.map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
     let elapsed = wall.elapsed();
 
-    let started = chrono::Utc::now();
+    let started = if style.virtual_epoch {
+        chrono::DateTime::UNIX_EPOCH
+    } else {
+        chrono::Utc::now()
+    };
     let mut info = RunInfo::new("predict", &target.model, started);
-    info.label = Some(format!("sim-{}", target.engine.as_str()));
+    info.label = Some(label);
     info.engine = Some(target.engine.as_str().to_string());
     info.num_prompts = n;
     info.request_rate = l.request_rate.is_finite().then_some(l.request_rate);
@@ -378,8 +445,10 @@ fn finish_predict(
         "step_breakdown": prediction.step_breakdown,
         "conversations": conversations,
         "virtual_duration_s": prediction.duration_ns as f64 / 1e9,
-        "wall_time_s": elapsed.as_secs_f64(),
     });
+    if !style.virtual_epoch {
+        info.config["wall_time_s"] = serde_json::json!(elapsed.as_secs_f64());
+    }
     let summary = summarize(&prediction.records, &info.summary_facts());
     std::fs::create_dir_all(&o.result_dir)
         .with_context(|| format!("cannot create --result-dir {}", o.result_dir.display()))
@@ -389,6 +458,13 @@ fn finish_predict(
         .clone()
         .unwrap_or_else(|| report::default_result_filename(&info));
     let path = o.result_dir.join(name);
+    if style.virtual_epoch {
+        // The run's id is its file's stem, as `run` names it; here free of the wall clock.
+        info.run_id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or(info.run_id);
+    }
     let duration_s = prediction.duration_ns as f64 / 1e9;
     let mut telemetry = crate::telemetry::TelemetrySummary::modelled(
         prediction.tp,
@@ -405,6 +481,12 @@ fn finish_predict(
         ),
     );
     telemetry.set_output_tokens(summary.total_output_tokens);
+    // The engine's own prefix-cache counters over the whole prediction (it has no warmup), as
+    // the served simulator's /metrics reports them over a run's measured window.
+    telemetry.prefix_cache_hit_rate = prediction.gauges.last().and_then(|g| {
+        (g.prefix_cache_queries_total > 0)
+            .then(|| g.prefix_cache_hits_total as f64 / g.prefix_cache_queries_total as f64)
+    });
     let energy_cost = o
         .electricity
         .map(|p| super::run::energy_cost_of(p, &telemetry, summary.total_output_tokens));
@@ -412,8 +494,13 @@ fn finish_predict(
     result.telemetry = Some(telemetry.clone());
     result.energy_cost = energy_cost.clone();
     report::write_result(&path, &result).map_err(|e| AppError::failed(anyhow::Error::new(e)))?;
-    println!("{}", report::render_table(&info, &summary));
-    println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
+    if style.journal {
+        write_journal(&path, &info, &prediction.records, n)?;
+    }
+    if style.print {
+        println!("{}", report::render_table(&info, &summary));
+        println!("{}", report::energy_line(&telemetry, energy_cost.as_ref()));
+    }
     if explain {
         println!(
             "Step breakdown (floor: what the GPU must do; engine_*: what the engine adds)\n{}",
@@ -427,5 +514,34 @@ fn finish_predict(
         prediction.duration_ns as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9),
         path.display()
     );
-    Ok(ExitStatus::Success)
+    Ok(Predicted {
+        summary_path: path,
+        summary,
+    })
+}
+
+/// The prediction's records as `run`'s journal (`<stem>.journal.jsonl` beside the result):
+/// header, one line per request, and a footer saying it is complete.
+fn write_journal(
+    result: &std::path::Path,
+    info: &RunInfo,
+    records: &[crate::record::RequestRecord],
+    planned: u64,
+) -> Result<(), AppError> {
+    use crate::journal::{JournalEnd, JournalHeader, JournalWriter};
+    let path = result.with_extension("journal.jsonl");
+    let mut header = JournalHeader::new(&info.run_id, info.start_time, info.config.clone());
+    header.run = Some(info.clone());
+    let failed = |e| AppError::failed(anyhow::Error::new(e));
+    let journal = JournalWriter::create(&path, Some(&header)).map_err(failed)?;
+    for r in records {
+        journal.record(r.clone()).map_err(failed)?;
+    }
+    journal
+        .finish_with(JournalEnd {
+            complete: true,
+            planned: Some(planned),
+        })
+        .map_err(failed)?;
+    Ok(())
 }

@@ -128,6 +128,34 @@ pub struct SimSpec {
     /// Anything else the simulator factory understands.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, toml::Value>,
+    /// How a suite runs its cells: `virtual-time` (default: the engine model in virtual time,
+    /// as `servebench predict`; no HTTP, the same bytes on any host) or `real-time` (the
+    /// simulator served over HTTP and measured by the real client, so its timings include this
+    /// host's scheduling).
+    #[serde(default, skip_serializing_if = "SimMode::is_default")]
+    pub mode: SimMode,
+}
+
+/// See [`SimSpec::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimMode {
+    #[default]
+    VirtualTime,
+    RealTime,
+}
+
+impl SimMode {
+    fn is_default(&self) -> bool {
+        *self == SimMode::default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimMode::VirtualTime => "virtual-time",
+            SimMode::RealTime => "real-time",
+        }
+    }
 }
 
 /// A server started in this process, as the sim factory returns it. Dropping `guard` must stop

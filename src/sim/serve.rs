@@ -394,10 +394,23 @@ impl Backend for SimBackend {
 /// `gpu` (default A10G), `model` (default facebook/opt-125m) and `options`: `tp` (or
 /// `tensor_parallel_size`, `tp_size`) plus any engine flag [`EngineProfile::apply_option`]
 /// understands. Serves on a free 127.0.0.1 port; dropping the returned guard stops it.
-pub fn start(
+/// A launch spec resolved against the catalog: the engine, GPU, model, tensor-parallel degree
+/// and the engine's profile with the spec's options applied. `sim serve`-style launches and
+/// virtual-time suite cells both start from it, so the two model the same engine.
+#[derive(Debug, Clone)]
+pub struct ResolvedSpec {
+    pub kind: EngineKind,
+    pub gpu: super::catalog::GpuSpec,
+    pub model: super::catalog::ModelSpec,
+    pub tp: u32,
+    pub profile: EngineProfile,
+}
+
+/// Resolve `spec` (unknown names and bad options are errors naming the known ones).
+pub fn resolve_spec(
     catalog: &super::catalog::Catalog,
     spec: &crate::launch::SimSpec,
-) -> anyhow::Result<crate::launch::InProcess> {
+) -> anyhow::Result<ResolvedSpec> {
     use super::profile::OptionValue;
     let kind: EngineKind = spec
         .engine
@@ -428,6 +441,26 @@ pub fn start(
             .apply_option(k, &OptionValue::from(v))
             .map_err(anyhow::Error::msg)?;
     }
+    Ok(ResolvedSpec {
+        kind,
+        gpu,
+        model,
+        tp,
+        profile,
+    })
+}
+
+pub fn start(
+    catalog: &super::catalog::Catalog,
+    spec: &crate::launch::SimSpec,
+) -> anyhow::Result<crate::launch::InProcess> {
+    let ResolvedSpec {
+        kind,
+        gpu,
+        model,
+        tp,
+        profile,
+    } = resolve_spec(catalog, spec)?;
     let served = spec.model.clone().unwrap_or_else(|| model.name.clone());
     let engine = Engine::new(profile, gpu, model, tp)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -816,6 +849,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            ..crate::launch::SimSpec::default()
         };
         let running = start(&Catalog::builtin(), &spec).unwrap();
         assert!(running.base_url.starts_with("http://127.0.0.1:"));

@@ -15,7 +15,7 @@ pub mod config;
 
 use crate::app::{run_benchmark, AppError, ExitStatus};
 use crate::cost::Price;
-use crate::launch::{LaunchSpec, Launcher, Running};
+use crate::launch::{LaunchSpec, Launcher, Running, SimMode};
 use crate::load::{Interrupt, InterruptCause};
 use crate::report::study::{write_study, Cell, Environment, GpuSummary, Study, WorkloadSpec};
 use crate::report::{csv_row, read_result, write_csv, ResultFile};
@@ -207,6 +207,106 @@ fn cell_argv(
     v
 }
 
+/// The time part of a virtual-time cell's file name: the virtual epoch, so the name (and the
+/// run id made from it, which the combined CSV carries) is the same on every machine.
+const VIRTUAL_STAMP: &str = "00000000-000000";
+
+/// The `run` flags of a cell that `predict` has no use for: the HTTP target, the client, the
+/// warmups (a virtual-time cell starts a fresh engine and measures only its own requests) and
+/// host telemetry. Each is followed by a value except the `--no-*` switches.
+const RUN_ONLY_FLAGS: &[(&str, bool)] = &[
+    ("--base-url", true),
+    ("--model", true),
+    ("--label", true),
+    ("--endpoint", true),
+    ("--num-warmups", true),
+    ("--request-timeout", true),
+    ("--telemetry-interval-ms", true),
+    ("--no-nvml", false),
+];
+
+/// A cell's `run` flags as `predict` flags: the run-only ones dropped.
+fn predict_argv(run_argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(run_argv.len());
+    let mut it = run_argv.iter();
+    while let Some(a) = it.next() {
+        match RUN_ONLY_FLAGS.iter().find(|(f, _)| f == a) {
+            Some((_, true)) => {
+                it.next();
+            }
+            Some((_, false)) => {}
+            None => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Why a virtual-time cell went otherwise.
+enum VirtualCell {
+    /// `predict` cannot model what the cell asks (the reason); the cell runs in real time.
+    Cannot(String),
+    /// The prediction failed.
+    Failed(AppError),
+}
+
+/// Run one cell through the engine model in virtual time (`servebench predict`'s path).
+fn predict_cell(
+    target: &crate::app::sim::SimTarget,
+    label: &str,
+    run_argv: &[String],
+) -> Result<crate::app::sim::Predicted, VirtualCell> {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    let mut argv = vec!["servebench".to_string(), "predict".to_string()];
+    argv.extend(predict_argv(run_argv));
+    argv.extend(["--metadata".into(), "time_mode=virtual-time".into()]);
+    let args = match Cli::try_parse_from(&argv) {
+        Ok(Cli {
+            command: Command::Predict(a),
+            ..
+        }) => a,
+        Ok(_) => unreachable!("the command line starts with `predict`"),
+        Err(e) => return Err(VirtualCell::Cannot(first_line(&e.to_string()))),
+    };
+    crate::app::sim::predict_to_file(
+        target,
+        &args,
+        crate::app::sim::PredictStyle::SUITE_CELL,
+        Some(label),
+    )
+    .map_err(|e| match e.status {
+        ExitStatus::Usage => VirtualCell::Cannot(first_line(&format!("{:#}", e.error))),
+        _ => VirtualCell::Failed(e),
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The virtual-time model of a sim target, or `None` when the target runs in real time.
+fn virtual_target(
+    target: &TargetConfig,
+    catalog: &Catalog,
+) -> Option<anyhow::Result<crate::app::sim::SimTarget>> {
+    let LaunchSpec::Sim(spec) = &target.launch else {
+        return None;
+    };
+    if spec.mode != SimMode::VirtualTime {
+        return None;
+    }
+    Some(
+        crate::sim::serve::resolve_spec(catalog, spec).map(|r| crate::app::sim::SimTarget {
+            engine: r.kind,
+            gpu: spec.gpu.clone().unwrap_or_else(|| r.gpu.name.clone()),
+            model: spec.model.clone().unwrap_or_else(|| r.model.name.clone()),
+            tp: r.tp,
+            catalog: catalog.clone(),
+            profile: Some(r.profile),
+        }),
+    )
+}
+
 /// One cell of the matrix, planned.
 struct PlannedCell<'a> {
     workload: &'a WorkloadConfig,
@@ -282,10 +382,23 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(AppError::failed)?;
-        let plan = plan_cells(&suite, &dir, opts.force);
+        let vt = virtual_target(target, &catalog);
+        let plan = plan_cells(&suite, &dir, opts.force, vt.is_some());
         let mut running: Option<Running> = None;
         let mut given_up: Option<String> = None;
-        for cell in plan {
+        let vt = match vt {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                let why = format!("`{}` could not be modelled: {e:#}", target.name);
+                given_up = Some(why.clone());
+                study
+                    .notes
+                    .push(format!("{why}; its remaining cells were not run."));
+                None
+            }
+            None => None,
+        };
+        'cells: for cell in plan {
             n += 1;
             let tag = format!("[{n}/{total}] {} × {}", target.name, cell.workload.name);
             let path = match &cell.done_before {
@@ -294,11 +407,60 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                     out.cells_kept += 1;
                     p.clone()
                 }
-                None => {
+                None => 'cell: {
                     if let Some(why) = &given_up {
                         eprintln!("{tag}: skipped — {why}");
                         out.cells_skipped += 1;
-                        continue;
+                        continue 'cells;
+                    }
+                    // A virtual-time cell: the engine model, no server, no wall clock.
+                    let mut fallback: Option<String> = None;
+                    if let Some(t) = &vt {
+                        if let Some(cause) = interrupt.cause() {
+                            out.interrupted = Some(cause);
+                            study.notes.push(format!(
+                                "The study was {}; cells not run are missing.",
+                                crate::app::signals::name(cause)
+                            ));
+                            break 'targets;
+                        }
+                        let file = format!("{}_{VIRTUAL_STAMP}.json", cell.stem);
+                        let argv =
+                            cell_argv(&suite, cell.workload, target, "", &dir, &file, cell.seed);
+                        eprintln!("{tag} … (virtual time)");
+                        match predict_cell(t, &target.name, &argv) {
+                            Ok(p) => {
+                                let s = &p.summary;
+                                eprintln!(
+                                    "{tag}: {} ok, {} failed, {:.1} tok/s, mean E2E {:.3} s (virtual time)",
+                                    s.completed,
+                                    s.failed,
+                                    s.output_throughput,
+                                    s.e2el_ms.mean / 1000.0
+                                );
+                                out.cells_run += 1;
+                                break 'cell p.summary_path;
+                            }
+                            Err(VirtualCell::Failed(e)) => {
+                                eprintln!("{tag}: failed: {:#}", e.error);
+                                study.notes.push(format!(
+                                    "{} × {}: the prediction could not be done: {:#}",
+                                    target.name, cell.workload.name, e.error
+                                ));
+                                out.cells_skipped += 1;
+                                continue 'cells;
+                            }
+                            Err(VirtualCell::Cannot(why)) => {
+                                eprintln!(
+                                    "{tag}: the engine model cannot run this cell in virtual time ({why}); running it in real time"
+                                );
+                                study.notes.push(format!(
+                                    "{} × {} ran in real time, not virtual time: the engine model cannot run it ({why}); its timings include this host's scheduling.",
+                                    target.name, cell.workload.name
+                                ));
+                                fallback = Some(why);
+                            }
+                        }
                     }
                     // (Re)start the target when it is not running (first cell, or it died).
                     let alive = match &running {
@@ -339,7 +501,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                                     .push(format!("{why}; its remaining cells were not run."));
                                 given_up = Some(why);
                                 out.cells_skipped += 1;
-                                continue;
+                                continue 'cells;
                             }
                         }
                     }
@@ -352,7 +514,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         cell.stem,
                         chrono::Utc::now().format("%Y%m%d-%H%M%S")
                     );
-                    let argv = cell_argv(
+                    let mut argv = cell_argv(
                         &suite,
                         cell.workload,
                         target,
@@ -362,7 +524,18 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                         cell.seed,
                     );
                     eprintln!("{tag} …");
+                    if is_simulated(target) {
+                        // Say in the result how its time was kept, and why when it fell back.
+                        let mut mode = "time_mode=real-time".to_string();
+                        if let Some(why) = &fallback {
+                            mode.push_str(&format!(
+                                " (fallback: the engine model cannot run this cell in virtual time: {why})"
+                            ));
+                        }
+                        argv.extend(["--metadata".into(), mode]);
+                    }
                     let mut cfg = crate::app::run_config_from_args(&argv)?;
+                    cfg.simulated = is_simulated(target);
                     if let Some(r) = &running {
                         cfg.environment = serde_json::to_value(r.facts()).unwrap_or_default();
                     }
@@ -396,7 +569,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
                                 target.name, cell.workload.name
                             ));
                             out.cells_skipped += 1;
-                            continue;
+                            continue 'cells;
                         }
                         Some(Ok(o)) => o,
                     };
@@ -461,7 +634,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome, AppError> {
     Ok(out)
 }
 
-fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<PlannedCell<'a>> {
+fn plan_cells<'a>(
+    suite: &'a SuiteConfig,
+    dir: &Path,
+    force: bool,
+    virtual_time: bool,
+) -> Vec<PlannedCell<'a>> {
     let mut cells = Vec::new();
     for (wi, w) in suite.workloads.iter().enumerate() {
         for repeat in 0..suite.repeats {
@@ -470,7 +648,11 @@ fn plan_cells<'a>(suite: &'a SuiteConfig, dir: &Path, force: bool) -> Vec<Planne
             } else {
                 format!("benchmark_{}", w.name.to_lowercase())
             };
-            let done_before = if force { None } else { find_cell(dir, &stem) };
+            let done_before = if force {
+                None
+            } else {
+                find_cell(dir, &stem, virtual_time)
+            };
             cells.push(PlannedCell {
                 workload: w,
                 repeat,
@@ -610,6 +792,16 @@ fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> 
     for t in &suite.targets {
         let engine = match &t.launch {
             LaunchSpec::Sim(s) => {
+                let how = match s.mode {
+                    SimMode::VirtualTime => {
+                        "virtual time: the engine model as `servebench predict` runs it, no HTTP; \
+                         the same numbers on any host under any load"
+                    }
+                    SimMode::RealTime => {
+                        "real time: served over HTTP and measured by the client; timings include \
+                         this host's scheduling"
+                    }
+                };
                 if let Some(g) = &s.gpu {
                     env.gpu = Some(catalog.gpu(g).map(|g| g.name.clone()).unwrap_or(g.clone()));
                 }
@@ -617,7 +809,7 @@ fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> 
                     env.model = m.clone();
                 }
                 format!(
-                    "servebench simulator, {} profile (v{})",
+                    "servebench simulator, {} profile (v{}), {how}",
                     s.engine.as_deref().unwrap_or("?"),
                     env!("CARGO_PKG_VERSION")
                 )
@@ -642,9 +834,12 @@ fn environment(suite: &SuiteConfig, catalog: &Catalog, price: Option<Price>) -> 
     env
 }
 
-/// The newest `<stem>_<time>.json` result in `dir`, if any.
-fn find_cell(dir: &Path, stem: &str) -> Option<PathBuf> {
+/// The newest `<stem>_<time>.json` result in `dir`, if any: for a virtual-time target only
+/// its virtual-time result (`<stem>_<VIRTUAL_STAMP>.json`), for any other only a wall-clock
+/// one, so a result made in the other mode is never kept as this one's.
+fn find_cell(dir: &Path, stem: &str, virtual_time: bool) -> Option<PathBuf> {
     let prefix = format!("{stem}_");
+    let virtual_name = format!("{prefix}{VIRTUAL_STAMP}.json");
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -654,6 +849,7 @@ fn find_cell(dir: &Path, stem: &str) -> Option<PathBuf> {
                     && f.ends_with(".json")
                     && !f.ends_with(".telemetry.json")
                     && f[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
+                    && (f == virtual_name) == virtual_time
             })
         })
         .collect();
@@ -786,6 +982,61 @@ mod tests {
             1,
         );
         assert!(!argv.iter().any(|a| a == "--electricity-price"));
+    }
+
+    /// A cell's `run` line becomes a `predict` line that parses (every run-only flag and its
+    /// value dropped), and what `predict` cannot model is a reason to run in real time, not
+    /// a failure.
+    #[test]
+    fn a_cell_predict_cannot_model_falls_back_with_the_reason() {
+        let suite = SuiteConfig::parse(
+            "title = \"t\"\n[[targets]]\nname = \"a\"\n[targets.launch]\nkind = \"sim\"\n\
+             engine = \"sglang\"\ngpu = \"a10g\"\nmodel = \"facebook/opt-125m\"\n\
+             [[workloads]]\nname = \"S\"\nrequests = 4\nmax_tokens = 8\nconcurrency = 2\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let argv = cell_argv(
+            &suite,
+            &suite.workloads[0],
+            &suite.targets[0],
+            "http://127.0.0.1:1",
+            dir.path(),
+            "c.json",
+            1,
+        );
+        let p = predict_argv(&argv);
+        for gone in [
+            "--base-url",
+            "--label",
+            "--num-warmups",
+            "--no-nvml",
+            "http://127.0.0.1:1",
+        ] {
+            assert!(!p.iter().any(|a| a == gone), "{gone} in {p:?}");
+        }
+        let t = virtual_target(&suite.targets[0], &Catalog::builtin())
+            .unwrap()
+            .unwrap();
+        let done = predict_cell(&t, "a", &argv).unwrap_or_else(|_| panic!("{p:?}"));
+        assert_eq!(done.summary.completed, 4);
+        let r = read_result(&done.summary_path).unwrap();
+        assert_eq!(r.run.label.as_deref(), Some("a"));
+        // A run for a duration is not something predict models.
+        let mut timed = argv.clone();
+        timed.extend(["--duration".into(), "5".into()]);
+        match predict_cell(&t, "a", &timed) {
+            Err(VirtualCell::Cannot(why)) => assert!(why.contains("--duration"), "{why}"),
+            Err(VirtualCell::Failed(e)) => panic!("failed, not a fallback: {:#}", e.error),
+            Ok(_) => panic!("predict ran a --duration cell"),
+        }
+        // A real-time target has no virtual model.
+        let mut real = suite.targets[0].clone();
+        if let LaunchSpec::Sim(s) = &mut real.launch {
+            s.mode = SimMode::RealTime;
+        }
+        assert!(virtual_target(&real, &Catalog::builtin()).is_none());
     }
 
     /// A sharegpt-multi-turn workload's cell is a `run` command line that replays the file:
