@@ -8,92 +8,13 @@
 
 use servebench::journal::read_journal;
 use servebench::record::{FailureKind, Outcome, Phase};
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, Child};
+use common::{bin, start_slow_run, wait_exit, wait_for_records};
 
-/// A slow enough run: 2000 requests, 8 in flight, 8 tokens at 5 ms each (~10 s if left alone).
-fn start_run(dir: &Path, name: &str, requests: u64) -> (Child, PathBuf, PathBuf) {
-    let n = requests.to_string();
-    let child = bin()
-        .args([
-            "run",
-            "--no-progress",
-            "--telemetry-interval-ms",
-            "0",
-            "--no-nvml",
-            "--num-prompts",
-            &n,
-            "--max-concurrency",
-            "8",
-            "--random-input-len",
-            "8",
-            "--random-output-len",
-            "8",
-            "--ignore-eos",
-            "--ttft-ms",
-            "2",
-            "--itl-ms",
-            "5",
-            "--fault",
-            "http_500=0.05",
-            "--result-filename",
-            &format!("{name}.json"),
-            "--result-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (
-        Child(child),
-        dir.join(format!("{name}.journal.jsonl")),
-        dir.join(format!("{name}.json")),
-    )
-}
-
-/// Complete record lines in the journal so far (the header has no `"outcome"` key).
-fn journal_records(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.split_inclusive('\n')
-                .filter(|l| l.ends_with('\n') && l.contains("\"outcome\""))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-fn wait_for_records(path: &Path, n: usize, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if journal_records(path) >= n {
-            return;
-        }
-        if let Some(st) = child.0.try_wait().unwrap() {
-            panic!("the run ended ({st}) before {n} records");
-        }
-        assert!(Instant::now() < deadline, "never reached {n} records");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the process did not exit: a hang"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+/// Some failures among the records, so the rebuilt counts are checked on both kinds.
+const FAULTS: &[&str] = &["--fault", "http_500=0.05"];
 
 #[test]
 fn kill_9_then_report_rebuilds_every_journaled_record() {
@@ -101,10 +22,10 @@ fn kill_9_then_report_rebuilds_every_journaled_record() {
     let mut table = Vec::new();
     for (i, at) in [50usize, 200, 600].into_iter().enumerate() {
         let name = format!("killed{i}");
-        let (mut child, journal, summary) = start_run(dir.path(), &name, 2000);
+        let (mut child, journal, summary) = start_slow_run(dir.path(), &name, 2000, FAULTS, &[]);
         wait_for_records(&journal, at, &mut child);
         unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
-        let st = wait_exit(&mut child, Duration::from_secs(10));
+        let (st, _) = wait_exit(&mut child, Duration::from_secs(10));
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&st),
             Some(libc::SIGKILL)
@@ -190,15 +111,13 @@ fn kill_9_then_report_rebuilds_every_journaled_record() {
 fn ctrl_c_writes_a_partial_summary_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     const N: u64 = 2000;
-    let (mut child, journal, summary) = start_run(dir.path(), "interrupted", N);
+    let (mut child, journal, summary) = start_slow_run(dir.path(), "interrupted", N, FAULTS, &[]);
     // The Ctrl-C handler is installed before the load starts; records prove the load started.
     wait_for_records(&journal, 40, &mut child);
     let sent_at = Instant::now();
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
-    let st = wait_exit(&mut child, Duration::from_secs(20));
+    let (st, err) = wait_exit(&mut child, Duration::from_secs(20));
     let took = sent_at.elapsed();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(st.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
 

@@ -15,97 +15,15 @@
 //! on drop.
 
 use servebench::journal::read_journal;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, spawn_serve, Child};
-
-/// 2000 requests, 8 in flight, 8 tokens at 5 ms each against the embedded server (~10 s if
-/// left alone), into `dir` as `name.json` / `name.journal.jsonl`.
-fn start_run(dir: &Path, name: &str, extra_env: &[(&str, &Path)]) -> (Child, PathBuf, PathBuf) {
-    let mut cmd = bin();
-    cmd.args([
-        "run",
-        "--no-progress",
-        "--telemetry-interval-ms",
-        "0",
-        "--no-nvml",
-        "--num-prompts",
-        "2000",
-        "--max-concurrency",
-        "8",
-        "--random-input-len",
-        "8",
-        "--random-output-len",
-        "8",
-        "--ignore-eos",
-        "--ttft-ms",
-        "2",
-        "--itl-ms",
-        "5",
-        "--result-filename",
-        &format!("{name}.json"),
-        "--result-dir",
-    ])
-    .arg(dir)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let child = Child(cmd.spawn().unwrap());
-    (
-        child,
-        dir.join(format!("{name}.journal.jsonl")),
-        dir.join(format!("{name}.json")),
-    )
-}
-
-/// Complete record lines in the journal so far.
-fn journal_records(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.split_inclusive('\n')
-                .filter(|l| l.ends_with('\n') && l.contains("\"outcome\""))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-fn wait_for_records(path: &Path, n: usize, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while journal_records(path) < n {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            panic!("the run ended ({st}) before {n} records");
-        }
-        assert!(Instant::now() < deadline, "never reached {n} records");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Wait for the child to exit (a hang fails the test) and return its status and stderr.
-fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, String) {
-    let deadline = Instant::now() + limit;
-    let st = loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the process did not exit: a hang"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    if let Some(e) = child.0.stderr.as_mut() {
-        e.read_to_string(&mut err).unwrap();
-    }
-    (st, err)
-}
+use common::{
+    bin, journal_records, spawn_serve, start_slow_run, wait_exit, wait_for_records, Child,
+};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -119,7 +37,7 @@ fn sigterm_and_sighup_end_a_run_like_ctrl_c_with_their_exit_status() {
         (libc::SIGHUP, 129, "hung up"),
     ] {
         let stem = format!("sig{sig}");
-        let (mut child, journal, summary) = start_run(dir.path(), &stem, &[]);
+        let (mut child, journal, summary) = start_slow_run(dir.path(), &stem, 2000, &[], &[]);
         wait_for_records(&journal, 40, &mut child);
         unsafe { libc::kill(child.0.id() as i32, sig) };
         let (st, err) = wait_exit(&mut child, Duration::from_secs(30));
@@ -345,7 +263,8 @@ fn a_full_result_dir_stops_the_run_keeps_the_summary_in_tmpdir_and_exits_4() {
     };
     let tmp = dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let (mut child, journal, summary) = start_run(&disk.0, "full", &[("TMPDIR", &tmp)]);
+    let (mut child, journal, summary) =
+        start_slow_run(&disk.0, "full", 2000, &[], &[("TMPDIR", &tmp)]);
     let (st, err) = wait_exit(&mut child, Duration::from_secs(60));
     assert_eq!(st.code(), Some(4), "{err}");
     assert!(err.contains("cannot write the journal"), "{err}");

@@ -100,3 +100,103 @@ pub fn spawn_serve(args: &[&str]) -> (Child, String) {
         .expect("servebench serve prints its URL");
     (server, line.trim().to_string())
 }
+
+/// A slow run of the real binary against its embedded server: `requests` requests, 8 in
+/// flight, 8 tokens at 5 ms each (2000 take ~10 s if left alone), plus `extra` flags and
+/// `env`, into `dir` as `name.json` / `name.journal.jsonl`. Returns the child (killed on drop,
+/// stderr piped), the journal's path and the summary's path.
+pub fn start_slow_run(
+    dir: &Path,
+    name: &str,
+    requests: u64,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> (Child, std::path::PathBuf, std::path::PathBuf) {
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        "--no-progress",
+        "--telemetry-interval-ms",
+        "0",
+        "--no-nvml",
+    ])
+    .args([
+        "--num-prompts",
+        &requests.to_string(),
+        "--max-concurrency",
+        "8",
+    ])
+    .args([
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "8",
+        "--ignore-eos",
+    ])
+    .args(["--ttft-ms", "2", "--itl-ms", "5"])
+    .args(extra)
+    .args(["--result-filename", &format!("{name}.json"), "--result-dir"])
+    .arg(dir)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = Child(cmd.spawn().expect("servebench run starts"));
+    (
+        child,
+        dir.join(format!("{name}.journal.jsonl")),
+        dir.join(format!("{name}.json")),
+    )
+}
+
+/// Complete record lines in a journal so far (the header and end line have no `"outcome"`).
+pub fn journal_records(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.split_inclusive('\n')
+                .filter(|l| l.ends_with('\n') && l.contains("\"outcome\""))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Wait until the journal holds `n` records; the run ending first, or 30 s, fails the test.
+pub fn wait_for_records(path: &Path, n: usize, child: &mut Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while journal_records(path) < n {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            panic!("the run ended ({st}) before {n} records");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached {n} records"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Wait for the child to exit (not within `limit`: a hang, the test fails) and return its
+/// status and what it wrote to stderr (when piped).
+pub fn wait_exit(
+    child: &mut Child,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + limit;
+    let st = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process did not exit: a hang"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(e) = child.0.stderr.as_mut() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (st, err)
+}
