@@ -211,11 +211,8 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let mut inner = Arc::unwrap_or_clone(self.inner);
         for (k, v) in extra {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| ClientError::Header { name: k.clone() })?;
-            let mut value =
-                HeaderValue::from_str(v).map_err(|_| ClientError::Header { name: k.clone() })?;
-            value.set_sensitive(crate::config::is_sensitive_header(k));
+            let (name, value) =
+                extra_header(k, v).ok_or_else(|| ClientError::Header { name: k.clone() })?;
             inner.headers.insert(name, value);
         }
         inner.request_id_prefix = request_id_prefix;
@@ -317,6 +314,16 @@ impl crate::load::Sender for Client {
     ) -> impl std::future::Future<Output = RequestRecord> + Send {
         Client::send(self, body, ctx)
     }
+}
+
+/// One `--header KEY=VALUE` as an HTTP header, its value marked sensitive when the name looks
+/// like credentials (so no debug output shows it); `None` when the name or value is not valid
+/// HTTP. Shared by the run's client and the preflight's.
+pub fn extra_header(name: &str, value: &str) -> Option<(reqwest::header::HeaderName, HeaderValue)> {
+    let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok()?;
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(crate::config::is_sensitive_header(name.as_str()));
+    Some((name, value))
 }
 
 /// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `[::1]`). Every HTTP client of

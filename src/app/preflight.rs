@@ -27,11 +27,11 @@ fn http(
 ) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     for (k, v) in extra {
-        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| anyhow!("--header {k}: not a valid HTTP header name"))?;
-        let mut value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|_| anyhow!("--header {k}: the value has control characters"))?;
-        value.set_sensitive(crate::config::is_sensitive_header(k));
+        let (name, value) = crate::client::extra_header(k, v).ok_or_else(|| {
+            anyhow!(
+                "--header {k}: not a valid HTTP header (name, or control characters in the value)"
+            )
+        })?;
         headers.insert(name, value);
     }
     if let Some(k) = api_key {
