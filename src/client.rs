@@ -267,14 +267,13 @@ impl Client {
     /// user. Must run on a tokio runtime with the time driver enabled (the request timeout).
     pub async fn send(&self, body: Bytes, ctx: SendContext) -> RequestRecord {
         let inner = &*self.inner;
-        let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
         let request_id = inner.request_id_prefix.as_ref().and_then(|p| {
             // The prefix was a valid header value when given; digits keep it one.
             HeaderValue::from_str(&format!("{p}{}", ctx.id)).ok()
         });
         // A cheap handle (reference-counted) for the rare resend on a fresh connection.
         let body_for_resend = body.clone();
-        *request.body_mut() = Some(body.into());
+        let request = inner.request(body, request_id.as_ref());
 
         // Everything that allocates happens before the clock is read.
         let mut ex = Exchange::new(&ctx);
@@ -725,7 +724,7 @@ async fn exchange(
 ) -> End {
     let mut attempt = request;
     let mut resp = loop {
-        let (http, pooled) = inner.transport(&mut attempt, request_id.as_ref());
+        let (http, pooled) = inner.transport(&mut attempt);
         let error = match http.execute(attempt).await {
             Ok(r) => break r,
             Err(e) => e,
@@ -753,9 +752,7 @@ async fn exchange(
             return End::failed(Instant::now(), kind, describe(error));
         }
         ex.resends += 1;
-        let mut again = reqwest::Request::new(Method::POST, inner.url.clone());
-        *again.body_mut() = Some(body.clone().into());
-        attempt = again;
+        attempt = inner.request(body.clone(), request_id.as_ref());
     };
     ex.headers = Some(Instant::now());
     let status = resp.status();
@@ -775,19 +772,23 @@ async fn exchange(
 }
 
 impl Inner {
-    /// Puts the run's headers on a request and picks the client to send it with: the pooled
-    /// one, or, once the server has been seen closing a kept-alive connection under a request,
-    /// the one without a pool (`Connection: close`, a new connection each time). Returns
-    /// whether the request may go out on a reused connection.
-    fn transport(
-        &self,
-        request: &mut reqwest::Request,
-        request_id: Option<&HeaderValue>,
-    ) -> (&reqwest::Client, bool) {
+    /// The POST of one body with the run's headers (and its `X-Request-Id`). Built before the
+    /// clock is read: the header map is the request's one allocation.
+    fn request(&self, body: Bytes, request_id: Option<&HeaderValue>) -> reqwest::Request {
+        let mut request = reqwest::Request::new(Method::POST, self.url.clone());
         *request.headers_mut() = self.headers.clone();
         if let Some(v) = request_id {
             request.headers_mut().insert(X_REQUEST_ID, v.clone());
         }
+        *request.body_mut() = Some(body.into());
+        request
+    }
+
+    /// Picks the client to send a request with: the pooled one, or, once the server has been
+    /// seen closing a kept-alive connection under a request, the one without a pool
+    /// (`Connection: close`, a new connection each time). Returns whether the request may go
+    /// out on a reused connection.
+    fn transport(&self, request: &mut reqwest::Request) -> (&reqwest::Client, bool) {
         if self.fresh_connections.load(Ordering::Relaxed) {
             request
                 .headers_mut()
