@@ -63,14 +63,7 @@ trap 'exit 130' INT TERM
 build_servebench dev
 
 # ---- the checker checks itself first: it must fail on the mistakes it is there to catch -------
-t=$(date +%s)
-if timeout 120 python3 "$engines/test_check_vllm_run.py" >"$work/checker-selftest.log" 2>&1; then
-    tally_add ok "checker self-test ($(grep "^Ran" "$work/checker-selftest.log"), all OK)"
-else
-    cat "$work/checker-selftest.log"
-    abort "checker self-test"
-fi
-phase_done "checker self-test" "$t"
+checker_selftest "$engines/test_check_vllm_run.py"
 
 # ---- transformers serve ---------------------------------------------------------------------------
 t=$(date +%s)

@@ -9,6 +9,7 @@
 #   servebench_run NAME ARGS…           # one run, output kept, status tallied
 #   start_tiny_vllm                     # vLLM + tiny model on a free port; sets base, model
 #   stop_group PID SECONDS              # stop a setsid process group: TERM, then KILL
+#   checker_selftest SCRIPT.py          # the checker's unittest self-test, tallied (or abort)
 
 check_init() {
     check_name=$1
@@ -159,4 +160,19 @@ stop_group() {
     fi
     wait "$pid" 2>/dev/null
     return 0
+}
+# The checker checks itself first: its unittest self-test must pass (it fails on the mistakes
+# the checker is there to catch) before its verdicts on a real engine mean anything.
+#   checker_selftest SCRIPT.py
+# shellcheck disable=SC2154 # the caller sets work (check_init)
+checker_selftest() {
+    local t
+    t=$(date +%s)
+    if timeout 120 python3 "$1" >"$work/checker-selftest.log" 2>&1; then
+        tally_add ok "checker self-test ($(grep "^Ran" "$work/checker-selftest.log"), all OK)"
+    else
+        cat "$work/checker-selftest.log"
+        abort "checker self-test"
+    fi
+    phase_done "checker self-test" "$t"
 }
